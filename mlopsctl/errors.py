@@ -135,7 +135,12 @@ class Diagnostic:
         return f"{self.path}:{self.line}:{self.column}: {self.message}"
 
     def as_dict(self) -> dict[str, object]:
-        return {"file": self.path, "line": self.line, "column": self.column, "message": self.message}
+        return {
+            "file": self.path,
+            "line": self.line,
+            "column": self.column,
+            "message": self.message,
+        }
 
     def __repr__(self) -> str:
         return f"Diagnostic({self.render()!r})"

@@ -1,0 +1,112 @@
+"""The `mlopsctl` entry point: the root Typer app, global options, and the ONE place where
+errors become exit codes and one-line messages."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from mlopsctl import __version__
+from mlopsctl.cli import doctor as doctor_cli
+from mlopsctl.cli import hooks as hooks_cli
+from mlopsctl.cli import init as init_cli
+from mlopsctl.cli import validate as validate_cli
+from mlopsctl.cli.output import AppState, err
+from mlopsctl.errors import ExitCode, MlopsError
+
+
+class MlopsGroup(TyperGroup):
+    """Root command group. Turns MlopsError into its documented exit code, and anything
+    unexpected into exit 1, with a traceback only under -v."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MlopsError as exc:
+            _report(ctx, f"error: {exc.one_line()}")
+            raise typer.Exit(int(exc.exit_code)) from None
+        except KeyboardInterrupt:
+            err("mlopsctl: interrupted")
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:
+            if type(exc).__module__.startswith(("typer", "click")):
+                raise  # usage errors: the parser reports them itself (exit 2)
+            _report(ctx, f"internal error: {type(exc).__name__}: {exc}; please report it")
+            raise typer.Exit(int(ExitCode.ERROR)) from None
+
+
+def _report(ctx: Any, line: str) -> None:
+    state = ctx.find_root().obj
+    if isinstance(state, AppState) and state.verbose:
+        err(traceback.format_exc().rstrip())
+    err(f"mlopsctl: {line}")
+
+
+app = typer.Typer(
+    cls=MlopsGroup,
+    name="mlopsctl",
+    help="Serverless MLOps: pipelines, experiments, registry, releases and monitoring, "
+    "driven by YAML specs in git and records in an object store.",
+    epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 invalid spec, 4 check failed, "
+    "5 store/engine unreachable or not authorized, 6 not found, 7 conflict, 130 interrupted.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mlopsctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="Show tracebacks and more detail.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    ctx.obj = AppState(verbose=verbose)
+
+
+app.command("init")(init_cli.init)
+app.command("validate")(validate_cli.validate)
+app.command("doctor")(doctor_cli.doctor)
+app.add_typer(hooks_cli.app, name="hooks")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    try:
+        code = app(args=argv, prog_name="mlopsctl", standalone_mode=False)
+    except KeyboardInterrupt:
+        err("mlopsctl: interrupted")
+        code = int(ExitCode.INTERRUPTED)
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except typer.Abort:
+        err("mlopsctl: aborted")
+        code = int(ExitCode.INTERRUPTED)
+    except Exception as exc:
+        show = getattr(exc, "show", None)
+        if show is None:
+            raise
+        show()  # a click usage error: message plus usage line, exit 2
+        code = getattr(exc, "exit_code", int(ExitCode.USAGE))
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,110 @@
+"""Project configuration: mlops.yaml (kind Project) at the repository root, plus the
+environment overrides (MLOPSCTL_STORE). Credentials are never read from here: S3 access uses the
+standard AWS chain (environment variables, ~/.aws, profiles)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlopsctl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mlopsctl.store.base import ObjectStore
+
+PROJECT_FILE = "mlops.yaml"
+DEFAULT_STORE = ".mlops"
+STORE_ENV = "MLOPSCTL_STORE"
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    config_path: Path | None
+    name: str
+    store_url: str
+    store_source: str  # where store_url came from: MLOPSCTL_STORE, mlops.yaml or default
+    s3_options: dict[str, Any] = field(default_factory=dict)
+    registry: dict[str, Any] | None = None
+    docker: dict[str, Any] = field(default_factory=dict)
+    exclude: tuple[str, ...] = ()
+
+    @property
+    def docker_hosts(self) -> dict[str, dict[str, Any]]:
+        hosts = self.docker.get("hosts") or {}
+        return dict(hosts)
+
+
+def find_project_file(start: Path) -> Path | None:
+    """The nearest mlops.yaml at or above `start`, stopping at the git root."""
+    here = start.resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / PROJECT_FILE
+        if candidate.is_file():
+            return candidate
+        if (folder / ".git").exists():
+            return None
+    return None
+
+
+def _repo_root(start: Path) -> Path:
+    here = start.resolve()
+    for folder in (here, *here.parents):
+        if (folder / ".git").exists():
+            return folder
+    return here
+
+
+def load_project(start: Path | None = None, *, required: bool = False) -> Project:
+    """Read mlops.yaml if there is one (validated against the Project schema); without one,
+    use defaults rooted at the git repository (or `start`). `required` turns a missing file
+    into a ConfigError."""
+    start = Path.cwd() if start is None else start
+    path = find_project_file(start)
+    if path is None:
+        if required:
+            raise ConfigError(
+                f"no {PROJECT_FILE} found in {start} or its parents",
+                "run 'mlopsctl init' to create one, or cd into your project",
+            )
+        root = _repo_root(start)
+        data: dict[str, Any] = {"name": root.name}
+    else:
+        from mlopsctl.spec import load_spec
+
+        root = path.parent
+        data = load_spec(path, kind="Project")
+
+    return project_from_data(data, root, path)
+
+
+def project_from_data(data: dict[str, Any], root: Path, path: Path | None) -> Project:
+    """Build a Project from (already validated) mlops.yaml data; `{}` gives the defaults."""
+    store = data.get("store") or {}
+    env_url = os.environ.get(STORE_ENV)
+    if env_url:
+        url, source = env_url, STORE_ENV
+    elif store.get("url"):
+        url, source = str(store["url"]), PROJECT_FILE
+    else:
+        url, source = DEFAULT_STORE, "default"
+    return Project(
+        root=root,
+        config_path=path,
+        name=str(data.get("name") or root.name),
+        store_url=url,
+        store_source=source,
+        s3_options=dict(store.get("s3") or {}),
+        registry=data.get("registry"),
+        docker=dict(data.get("docker") or {}),
+        exclude=tuple(data.get("exclude") or ()),
+    )
+
+
+def open_project_store(project: Project) -> ObjectStore:
+    """The project's store, relative paths resolved against the project root."""
+    from mlopsctl.store import open_store
+
+    return open_store(project.store_url, s3_options=project.s3_options, base_dir=project.root)

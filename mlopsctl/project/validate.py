@@ -1,0 +1,54 @@
+"""`mlopsctl validate`: decide which spec files to check, then check them all."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlopsctl.config import _repo_root, find_project_file, load_project
+from mlopsctl.errors import Diagnostic, NotFound, SpecError
+
+
+@dataclass
+class ValidationReport:
+    root: Path
+    files: list[Path] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.diagnostics
+
+    def display(self, path: Path) -> str:
+        try:
+            return path.resolve().relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
+
+
+def validate_specs(paths: list[Path], start: Path | None = None) -> ValidationReport:
+    """Validate the given files and folders; with none, every spec in the project."""
+    from mlopsctl.spec import find_specs, validate_paths
+
+    start = (start or Path.cwd()).resolve()
+    project_file = find_project_file(start)
+    root = project_file.parent if project_file else _repo_root(start)
+    exclude: tuple[str, ...] = ()
+    try:
+        exclude = load_project(start).exclude
+    except SpecError:
+        pass  # mlops.yaml itself is invalid: it is among the files checked and reported below
+
+    files: list[Path] = []
+    if not paths:
+        files = find_specs(root, list(exclude))
+    for given in paths:
+        if given.is_dir():
+            files.extend(find_specs(given.resolve(), list(exclude)))
+        elif given.is_file():
+            files.append(given.resolve())
+        else:
+            raise NotFound(f"no such file or folder: {given}", "check the path")
+    report = ValidationReport(root=root, files=files)
+    report.diagnostics = validate_paths(files, root) if files else []
+    return report
