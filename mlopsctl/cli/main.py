@@ -14,9 +14,11 @@ from mlopsctl import __version__
 from mlopsctl.cli import doctor as doctor_cli
 from mlopsctl.cli import hooks as hooks_cli
 from mlopsctl.cli import init as init_cli
+from mlopsctl.cli import run as run_cli
+from mlopsctl.cli import runs as runs_cli
 from mlopsctl.cli import validate as validate_cli
 from mlopsctl.cli.output import AppState, err
-from mlopsctl.errors import ExitCode, MlopsError
+from mlopsctl.errors import ExitCode, MlopsError, SpecError
 
 
 class MlopsGroup(TyperGroup):
@@ -26,6 +28,12 @@ class MlopsGroup(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
+        except SpecError as exc:
+            # Every problem on its own line, file:line:column first, as compilers print them.
+            for diagnostic in exc.diagnostics:
+                err(diagnostic.render())
+            _report(ctx, f"error: {len(exc.diagnostics)} problem(s) in the spec; fix them and retry")
+            raise typer.Exit(int(exc.exit_code)) from None
         except MlopsError as exc:
             _report(ctx, f"error: {exc.one_line()}")
             raise typer.Exit(int(exc.exit_code)) from None
@@ -88,6 +96,8 @@ def root(
 app.command("init")(init_cli.init)
 app.command("validate")(validate_cli.validate)
 app.command("doctor")(doctor_cli.doctor)
+app.command("run")(run_cli.run)
+app.add_typer(runs_cli.app, name="runs")
 app.add_typer(hooks_cli.app, name="hooks")
 
 

@@ -11,8 +11,9 @@ from mlopsctl.errors import MlopsError, UsageError
 from mlopsctl.templates import render, template_root
 
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-# Template file -> where it lands in the project. "gitignore" is merged, never overwritten.
-_FILES = {"mlops.yaml": PROJECT_FILE, "pipelines/train.yaml": "pipelines/train.yaml"}
+# Template file -> where it lands. Templates end in .tmpl so that `validate` never mistakes
+# their unrendered placeholders for a broken spec. "gitignore" is merged, never overwritten.
+_FILES = {"mlops.yaml.tmpl": PROJECT_FILE, "pipelines/train.yaml.tmpl": "pipelines/train.yaml"}
 _GITIGNORE = "gitignore"
 
 
