@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mlopsctl.cli.output import emit_json, err, out, stderr_is_terminal
+from mlopsctl.errors import ExitCode
+
+
+def run(
+    ctx: typer.Context,
+    spec: Annotated[Path, typer.Argument(help="Pipeline spec (kind: Pipeline).")],
+    param: Annotated[
+        list[str] | None,
+        typer.Option("-p", "--param", help="Override a parameter: -p model.max_depth=6."),
+    ] = None,
+    experiment: Annotated[
+        str | None,
+        typer.Option("--experiment", "-e", help="Experiment name (default: pipeline name)."),
+    ] = None,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=0, help="Steps run at once (0: one per CPU).")
+    ] = 0,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Run every step, ignoring the cache.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would run or be cached.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the run record as JSON.")] = False,
+) -> None:
+    """Run a pipeline: independent steps in parallel, unchanged steps from the shared cache,
+    the run recorded in the store. Exit 1 when a step fails."""
+    from mlopsctl.pipeline import run_pipeline
+    from mlopsctl.pipeline.executor import Progress, RunOptions
+
+    verbose = bool(getattr(ctx.find_root().obj, "verbose", False))
+    options = RunOptions(
+        jobs=jobs,
+        use_cache=not no_cache,
+        experiment=experiment,
+        dry_run=dry_run,
+        progress=Progress(stderr_is_terminal() or verbose),
+        echo_logs=verbose,
+    )
+    record = run_pipeline(spec, list(param or []), options=options)
+    if dry_run:
+        if json_out:
+            emit_json(record)
+        else:
+            for row in record["dry_run"]:
+                out(f"{row['action']:<7} {row['step']}")
+        return
+    if json_out:
+        emit_json(record)
+    else:
+        _print_summary(record)
+    if record["status"] != "succeeded":
+        raise typer.Exit(int(ExitCode.ERROR))
+
+
+def _print_summary(record: dict) -> None:
+    steps = record["steps"]
+    cached = sum(1 for s in steps.values() if s.get("status") == "cached")
+    out(
+        f"run {record['id']}  {record['status']}  ({record['duration_s']:.2f} s, "
+        f"{cached}/{len(steps)} steps cached, experiment {record['experiment']})"
+    )
+    for name, metric in sorted(record.get("metrics", {}).items()):
+        out(f"  {name:<24} {metric:.6g}")
+    for name, step in steps.items():
+        if step.get("status") == "failed":
+            err(f"mlopsctl: step '{name}' failed; last lines of its log:")
+            for line in (step.get("error") or "").splitlines()[-15:]:
+                err(f"    {line}")
+            if step.get("workdir"):
+                err(f"  work folder kept at {step['workdir']}")

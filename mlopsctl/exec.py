@@ -1,0 +1,142 @@
+"""The one entry point that runs a pipeline step, locally or inside a container:
+
+    python -m mlopsctl.exec TASK.json
+
+It fetches the step's inputs from the store by digest (verified), runs the component, shell
+command or Python function in a fresh work folder, stores every output as a blob, and writes
+RESULT (the task's `result` path) with the output digests, metrics and facts. Exit 0 on success;
+on failure a one-line reason is the last line of stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+
+def run_task(task: dict[str, Any]) -> dict[str, Any]:
+    from mlopsctl.components.base import StepContext
+    from mlopsctl.errors import MlopsError
+    from mlopsctl.pipeline.artifacts import fetch_artifact, store_output
+    from mlopsctl.store import open_store
+
+    workdir = Path(task["workdir"])
+    store_cfg = task["store"]
+    store = open_store(
+        store_cfg["url"], s3_options=store_cfg.get("s3_options"), base_dir=store_cfg.get("base_dir")
+    )
+    in_dir, out_dir = workdir / "inputs", workdir / "outputs"
+    in_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    inputs: dict[str, Path] = {}
+    for name, ref in task["inputs"].items():
+        inputs[name] = fetch_artifact(store, ref, in_dir / name)
+    outputs = {name: out_dir / name for name in task["outputs"]}
+    project_root = Path(task["project_root"])
+    ctx = StepContext(
+        step=task["step"],
+        run_id=task["run_id"],
+        params=task["params"],
+        inputs=inputs,
+        outputs=outputs,
+        workdir=workdir,
+        project_root=project_root,
+        store=store,
+        experiment=task.get("experiment"),
+    )
+    started = time.perf_counter()
+    kind = task["kind"]
+    if kind == "component":
+        from mlopsctl.components import get_component
+
+        get_component(task["target"]).run(ctx)
+    elif kind == "python":
+        _call_python(task["target"], ctx, project_root)
+    elif kind == "run":
+        _run_shell(task["target"], ctx, task.get("env") or {})
+    else:
+        raise MlopsError(
+            f"unknown step kind {kind!r}", "this task file was not written by mlopsctl"
+        )
+    elapsed = time.perf_counter() - started
+
+    stored: dict[str, Any] = {}
+    for name, path in outputs.items():
+        if not path.exists():
+            raise MlopsError(
+                f"step '{ctx.step}' did not write its output '{name}'",
+                f"write it to the path given for {{outputs.{name}}}",
+            )
+        stored[name] = store_output(store, path, workdir)
+    return {
+        "outputs": stored,
+        "metrics": {k: float(v) for k, v in ctx.metrics.items()},
+        "info": ctx.info,
+        "seconds": round(elapsed, 4),
+    }
+
+
+def _call_python(target: str, ctx: Any, project_root: Path) -> None:
+    import importlib
+
+    module_name, _, function = target.partition(":")
+    sys.path.insert(0, str(project_root))
+    module = importlib.import_module(module_name)
+    result = getattr(module, function)(ctx)
+    if isinstance(result, dict):
+        ctx.metrics.update({k: float(v) for k, v in result.items()})
+
+
+def _run_shell(command: str, ctx: Any, env: dict[str, str]) -> None:
+    from mlopsctl.errors import MlopsError
+
+    values = {f"inputs.{k}": str(v) for k, v in ctx.inputs.items()}
+    values.update({f"outputs.{k}": str(v) for k, v in ctx.outputs.items()})
+    for key, value in values.items():
+        command = command.replace("{" + key + "}", shlex.quote(value))
+    metrics_file = ctx.workdir / "metrics.json"
+    child_env = dict(os.environ, **env)
+    child_env["MLOPS_METRICS_FILE"] = str(metrics_file)
+    child_env["MLOPS_PARAMS"] = json.dumps(ctx.params)
+    child_env["MLOPS_RUN_ID"] = ctx.run_id
+    proc = subprocess.run(command, shell=True, cwd=ctx.project_root, env=child_env, check=False)
+    if proc.returncode != 0:
+        raise MlopsError(f"command exited with status {proc.returncode}: {command}")
+    if metrics_file.exists():
+        data = json.loads(metrics_file.read_text())
+        ctx.metrics.update({k: float(v) for k, v in data.items()})
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        sys.stderr.write("usage: python -m mlopsctl.exec TASK.json\n")
+        return 2
+    task = json.loads(Path(args[0]).read_text())
+    try:
+        result = run_task(task)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - every failure must reach the run record
+        from mlopsctl.errors import MlopsError
+
+        if not isinstance(exc, MlopsError):
+            traceback.print_exc()
+        sys.stderr.write(f"step failed: {type(exc).__name__}: {exc}\n")
+        return 1
+    tmp = Path(task["result"] + ".tmp")
+    tmp.write_text(json.dumps(result))
+    os.replace(tmp, task["result"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

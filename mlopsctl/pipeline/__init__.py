@@ -1,0 +1,38 @@
+"""Repeatable pipelines: plan a spec into a DAG, then run it with the shared step cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mlopsctl.errors import NotFound
+
+
+def run_pipeline(
+    spec: Path,
+    overrides: list[str] | None = None,
+    *,
+    options: Any = None,
+    start: Path | None = None,
+) -> dict[str, Any]:
+    """Plan and run `spec` on the project's store; returns the run record (or, with
+    options.dry_run, {"dry_run": [...]} without running or recording anything)."""
+    from mlopsctl.config import load_project, open_project_store
+    from mlopsctl.pipeline.executor import Executor, RunOptions
+    from mlopsctl.pipeline.plan import load_plan
+
+    if not spec.is_file():
+        raise NotFound(f"no such pipeline spec: {spec}", "give the path of a kind: Pipeline file")
+    project = load_project(start or spec.resolve().parent)
+    plan = load_plan(spec, overrides, project_root=project.root)
+    options = options or RunOptions()
+    store_config = {
+        "url": project.store_url,
+        "s3_options": project.s3_options,
+        "base_dir": str(project.root),
+    }
+    with open_project_store(project) as store:
+        executor = Executor(plan, store, store_config, options)
+        if options.dry_run:
+            return {"dry_run": executor.dry_run(), "pipeline": plan.name}
+        return executor.run()

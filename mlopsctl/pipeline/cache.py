@@ -1,0 +1,49 @@
+"""The step cache, kept in the store so every machine and CI job on the same store shares it.
+
+Key = sha256 of the canonical JSON of everything that decides a step's outputs: what runs (the
+component and its code digest, or the command / function and the `code:` files), the resolved
+parameters, the input digests, and the environment (Python and library versions; the image
+digest when run in a container). A step that failed or was interrupted is never written."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from mlopsctl.errors import AlreadyExists, NotFound
+from mlopsctl.pipeline.hashing import canonical_json, sha256_bytes
+
+if TYPE_CHECKING:
+    from mlopsctl.store.base import ObjectStore
+
+KEY_VERSION = 1
+
+
+def cache_key(material: dict[str, Any]) -> str:
+    return sha256_bytes(canonical_json({"v": KEY_VERSION, **material})).split(":", 1)[1]
+
+
+def entry_key(key: str) -> str:
+    return f"cache/{key[:2]}/{key}.json"
+
+
+def lookup(store: ObjectStore, key: str) -> dict[str, Any] | None:
+    """The cached result, or None. An entry whose blobs are gone (garbage-collected, or a
+    store copied without them) is a miss, never a result that points at nothing."""
+    from mlopsctl.store.blobs import blob_key
+
+    try:
+        entry = json.loads(store.get(entry_key(key)))
+    except NotFound:
+        return None
+    for ref in entry.get("outputs", {}).values():
+        if not store.exists(blob_key(ref["digest"])):
+            return None
+    return dict(entry)
+
+
+def save(store: ObjectStore, key: str, entry: dict[str, Any]) -> None:
+    try:
+        store.put_if_absent(entry_key(key), canonical_json(entry))
+    except AlreadyExists:
+        pass  # another machine cached the same step first; same inputs, equivalent result

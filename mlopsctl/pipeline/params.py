@@ -1,0 +1,136 @@
+"""`${params.x}` / `${env.X}` interpolation and `-p a.b=value` overrides."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+from mlopsctl.errors import UsageError
+
+_REF = re.compile(r"\$\{\s*(params|env)\.([A-Za-z0-9_.\-]+)\s*\}")
+_MISSING = object()
+
+
+class InterpolationError(Exception):
+    """A reference that cannot be resolved; the caller attaches the spec position."""
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """{'model': {'depth': 4}} -> {'model.depth': 4}; lists and scalars are leaves."""
+    if isinstance(data, dict) and data:
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            flat.update(flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: data} if prefix else {}
+
+
+def lookup(params: dict[str, Any], dotted: str) -> Any:
+    node: Any = params
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _suggest(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'model.max_depth=6' -> ('model.max_depth', 6); the value is read as a YAML scalar."""
+    import yaml
+
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise UsageError(
+            f"bad -p value {text!r}", "write it as -p name=value, e.g. -p model.max_depth=6"
+        )
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(params: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """A deep copy of params with each override applied; an unknown key is a usage error so a
+    typo never silently runs the default."""
+    result = copy.deepcopy(params)
+    known = sorted(set(flatten(params)) | _branches(params))
+    for text in overrides:
+        key, value = parse_override(text)
+        parts = key.split(".")
+        parent = lookup(result, ".".join(parts[:-1])) if len(parts) > 1 else result
+        if not isinstance(parent, dict) or parts[-1] not in parent:
+            raise UsageError(
+                f"unknown parameter '{key}' in -p {text}{_suggest(key, known)}",
+                f"parameters of this pipeline: {', '.join(sorted(flatten(params))) or 'none'}",
+            )
+        parent[parts[-1]] = value
+    return result
+
+
+def _branches(params: dict[str, Any], prefix: str = "") -> set[str]:
+    names: set[str] = set()
+    for key, value in params.items():
+        if isinstance(value, dict):
+            names.add(prefix + key)
+            names |= _branches(value, f"{prefix}{key}.")
+    return names
+
+
+def interpolate(
+    value: Any, params: dict[str, Any], on_error: Callable[[tuple, str], None], path: tuple = ()
+) -> Any:
+    """Resolve references in every string inside `value`. A string that is exactly one
+    reference takes the referenced value itself (a dict stays a dict, 6 stays an int); a
+    reference inside longer text is formatted into it. Problems go to on_error(path, msg)."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, params, on_error, (*path, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, params, on_error, (*path, i)) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def resolve(kind: str, name: str) -> Any:
+        if kind == "env":
+            found = os.environ.get(name)
+            if found is None:
+                raise InterpolationError(
+                    f"environment variable {name} is not set (in ${{env.{name}}})"
+                )
+            return found
+        found = lookup(params, name)
+        if found is _MISSING:
+            known = sorted(set(flatten(params)) | _branches(params))
+            raise InterpolationError(
+                f"unknown parameter '{name}' in ${{params.{name}}}{_suggest(name, known)}"
+            )
+        return found
+
+    try:
+        whole = _REF.fullmatch(value.strip())
+        if whole:
+            return resolve(whole.group(1), whole.group(2))
+        return _REF.sub(lambda m: _as_text(resolve(m.group(1), m.group(2))), value)
+    except InterpolationError as exc:
+        on_error(path, str(exc))
+        return value
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        import json
+
+        return json.dumps(value, sort_keys=True)
+    return str(value)
