@@ -21,8 +21,11 @@ EXPERIMENTS = "experiments/"
 
 
 def new_run_id() -> str:
-    """Sortable by start time, unique without coordination: 20261126-235959-3fa9c1."""
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+    """Sortable by start time to the millisecond, unique without coordination:
+    20261126-235959-042-3fa9c1."""
+    now = time.time()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
+    return f"{stamp}-{int(now * 1000) % 1000:03d}-{secrets.token_hex(3)}"
 
 
 def now_iso() -> str:

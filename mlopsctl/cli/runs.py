@@ -35,12 +35,12 @@ def list_(
     if not runs:
         err("no runs yet")
         return
-    out(f"{'RUN':<23} {'EXPERIMENT':<16} {'STATUS':<11} {'SECONDS':>8}  METRICS")
+    out(f"{'RUN':<26} {'EXPERIMENT':<16} {'STATUS':<11} {'SECONDS':>8}  METRICS")
     for r in runs:
         metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted((r.get("metrics") or {}).items())[:4])
         seconds = r.get("duration_s")
         out(
-            f"{r['id']:<23} {str(r.get('experiment'))[:16]:<16} {r.get('status', '?'):<11} "
+            f"{r['id']:<26} {str(r.get('experiment'))[:16]:<16} {r.get('status', '?'):<11} "
             f"{seconds if seconds is not None else '':>8}  {metrics}"
         )
 

@@ -13,6 +13,50 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+# Names a backend uses for its own bookkeeping (temp files, lock files). No key may contain a
+# segment starting with it, so listing can skip them without hiding a real object.
+RESERVED_PREFIX = ".mlopsctl-"
+
+
+def check_key(key: str) -> str:
+    """``key`` if it is a valid store key; UsageError otherwise.
+
+    Keys often carry user input (model names, aliases), so a bad one is reported like a bad
+    argument rather than as a store failure. '.'/'..' and empty segments are refused because the
+    local backend maps keys onto paths and must never leave its root.
+    """
+    from mlopsctl.errors import UsageError
+
+    problem = None
+    if not isinstance(key, str) or not key:
+        problem = "it is empty"
+    elif key.startswith("/") or key.endswith("/"):
+        problem = "it must not start or end with '/'"
+    elif "\\" in key or "\x00" in key:
+        problem = "it must not contain a backslash or a NUL character"
+    else:
+        for part in key.split("/"):
+            if part in ("", ".", ".."):
+                problem = "it must not contain empty, '.' or '..' segments"
+                break
+            if part.startswith(RESERVED_PREFIX):
+                problem = f"segments starting with {RESERVED_PREFIX!r} are reserved"
+                break
+    if problem:
+        raise UsageError(f"invalid store key {key!r}: {problem}")
+    return key
+
+
+def check_prefix(prefix: str) -> str:
+    """A list prefix: any leading part of a valid key (so '' and 'runs/' are fine)."""
+    from mlopsctl.errors import UsageError
+
+    if prefix.startswith("/") or "\x00" in prefix or "\\" in prefix:
+        raise UsageError(f"invalid store prefix {prefix!r}")
+    if any(part in (".", "..") for part in prefix.split("/")[:-1]):
+        raise UsageError(f"invalid store prefix {prefix!r}: '.' and '..' segments are not keys")
+    return prefix
+
 
 @dataclass(frozen=True)
 class ObjectInfo:

@@ -230,5 +230,5 @@ def test_runs_list_show_compare(project: Path, cli: Invoke, tmp_path: Path) -> N
     assert lines["param seconds"].startswith(" ")
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    missing = cli("runs", "show", "19990101-000000-abcdef", cwd=project)
+    missing = cli("runs", "show", "19990101-000000-000-abcdef", cwd=project)
     assert missing.exit_code == 6
