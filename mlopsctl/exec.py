@@ -128,9 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - every failure must reach the run record
         from mlopsctl.errors import MlopsError
 
-        if not isinstance(exc, MlopsError):
+        if isinstance(exc, MlopsError):
+            sys.stderr.write(f"step failed: {exc.one_line()}\n")
+        else:
             traceback.print_exc()
-        sys.stderr.write(f"step failed: {type(exc).__name__}: {exc}\n")
+            sys.stderr.write(f"step failed: {type(exc).__name__}: {exc}\n")
         return 1
     tmp = Path(task["result"] + ".tmp")
     tmp.write_text(json.dumps(result))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -75,7 +76,7 @@ def load_run(store: ObjectStore, run_id: str) -> dict[str, Any]:
         return dict(json.loads(store.get(run_key(run_id))))
     except NotFound:
         pass
-    matches = [rid for rid in run_ids(store, prefix=run_id)]
+    matches = run_ids(store, prefix=run_id, trials=True)
     if len(matches) == 1:
         return dict(json.loads(store.get(run_key(matches[0]))))
     if len(matches) > 1:
@@ -86,22 +87,34 @@ def load_run(store: ObjectStore, run_id: str) -> dict[str, Any]:
     raise NotFound(f"no run '{run_id}' in the store", "list them with: mlopsctl runs list")
 
 
-def run_ids(store: ObjectStore, prefix: str = "") -> list[str]:
-    return [
+_TRIAL = re.compile(r"-t\d+$")  # tune trials are child runs: <parent id>-t001
+
+
+def run_ids(store: ObjectStore, prefix: str = "", trials: bool = False) -> list[str]:
+    ids = [
         key[len(RUNS) : -len(".json")]
         for key in store.list(RUNS + prefix)
         if key.endswith(".json") and "/" not in key[len(RUNS) :]
     ]
+    return ids if trials else [i for i in ids if not _TRIAL.search(i)]
 
 
 def list_runs(
-    store: ObjectStore, experiment: str | None = None, limit: int | None = None
+    store: ObjectStore,
+    experiment: str | None = None,
+    limit: int | None = None,
+    trials: bool = False,
 ) -> list[dict[str, Any]]:
-    """Newest first. With an experiment, only that experiment's summaries are read."""
+    """Newest first; tune trials (child runs) only when asked. With an experiment, only that
+    experiment's summaries are read."""
     if experiment:
-        keys = [k for k in store.list(f"{EXPERIMENTS}{experiment}/") if k.endswith(".json")]
+        keys = [
+            k
+            for k in store.list(f"{EXPERIMENTS}{experiment}/")
+            if k.endswith(".json") and (trials or not _TRIAL.search(k[: -len(".json")]))
+        ]
     else:
-        keys = [run_key(rid) for rid in run_ids(store)]
+        keys = [run_key(rid) for rid in run_ids(store, trials=trials)]
     keys = sorted(keys, reverse=True)[: limit or None]
     workers = min(16, max(1, len(keys)), (os.cpu_count() or 2) * 4)
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -134,8 +147,12 @@ def compare_runs(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 def plot_metrics(comparison: dict[str, Any], dest: str) -> None:
     """A grouped bar chart: one group per metric, one bar per run."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        from mlopsctl.errors import MlopsError
 
+        raise MlopsError("--plot needs matplotlib", "pip install 'mlopsctl[plot]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np

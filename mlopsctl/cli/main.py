@@ -32,7 +32,9 @@ class MlopsGroup(TyperGroup):
             # Every problem on its own line, file:line:column first, as compilers print them.
             for diagnostic in exc.diagnostics:
                 err(diagnostic.render())
-            _report(ctx, f"error: {len(exc.diagnostics)} problem(s) in the spec; fix them and retry")
+            _report(
+                ctx, f"error: {len(exc.diagnostics)} problem(s) in the spec; fix them and retry"
+            )
             raise typer.Exit(int(exc.exit_code)) from None
         except MlopsError as exc:
             _report(ctx, f"error: {exc.one_line()}")

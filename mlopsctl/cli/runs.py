@@ -22,13 +22,16 @@ def list_(
         str | None, typer.Option("--experiment", "-e", help="Only this experiment.")
     ] = None,
     limit: Annotated[int, typer.Option(help="Newest N runs (0: all).")] = 50,
+    trials: Annotated[
+        bool, typer.Option("--trials", help="Include tune trials (child runs).")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Runs, newest first."""
     from mlopsctl.runs import list_runs
 
     with _store() as store:
-        runs = list_runs(store, experiment=experiment, limit=limit or None)
+        runs = list_runs(store, experiment=experiment, limit=limit or None, trials=trials)
     if json_out:
         emit_json(runs)
         return
@@ -37,12 +40,24 @@ def list_(
         return
     out(f"{'RUN':<26} {'EXPERIMENT':<16} {'STATUS':<11} {'SECONDS':>8}  METRICS")
     for r in runs:
-        metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted((r.get("metrics") or {}).items())[:4])
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in _headline(r.get("metrics") or {}))
         seconds = r.get("duration_s")
         out(
             f"{r['id']:<26} {str(r.get('experiment'))[:16]:<16} {r.get('status', '?'):<11} "
             f"{seconds if seconds is not None else '':>8}  {metrics}"
         )
+
+
+# Model-quality metrics first in the one-line listing; counts and timings after.
+_FIRST = ("roc_auc", "accuracy", "f1", "rmse", "mae", "r2", "log_loss", "precision", "recall")
+
+
+def _headline(metrics: dict[str, float], count: int = 4) -> list[tuple[str, float]]:
+    def rank(item: tuple[str, float]) -> tuple[int, str]:
+        name = item[0]
+        return (_FIRST.index(name) if name in _FIRST else len(_FIRST), name)
+
+    return sorted(metrics.items(), key=rank)[:count]
 
 
 @app.command("show")
@@ -71,7 +86,8 @@ def show(
     out(f"who/where  {record.get('user', {}).get('name')} on {record.get('where', {}).get('host')}")
     if git:
         dirty = " (dirty)" if git.get("dirty") else ""
-        out(f"git        {(git.get('commit') or 'no commit yet')[:12]}{dirty} {git.get('branch') or ''}")
+        commit = (git.get("commit") or "")[:12] or "(no commit yet)"
+        out(f"git        {commit}{dirty} {git.get('branch') or ''}")
     out("params     " + json.dumps(record.get("params"), sort_keys=True))
     for name, value in sorted((record.get("metrics") or {}).items()):
         out(f"metric     {name} = {value:.6g}")

@@ -23,7 +23,9 @@ def run_pipeline(
 
     if not spec.is_file():
         raise NotFound(f"no such pipeline spec: {spec}", "give the path of a kind: Pipeline file")
-    project = load_project(start or spec.resolve().parent)
+    project = load_project(
+        start
+    )  # the project is where you stand, as with git; the spec can be anywhere
     plan = load_plan(spec, overrides, project_root=project.root)
     options = options or RunOptions()
     store_config = {

@@ -128,6 +128,7 @@ class Executor:
         self.store_config = store_config
         self.options = options
         self.run_id = new_run_id()
+        self.experiment = options.experiment or plan.name
         self.results: dict[str, dict[str, Any]] = {}  # step -> outputs
         self.steps: dict[str, dict[str, Any]] = {}  # step -> its part of the run record
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -290,7 +291,7 @@ class Executor:
             "project_root": str(self.plan.project_root),
             "workdir": str(workdir),
             "result": str(workdir / "result.json"),
-            "experiment": self.options.experiment,
+            "experiment": self.experiment,
         }
 
     def _execute(self, step: StepPlan) -> _Outcome:
@@ -363,7 +364,7 @@ class Executor:
             "id": self.run_id,
             "kind": "pipeline",
             "pipeline": plan.name,
-            "experiment": self.options.experiment or plan.name,
+            "experiment": self.experiment,
             "status": status,
             "spec": {"path": plan.spec_display, "digest": plan.spec_digest},
             "params": plan.params,

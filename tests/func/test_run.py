@@ -49,7 +49,7 @@ steps:
     outputs: [scaled]
 """
 
-STEPS_PY = '''
+STEPS_PY = """
 import json
 
 
@@ -64,7 +64,7 @@ def scale(ctx):
     scaled = [n * ctx.params["factor"] for n in numbers]
     (folder / "values.json").write_text(json.dumps(scaled))
     return {"total": sum(scaled)}
-'''
+"""
 
 
 def _write(project: Path, name: str, text: str) -> Path:
@@ -163,7 +163,10 @@ def test_failed_step_is_recorded_and_not_cached(project: Path, cli: Invoke) -> N
     ("edit", "expected"),
     [
         (("inputs: {a: left.out", "inputs: {a: left.outt"), "pipelines/bad.yaml:16:"),
-        (("inputs: {a: left.out", "inputs: {a: lefty.out"), "no step 'lefty'; did you mean 'left'?"),
+        (
+            ("inputs: {a: left.out", "inputs: {a: lefty.out"),
+            "no step 'lefty'; did you mean 'left'?",
+        ),
         (("{outputs.out} && echo", "{outputs.result} && echo"), "no output named 'result'"),
     ],
     ids=["unknown-output", "unknown-step", "bad-placeholder"],

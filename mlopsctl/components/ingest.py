@@ -1,0 +1,255 @@
+"""ingest: load a table (CSV or Parquet, local or s3://) or a dataset bundled with scikit-learn.
+
+Writes it as Parquet for the next steps. A CSV gets row ids 0..n-1 (its index); a Parquet file
+keeps the index it was written with when that index is unique, so row ids can be business keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlopsctl.errors import MlopsError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mlopsctl.components.base import StepContext
+
+NAME = "ingest"
+DESCRIPTION = "Load a CSV/Parquet file (local or s3://) or a bundled scikit-learn dataset"
+INPUTS: dict[str, str] = {}
+OUTPUTS = {"dataset": "file"}
+PARAMS: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "path": {
+            "type": "string",
+            "minLength": 1,
+            "description": "data file relative to the project root, or s3://bucket/key",
+        },
+        "format": {
+            "enum": ["csv", "tsv", "parquet"],
+            "description": "file format when the file name does not tell",
+        },
+        "sklearn": {
+            "type": "string",
+            "description": "a dataset bundled with scikit-learn, e.g. breast_cancer",
+        },
+        "columns": {
+            "type": "array",
+            "items": {"type": "string"},
+            "minItems": 1,
+            "uniqueItems": True,
+            "description": "keep only these columns",
+        },
+    },
+}
+LIBRARIES = ("pandas", "pyarrow", "scikit-learn")
+FILE_PARAMS = ("path",)
+CODE_MODULES = ("mlopsctl.components._frames",)
+
+# Loaders of the datasets that ship inside scikit-learn (no download needed).
+BUNDLED = {
+    "breast_cancer": "load_breast_cancer",
+    "diabetes": "load_diabetes",
+    "digits": "load_digits",
+    "iris": "load_iris",
+    "wine": "load_wine",
+}
+# scikit-learn datasets fetched from the internet: named here to explain why they are refused.
+DOWNLOADED = (
+    "california_housing",
+    "covtype",
+    "kddcup99",
+    "lfw_pairs",
+    "lfw_people",
+    "olivetti_faces",
+    "rcv1",
+    "species_distributions",
+    "20newsgroups",
+    "20newsgroups_vectorized",
+)
+_SUFFIX_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+_COMPRESSION = (".gz", ".bz2", ".zip", ".xz", ".zst")
+
+
+def check(params: dict[str, Any], project_root: Path) -> list[tuple[tuple[Any, ...], str]]:
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    path, dataset = params.get("path"), params.get("sklearn")
+    if (path is None) == (dataset is None):
+        problems.append(((), "give exactly one of 'path' (a data file) or 'sklearn' (a dataset)"))
+        return problems
+    if dataset is not None:
+        problem = _dataset_problem(str(dataset))
+        if problem:
+            problems.append((("sklearn",), problem))
+        if params.get("format") is not None:
+            problems.append((("format",), "'format' applies to 'path' only"))
+        return problems
+    path = str(path)
+    if _format_of(path, params.get("format")) is None:
+        problems.append(
+            (("path",), f"cannot tell the format of {path}; set format: csv, tsv or parquet")
+        )
+    if not path.startswith("s3://") and not _local(path, project_root).is_file():
+        problems.append((("path",), f"data file {path} does not exist"))
+    return problems
+
+
+def run(ctx: StepContext) -> None:
+    params = ctx.params
+    for path, message in check(params, ctx.project_root):
+        where = ".".join(str(p) for p in path)
+        raise MlopsError(f"{where}: {message}" if where else message)
+
+    from mlopsctl.models.artifact import file_digest
+
+    if params.get("sklearn") is not None:
+        name = str(params["sklearn"])
+        frame = _load_bundled(name)
+        digest = _frame_digest(frame)
+        source = f"sklearn:{name}"
+    else:
+        source = str(params["path"])
+        file = _download(source, ctx.workdir) if source.startswith("s3://") else None
+        file = file or _local(source, ctx.project_root)
+        fmt = _format_of(source, params.get("format"))
+        assert fmt is not None  # check() refused unknown formats
+        digest = file_digest(file)
+        frame = _read(file, fmt, source)
+
+    columns = params.get("columns")
+    if columns:
+        from mlopsctl.components._frames import require_columns
+
+        require_columns(frame, list(columns), "data", "columns")
+        frame = frame[list(columns)]
+    if not frame.index.is_unique:
+        ctx.log(f"ingest: the index of {source} has duplicates; rows are numbered 0..n-1")
+        frame = frame.reset_index(drop=True)
+
+    from mlopsctl.components._frames import write_table
+
+    write_table(frame, ctx.outputs["dataset"])
+    ctx.info.update(
+        source=source,
+        source_digest=digest,
+        rows=len(frame),
+        columns=int(frame.shape[1]),
+        dtypes={str(c): str(t) for c, t in frame.dtypes.items()},
+    )
+
+
+def _local(path: str, project_root: Path) -> Path:
+    candidate = Path(path)
+    return candidate if candidate.is_absolute() else project_root / candidate
+
+
+def _format_of(path: str, given: Any) -> str | None:
+    if given:
+        return str(given)
+    name = path.lower()
+    for suffix in _COMPRESSION:
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return _SUFFIX_FORMATS.get(os.path.splitext(name)[1])
+
+
+def _dataset_problem(name: str) -> str | None:
+    bundled = ", ".join(sorted(BUNDLED))
+    if name in BUNDLED:
+        return None
+    if name in DOWNLOADED:
+        return (
+            f"scikit-learn dataset '{name}' is downloaded from the internet; "
+            f"ingest loads only the bundled ones: {bundled}"
+        )
+    import difflib
+
+    close = difflib.get_close_matches(name, list(BUNDLED), n=1)
+    guess = f"did you mean '{close[0]}'? " if close else ""
+    return f"unknown scikit-learn dataset '{name}'; {guess}bundled: {bundled}"
+
+
+def _load_bundled(name: str) -> pd.DataFrame:
+    from sklearn import datasets
+
+    bunch = getattr(datasets, BUNDLED[name])(as_frame=True)
+    frame: pd.DataFrame = bunch.frame
+    return frame
+
+
+def _read(file: Path, fmt: str, source: str) -> pd.DataFrame:
+    import pandas as pd
+    import pyarrow
+
+    try:
+        if fmt == "parquet":
+            return pd.read_parquet(file)
+        return pd.read_csv(file, sep="\t" if fmt == "tsv" else ",")
+    except (
+        OSError,
+        ValueError,
+        UnicodeDecodeError,
+        pd.errors.ParserError,
+        pyarrow.ArrowException,
+    ) as exc:
+        detail = " ".join(str(exc).split())
+        raise MlopsError(
+            f"cannot read {source} as {fmt}: {detail}",
+            "check the file, or set 'format' if its name misleads",
+        ) from None
+
+
+def _download(url: str, workdir: Path) -> Path:
+    """Fetch s3://bucket/key with the standard AWS credential chain (and AWS_ENDPOINT_URL)."""
+    import boto3
+    import botocore.exceptions as bex
+
+    from mlopsctl.errors import NotFound, StoreUnauthorized, StoreUnreachable
+
+    bucket, _, key = url[len("s3://") :].partition("/")
+    if not bucket or not key:
+        raise MlopsError(f"path: {url} is not an s3://bucket/key address")
+    dest = workdir / f"source-{os.path.basename(key)}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+    try:
+        client.download_file(bucket, key, str(dest))
+    except bex.ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("404", "NoSuchKey", "NoSuchBucket"):
+            raise NotFound(f"data file {url} does not exist") from None
+        if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            raise StoreUnauthorized(
+                f"not allowed to read {url} ({code})", "check the AWS credentials"
+            ) from None
+        raise StoreUnreachable(f"cannot read {url}: {code or exc}") from None
+    except bex.NoCredentialsError:
+        raise StoreUnauthorized(
+            f"no AWS credentials to read {url}",
+            "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE",
+        ) from None
+    except bex.BotoCoreError as exc:
+        raise StoreUnreachable(f"cannot read {url}: {exc}", "check AWS_ENDPOINT_URL") from None
+    return dest
+
+
+def _frame_digest(frame: pd.DataFrame) -> str:
+    """Content digest of a dataset that has no source file: column names and row hashes."""
+    import pandas as pd
+
+    digest = hashlib.sha256("\x1f".join(map(str, frame.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
+    return f"sha256:{digest.hexdigest()}"
