@@ -390,7 +390,7 @@ class Executor:
     # -- dry run --------------------------------------------------------------------------
     def dry_run(self) -> list[dict[str, Any]]:
         """What a run would do: each step cached, or to run (with the reason when known)."""
-        rows = []
+        rows: list[dict[str, Any]] = []
         for name, step in self.plan.steps.items():
             if all(up in self.results for up in step.upstream):
                 key = cache.cache_key(self.key_material(step))
