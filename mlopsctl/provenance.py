@@ -84,7 +84,8 @@ def who(root: Path | None = None) -> dict[str, Any]:
 def where() -> dict[str, Any]:
     return {
         "host": socket.gethostname(),
-        "platform": platform.platform(terse=True),
+        # system/release, not platform.platform(): that one runs `uname -p` in a subprocess.
+        "platform": f"{platform.system()}-{platform.release()}",
         "python": platform.python_version(),
         "ci": bool(os.environ.get("CI")),
     }
@@ -92,6 +93,8 @@ def where() -> dict[str, Any]:
 
 def library_versions(names: tuple[str, ...] | list[str]) -> dict[str, str | None]:
     """Installed versions read from package metadata (no import of the libraries)."""
+    if not names:
+        return {}
     from importlib.metadata import PackageNotFoundError, version
 
     found: dict[str, str | None] = {}

@@ -11,9 +11,13 @@ import typer
 from typer.core import TyperGroup
 
 from mlopsctl import __version__
+from mlopsctl.cli import audit as audit_cli
 from mlopsctl.cli import doctor as doctor_cli
+from mlopsctl.cli import gc as gc_cli
 from mlopsctl.cli import hooks as hooks_cli
 from mlopsctl.cli import init as init_cli
+from mlopsctl.cli import lineage as lineage_cli
+from mlopsctl.cli import models as models_cli
 from mlopsctl.cli import run as run_cli
 from mlopsctl.cli import runs as runs_cli
 from mlopsctl.cli import validate as validate_cli
@@ -100,6 +104,10 @@ app.command("validate")(validate_cli.validate)
 app.command("doctor")(doctor_cli.doctor)
 app.command("run")(run_cli.run)
 app.add_typer(runs_cli.app, name="runs")
+app.add_typer(models_cli.app, name="models")
+app.command("lineage")(lineage_cli.lineage)
+app.command("audit")(audit_cli.audit)
+app.command("gc")(gc_cli.gc)
 app.add_typer(hooks_cli.app, name="hooks")
 
 

@@ -29,6 +29,9 @@ def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would run or be cached.")
     ] = False,
+    no_register: Annotated[
+        bool, typer.Option("--no-register", help="Do not register the model (register: block).")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the run record as JSON.")] = False,
 ) -> None:
     """Run a pipeline: independent steps in parallel, unchanged steps from the shared cache,
@@ -44,6 +47,7 @@ def run(
         dry_run=dry_run,
         progress=Progress(stderr_is_terminal() or verbose),
         echo_logs=verbose,
+        register=not no_register,
     )
     record = run_pipeline(spec, list(param or []), options=options)
     if dry_run:
@@ -70,6 +74,10 @@ def _print_summary(record: dict) -> None:
     )
     for name, metric in sorted(record.get("metrics", {}).items()):
         out(f"  {name:<24} {metric:.6g}")
+    registered = record.get("registered")
+    if registered:
+        state = "registered" if registered["new"] else "unchanged, still"
+        out(f"model {state} {registered['model']}:{registered['version']}")
     for name, step in steps.items():
         if step.get("status") == "failed":
             err(f"mlopsctl: step '{name}' failed; last lines of its log:")

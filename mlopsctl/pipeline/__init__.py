@@ -37,4 +37,20 @@ def run_pipeline(
         executor = Executor(plan, store, store_config, options)
         if options.dry_run:
             return {"dry_run": executor.dry_run(), "pipeline": plan.name}
-        return executor.run()
+        record = executor.run()
+        if record["status"] == "succeeded" and plan.register and options.register:
+            from mlopsctl.registry import register_from_run
+
+            version = register_from_run(
+                store,
+                record,
+                str(plan.register["model"]),
+                str(plan.register["from"]),
+                plan.register.get("metrics"),
+            )
+            record["registered"] = {
+                "model": version["name"],
+                "version": version["version"],
+                "new": not version.get("existing", False),
+            }
+        return record

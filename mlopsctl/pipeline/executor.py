@@ -55,6 +55,7 @@ class RunOptions:
     progress: Progress = field(default_factory=lambda: Progress(False))
     echo_logs: bool = False
     image: dict[str, Any] | None = None  # set by the container runner: {ref, digest}
+    register: bool = True  # register the model named in the spec's register: block
 
 
 @dataclass

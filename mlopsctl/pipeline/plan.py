@@ -209,9 +209,18 @@ def _check_with(module: Any, params: dict[str, Any], err: Any) -> None:
     schema = getattr(module, "PARAMS", None)
     if not schema:
         return
+    from mlopsctl.memo import memo_key, passed_before, remember_pass
+    from mlopsctl.pipeline.hashing import canonical_json
+
+    memo = memo_key("with", canonical_json(schema), canonical_json(params))
+    if passed_before(memo):
+        return
     from jsonschema import Draft202012Validator
 
-    for error in Draft202012Validator(schema).iter_errors(params):
+    errors = list(Draft202012Validator(schema).iter_errors(params))
+    if not errors:
+        remember_pass(memo)
+    for error in errors:
         path = tuple(error.absolute_path)
         if error.validator == "additionalProperties":
             allowed = sorted((schema.get("properties") or {}).keys())
