@@ -235,3 +235,62 @@ def test_runs_list_show_compare(project: Path, cli: Invoke, tmp_path: Path) -> N
 
     missing = cli("runs", "show", "19990101-000000-000-abcdef", cwd=project)
     assert missing.exit_code == 6
+
+
+COMPONENTS = """apiVersion: mlopsctl/v1
+kind: Pipeline
+name: churn
+params:
+  data: data/churn.csv
+  model: {class: sklearn.ensemble.RandomForestClassifier, n_estimators: 10}
+steps:
+  ingest: {component: ingest, with: {path: "${params.data}"}}
+  split:
+    component: split
+    inputs: {dataset: ingest.dataset}
+    with: {test_size: 0.25, seed: 1}
+  train:
+    component: train
+    inputs: {train: split.train}
+    with: {target: churned, estimator: "${params.model}"}
+"""
+
+
+def test_missing_data_and_bad_estimator_fail_before_anything_runs(
+    project: Path, cli: Invoke
+) -> None:
+    spec = _write(
+        project,
+        "churn.yaml",
+        COMPONENTS.replace("RandomForestClassifier", "RandomForestClasifier"),
+    )
+    result = cli("run", str(spec), cwd=project)
+    assert result.exit_code == 3
+    lines = result.stderr.splitlines()
+    missing = next(line for line in lines if "data/churn.csv" in line)
+    assert missing.startswith("pipelines/churn.yaml:8:")
+    assert "step 'ingest'" in missing
+    estimator = next(line for line in lines if "RandomForestClasifier" in line)
+    assert estimator.startswith("pipelines/churn.yaml:")
+    assert "step 'train'" in estimator
+    assert "did you mean 'RandomForestClassifier'?" in estimator
+    assert not (project / ".mlops" / "runs").exists()
+
+
+def test_component_pipeline_on_a_csv_then_cached(project: Path, cli: Invoke) -> None:
+    (project / "data").mkdir()
+    rows = ["tenure,plan,churned"] + [
+        f"{i % 37},{'basic' if i % 3 else 'pro'},{int(i % 37 < 12)}" for i in range(300)
+    ]
+    (project / "data/churn.csv").write_text("\n".join(rows) + "\n")
+    spec = _write(project, "churn.yaml", COMPONENTS)
+    first = _run(cli, project, str(spec))
+    assert first["status"] == "succeeded"
+    assert first["data"]["ingest.path"].startswith("sha256:")
+    second = _run(cli, project, str(spec))
+    assert {s["status"] for s in second["steps"].values()} == {"cached"}
+    # new data: the same path with other content re-runs everything from ingest on
+    (project / "data/churn.csv").write_text("\n".join(rows[:200]) + "\n")
+    third = _run(cli, project, str(spec))
+    assert third["steps"]["ingest"]["status"] == "executed"
+    assert third["data"]["ingest.path"] != first["data"]["ingest.path"]
