@@ -338,17 +338,28 @@ class Executor:
                 sys.stderr.flush()
 
     def _terminate_all(self) -> None:
+        """Stop every step's whole process group: a step's shell command and its children
+        hold the log pipe open, so stopping only the exec process would leave them running."""
+        import signal
+
         with self._procs_lock:
             procs = list(self._procs.values())
+
+        def signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+            try:
+                os.killpg(proc.pid, sig)  # start_new_session made the step its group's leader
+            except ProcessLookupError:
+                pass
+
         for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
+            signal_group(proc, signal.SIGTERM)
         deadline = time.monotonic() + 5
         for proc in procs:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                proc.kill()
+                pass
+            signal_group(proc, signal.SIGKILL)  # whatever of the group is still alive
 
     # -- the record -----------------------------------------------------------------------
     def _run_record(self, status: str, started: str, seconds: float) -> dict[str, Any]:
