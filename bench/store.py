@@ -27,9 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mlopsctl.store.blobs import blob_key, get_blob_file, put_blob_file  # noqa: E402
-from mlopsctl.store.s3 import DEFAULT_PART_SIZE, DEFAULT_WORKERS, S3Store  # noqa: E402
-from mlopsctl.testing.seaweed import start_seaweed  # noqa: E402
+from mlopsctl.store.blobs import blob_key, get_blob_file, put_blob_file
+from mlopsctl.store.s3 import DEFAULT_PART_SIZE, DEFAULT_WORKERS, S3Store
+from mlopsctl.testing.seaweed import start_seaweed
 
 MiB = 1 << 20
 BUCKET = "bench"
@@ -44,13 +44,15 @@ def make_random_file(path: Path, size: int) -> None:
             left -= n
 
 
-def timed(fn: Callable[[], object]) -> float:
+def timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """Wall seconds and this process's CPU seconds (all threads) for one call."""
     # Flush dirty pages first, so that the write-back of one transfer (the server's volume
     # files, the downloaded file) is not billed to the next one.
     os.sync()
+    cpu = time.process_time()
     started = time.perf_counter()
     fn()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--settle", type=float, default=3.0, help="seconds to wait after each run's deletes"
     )
-    parser.add_argument("--workdir", help="where the server data and files go (default: a temp dir)")
+    parser.add_argument(
+        "--workdir", help="where the server data and files go (default: a temp dir)"
+    )
     args = parser.parse_args(argv)
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="mlopsctl-bench-"))
@@ -99,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             part_size=args.part_size_mib * MiB,
             workers=args.workers,
         )
+        cpu: dict[str, list[float]] = {}
         results: dict[str, list[float]] = {
             "mlopsctl upload": [],
             "mlopsctl download": [],
@@ -132,9 +137,13 @@ def main(argv: list[str] | None = None) -> int:
             if run % 2:
                 steps.reverse()
             for name, up, _ in steps:
-                results[f"{name} upload"].append(size / MiB / timed(up))
+                wall, used = timed(up)
+                results[f"{name} upload"].append(size / MiB / wall)
+                cpu.setdefault(f"{name} upload", []).append(used)
             for name, _, down in steps:
-                results[f"{name} download"].append(size / MiB / timed(down))
+                wall, used = timed(down)
+                results[f"{name} download"].append(size / MiB / wall)
+                cpu.setdefault(f"{name} download", []).append(used)
             store.delete(blob_key(digest))
             boto.delete_object(Bucket=BUCKET, Key="boto3/payload.bin")
             for leftover in out_dir.iterdir():
@@ -142,16 +151,17 @@ def main(argv: list[str] | None = None) -> int:
             # SeaweedFS frees a deleted object's chunks in the background; let that finish
             # rather than land on whichever transfer of the next run happens to overlap it.
             time.sleep(args.settle)
-            line = "  ".join(f"{k} {v[-1]:7.1f}" for k, v in results.items())
-            print(f"run {run + 1}: {line}  (MiB/s)", flush=True)
+            line = "  ".join(f"{k} {v[-1]:6.1f} ({cpu[k][-1]:.2f}s)" for k, v in results.items())
+            print(f"run {run + 1}: {line}  MiB/s (client CPU)", flush=True)
 
         medians = {k: statistics.median(v) for k, v in results.items()}
         print(
             f"\n{args.size_mib} MiB, {args.runs} runs, part {args.part_size_mib} MiB, "
-            f"{args.workers} workers; medians in MiB/s:"
+            f"{args.workers} workers; medians:"
         )
         for name, value in medians.items():
-            print(f"  {name:18s} {value:8.1f}")
+            used = statistics.median(cpu[name])
+            print(f"  {name:18s} {value:8.1f} MiB/s   client CPU {used:5.2f} s")
         up = medians["mlopsctl upload"] / medians["boto3 upload"]
         down = medians["mlopsctl download"] / medians["boto3 download"]
         print(f"  ratio upload   mlopsctl/boto3 = {up:.2f}")

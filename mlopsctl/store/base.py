@@ -63,6 +63,8 @@ class ObjectInfo:
     key: str
     size: int
     etag: str
+    # Last modification, seconds since the epoch; None where the backend does not say.
+    modified: float | None = None
 
 
 class ObjectStore(abc.ABC):
@@ -135,6 +137,28 @@ class ObjectStore(abc.ABC):
     def list(self, prefix: str = "") -> Iterator[str]:
         """Every key under ``prefix`` (a plain string prefix), in lexicographic order, paging
         through as many keys as there are."""
+
+    def list_info(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Size and modification time of every key under ``prefix``, in key order (for garbage
+        collection). ``etag`` is empty where a backend would have to read every object to give
+        it (the local folder); use ``stat`` for a CAS etag."""
+        from mlopsctl.errors import NotFound
+
+        for key in self.list(prefix):
+            try:
+                yield self.stat(key)
+            except NotFound:
+                continue  # deleted since it was listed
+
+    # -- interrupted writes --------------------------------------------------------------
+    def stale_uploads(self, older_than_s: float) -> Iterator[str]:
+        """Leftovers of writers that died mid-upload (S3 multipart uploads never completed,
+        temp files of the local folder) started more than ``older_than_s`` seconds ago, as
+        opaque ids for ``abort_upload``."""
+        return iter(())
+
+    def abort_upload(self, upload: str) -> None:  # noqa: B027 - nothing to do by default
+        """Discard one leftover named by ``stale_uploads``; one already gone is not an error."""
 
     # -- health ------------------------------------------------------------------------
     @abc.abstractmethod

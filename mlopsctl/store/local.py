@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import io
 import os
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from mlopsctl.errors import (
     NotFound,
     StoreError,
     StoreUnauthorized,
+    UsageError,
 )
 from mlopsctl.store.base import RESERVED_PREFIX, ObjectInfo, ObjectStore, check_key, check_prefix
 
@@ -265,13 +267,14 @@ class LocalStore(ObjectStore):
         except OSError as exc:
             raise self._os_error(exc, "delete", key) from None
 
-    def list(self, prefix: str = "") -> Iterator[str]:
+    def _walk(self, prefix: str) -> list[tuple[str, Path]]:
+        """(key, path) of every object under ``prefix``, in key order."""
         check_prefix(prefix)
         # Walk only the deepest directory the prefix names, then filter on the full prefix.
         # Keys are sorted as whole strings: a directory walk would put "a/b" before "a-c".
         head, _, _ = prefix.rpartition("/")
         start = self.root.joinpath(*head.split("/")) if head else self.root
-        keys: list[str] = []
+        found: list[tuple[str, Path]] = []
         try:
             for dirpath, dirnames, filenames in os.walk(start):
                 dirnames[:] = [d for d in dirnames if not d.startswith(RESERVED_PREFIX)]
@@ -282,11 +285,48 @@ class LocalStore(ObjectStore):
                         continue
                     key = base + name
                     if key.startswith(prefix):
-                        keys.append(key)
+                        found.append((key, Path(dirpath, name)))
         except OSError as exc:
             raise self._os_error(exc, "list", prefix or None) from None
-        keys.sort()
-        return iter(keys)
+        found.sort()
+        return found
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        return iter([key for key, _ in self._walk(prefix)])
+
+    def list_info(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        infos = []
+        for key, path in self._walk(prefix):
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue  # deleted since the walk
+            infos.append(ObjectInfo(key=key, size=st.st_size, etag="", modified=st.st_mtime))
+        return iter(infos)
+
+    # -- interrupted writes ----------------------------------------------------------------
+    def stale_uploads(self, older_than_s: float) -> Iterator[str]:
+        """Temp files of writers killed before their rename, as paths relative to the root."""
+        cutoff = time.time() - older_than_s
+        stale = []
+        for dirpath, _, filenames in os.walk(self.root):
+            for name in filenames:
+                if not name.startswith(TEMP_PREFIX):
+                    continue
+                path = Path(dirpath, name)
+                try:
+                    if path.stat().st_mtime <= cutoff:
+                        stale.append(path.relative_to(self.root).as_posix())
+                except FileNotFoundError:
+                    continue
+        return iter(sorted(stale))
+
+    def abort_upload(self, upload: str) -> None:
+        parts = upload.split("/")
+        if not parts[-1].startswith(TEMP_PREFIX) or any(p in ("", ".", "..") for p in parts):
+            raise UsageError(f"not a leftover temp file of this store: {upload!r}")
+        with contextlib.suppress(FileNotFoundError):
+            self.root.joinpath(*parts).unlink()
 
     # -- health ----------------------------------------------------------------------------
     def probe(self) -> None:

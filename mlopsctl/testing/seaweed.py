@@ -101,6 +101,19 @@ class SeaweedServer:
         stop_process(self.process, grace)
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: have the kernel SIGKILL the server if the process that
+    started it dies without stopping it (a test run killed by a timeout), so no orphan keeps
+    its ports and disk. Linux only; elsewhere the fixture's own stop is all there is."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 def stop_process(process: subprocess.Popen[bytes], grace: float = 3.0) -> None:
     if process.poll() is not None:
         return
@@ -126,7 +139,9 @@ def start_seaweed(
     """Start ``weed server -s3`` in ``workdir`` and return once ``list_buckets`` answers.
 
     Small volumes (64 MB) let many buckets fit on a test machine; a benchmark moving large
-    files wants bigger ones, so that it measures transfers rather than volume allocation."""
+    files wants bigger ones, so that it measures transfers rather than volume allocation.
+    Call it from a thread that outlives the server (the main thread): on Linux the server is
+    killed when the thread that started it ends."""
     weed = weed or find_weed()
     if weed is None:
         raise SeaweedUnavailable(
@@ -183,6 +198,7 @@ def start_seaweed(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     server = SeaweedServer(
         endpoint=f"http://127.0.0.1:{ports['s3']}",

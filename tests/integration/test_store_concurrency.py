@@ -63,8 +63,9 @@ def test_cas_counter_threads(store: ObjectStore) -> None:
     per_worker = 8
     store.put("counter", b"0")
     with ThreadPoolExecutor(WORKERS) as pool:
-        conflicts = list(pool.map(lambda _: _increment(store, "counter", per_worker),
-                                  range(WORKERS)))
+        conflicts = list(
+            pool.map(lambda _: _increment(store, "counter", per_worker), range(WORKERS))
+        )
     assert store.get("counter") == str(WORKERS * per_worker).encode()
     # Not required, but without any conflict the test would not have raced at all.
     assert sum(conflicts) > 0

@@ -6,6 +6,7 @@ import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -198,8 +199,9 @@ def test_list_more_than_1000_keys(store: ObjectStore) -> None:
         list(pool.map(lambda k: store.put(k, b"{}"), keys))
     store.put("events-other", b"x")
     assert list(store.list("events/")) == keys
-    assert list(store.list("events/2026/05/0105")) == [f"events/2026/05/{i:05d}.json"
-                                                       for i in range(1050, 1060)]
+    assert list(store.list("events/2026/05/0105")) == [
+        f"events/2026/05/{i:05d}.json" for i in range(1050, 1060)
+    ]
 
 
 def test_list_prefix_semantics_and_order(store: ObjectStore) -> None:
@@ -268,3 +270,43 @@ def test_corrupted_blob_is_detected(store: ObjectStore, tmp_path: Path) -> None:
         get_blob_file(store, digest, dest)
     assert key in str(info.value) and "corrupt" in str(info.value)
     assert not dest.exists()
+
+
+# -- garbage collection helpers ------------------------------------------------------------
+def test_list_info(store: ObjectStore) -> None:
+    import time
+
+    before = time.time() - 5
+    store.put("g/b", b"12345")
+    store.put("g/a", b"1")
+    store.put("h", b"x")
+    infos = list(store.list_info("g/"))
+    assert [(i.key, i.size) for i in infos] == [("g/a", 1), ("g/b", 5)]
+    for info in infos:
+        assert info.modified is not None and before < info.modified < time.time() + 5
+        assert info.etag in ("", store.stat(info.key).etag)
+
+
+def _leave_stale_upload(store: ObjectStore) -> None:
+    if store.scheme == "s3":
+        s3: Any = store
+        s3.bulk_client.create_multipart_upload(Bucket=s3.bucket, Key=s3.prefix + "blobs/dead")
+    else:
+        local: Any = store
+        folder = local.root / "blobs"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / ".mlopsctl-tmp-dead").write_bytes(b"half a blob")
+
+
+def test_stale_uploads_are_listed_and_aborted(store: ObjectStore) -> None:
+    assert list(store.stale_uploads(older_than_s=0)) == []
+    _leave_stale_upload(store)
+    assert list(store.stale_uploads(older_than_s=3600)) == []  # too young to be called stale
+    (upload,) = store.stale_uploads(older_than_s=0)
+    assert upload.startswith("blobs/")
+    assert list(store.list()) == []
+    store.abort_upload(upload)
+    store.abort_upload(upload)  # already gone: fine
+    assert list(store.stale_uploads(older_than_s=0)) == []
+    with pytest.raises(UsageError):
+        store.abort_upload("runs/not-an-upload.json")

@@ -73,8 +73,9 @@ class FaultProxy:
                     self.end_headers()
                     self.wfile.write(SLOW_DOWN)
                     return
-                status, headers, payload = proxy.forward(self.command, self.path, self.headers,
-                                                         body)
+                status, headers, payload = proxy.forward(
+                    self.command, self.path, self.headers, body
+                )
                 if proxy.ignore_conditions and self.command == "PUT" and status == 412:
                     status, headers, payload = 200, [("ETag", '"%s"' % ("f" * 32))], b""
                 self.send_response(status)
@@ -83,8 +84,7 @@ class FaultProxy:
                         self.send_header(name, value)
                 if self.command == "HEAD":
                     upstream_length = dict((k.lower(), v) for k, v in headers)
-                    self.send_header("Content-Length",
-                                     upstream_length.get("content-length", "0"))
+                    self.send_header("Content-Length", upstream_length.get("content-length", "0"))
                 else:
                     self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
@@ -98,8 +98,9 @@ class FaultProxy:
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def forward(self, method: str, path: str, headers: Any,
-                body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+    def forward(
+        self, method: str, path: str, headers: Any, body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
         conn = http.client.HTTPConnection(*self.upstream, timeout=30)
         try:
             conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
@@ -166,8 +167,12 @@ def test_bad_credentials_are_unauthorized(
     else:
         aws_env.setenv("AWS_ACCESS_KEY_ID", "nobody")
     store = open_store(s3_url, s3_options={"endpoint_url": s3_env.endpoint})
-    for call in (lambda: store.put("k", b"x"), lambda: store.get("k"), lambda: store.stat("k"),
-                 lambda: list(store.list())):
+    for call in (
+        lambda: store.put("k", b"x"),
+        lambda: store.get("k"),
+        lambda: store.stat("k"),
+        lambda: list(store.list()),
+    ):
         with pytest.raises(StoreUnauthorized) as info:
             call()
         assert info.value.exit_code == ExitCode.UNREACHABLE
@@ -245,8 +250,10 @@ def test_store_ignoring_conditions_is_refused(
         store.probe()
     assert "ignores conditional writes" in _one_line(info.value)
     assert info.value.exit_code == ExitCode.UNREACHABLE
-    for call in (lambda: store.put_if_absent("records/a.json", b"{}"),
-                 lambda: store.compare_and_swap("records/a.json", b"{}", None)):
+    for call in (
+        lambda: store.put_if_absent("records/a.json", b"{}"),
+        lambda: store.compare_and_swap("records/a.json", b"{}", None),
+    ):
         with pytest.raises(StoreUnsafe):
             call()
     assert list(store.list()) == []
@@ -275,3 +282,32 @@ def test_endpoint_from_aws_endpoint_url_env(
     store.put("via-env", b"ok")
     assert store.get("via-env") == b"ok"
     assert s3_env.endpoint in store.endpoint  # type: ignore[attr-defined]
+
+
+def test_object_replaced_during_download(
+    make_s3_store: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every part after the first is fetched with If-Match: a file never mixes two versions."""
+    import os
+
+    from mlopsctl.store.s3 import S3Store
+
+    store = make_s3_store(part_size=5 << 20, workers=2)
+    store.put("big", os.urandom(12 << 20))
+    original = S3Store._open_range
+    replaced = []
+
+    def open_then_replace(self: S3Store, key: str, start: int, end: int, etag: Any) -> Any:
+        opened = original(self, key, start, end, etag)
+        if start == 0 and not replaced:
+            replaced.append(True)
+            self.put(key, os.urandom(12 << 20))
+        return opened
+
+    monkeypatch.setattr(S3Store, "_open_range", open_then_replace)
+    dest = tmp_path / "big"
+    with pytest.raises(StoreError) as info:
+        store.get_file("big", dest)
+    assert "replaced while it was being downloaded" in _one_line(info.value)
+    assert not dest.exists()
+    assert [p.name for p in tmp_path.iterdir()] == []

@@ -22,8 +22,20 @@ def test_valid_keys(key: str) -> None:
 
 @pytest.mark.parametrize(
     "key",
-    ["", "/a", "a/", "a//b", "./a", "a/./b", "a/..", "../a", "a\\b", "a\x00b",
-     ".mlopsctl-lock", "x/.mlopsctl-tmp-1"],
+    [
+        "",
+        "/a",
+        "a/",
+        "a//b",
+        "./a",
+        "a/./b",
+        "a/..",
+        "../a",
+        "a\\b",
+        "a\x00b",
+        ".mlopsctl-lock",
+        "x/.mlopsctl-tmp-1",
+    ],
 )
 def test_invalid_keys(key: str) -> None:
     with pytest.raises(UsageError) as info:

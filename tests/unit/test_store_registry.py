@@ -51,7 +51,8 @@ def test_s3_url() -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["s3://", "s3://ab/x", "s3://UPPER/x", "s3://bad_name/x", "s3://b..c/x"]
+    "url",
+    ["s3://", "s3://ab/x", "s3://UPPER/x", "s3://bad_name/x", "s3://b..c/x", "s3://bucket/a/../b"],
 )
 def test_bad_bucket_names(url: str) -> None:
     with pytest.raises(ConfigError):
@@ -82,7 +83,11 @@ def test_s3_options_are_checked() -> None:
         open_store("s3://bucket/x", s3_options={"addressing_style": "sideways"})
     store = open_store(
         "s3://bucket/x",
-        s3_options={"endpoint_url": "http://127.0.0.1:1", "profile": None, "addressing_style": "path"},
+        s3_options={
+            "endpoint_url": "http://127.0.0.1:1",
+            "profile": None,
+            "addressing_style": "path",
+        },
     )
     assert store.endpoint_url == "http://127.0.0.1:1"  # type: ignore[attr-defined]
 
