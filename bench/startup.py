@@ -9,6 +9,7 @@ Prints medians in seconds and the ratios to the bare interpreter. Goal: both und
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -19,11 +20,13 @@ REPO = Path(__file__).resolve().parent.parent
 GOAL_S = 0.3
 
 
-def _time(cmd: list[str], runs: int, ok_codes: tuple[int, ...] = (0,)) -> float:
+def _time(
+    cmd: list[str], runs: int, ok_codes: tuple[int, ...] = (0,), env: dict[str, str] | None = None
+) -> float:
     samples = []
     for _ in range(runs):
         start = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, check=False)
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, check=False, env=env)
         samples.append(time.perf_counter() - start)
         if proc.returncode not in ok_codes:
             sys.exit(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr.decode()[-500:]}")
@@ -46,6 +49,9 @@ def main() -> None:
     floor = _time([sys.executable, "-c", "pass"], args.runs)
     helps = _time(cli + ["--help"], args.runs)
     validate = _time(cli + ["validate", *examples], args.runs)
+    # The same with the memo of passed checks off: what a spec edited since its last check costs.
+    cold_env = dict(os.environ, MLOPSCTL_NO_MEMO="1")
+    cold = _time(cli + ["validate", *examples], args.runs, env=cold_env)
 
     print(f"python -c pass           median {floor:.3f} s")
     print(f"mlopsctl --help          median {helps:.3f} s  ratio {helps / floor:.1f}x python")
@@ -53,7 +59,8 @@ def main() -> None:
         f"mlopsctl validate ({len(examples)} specs) median {validate:.3f} s  "
         f"ratio {validate / floor:.1f}x python"
     )
-    verdict = "met" if max(helps, validate) < GOAL_S else "MISSED"
+    print(f"mlopsctl validate, memo off     median {cold:.3f} s  ratio {cold / floor:.1f}x python")
+    verdict = "met" if max(helps, validate, cold) < GOAL_S else "MISSED"
     print(f"goal < {GOAL_S:.1f} s: {verdict}")
 
 
