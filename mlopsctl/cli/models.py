@@ -51,16 +51,17 @@ def list_(
                 err("no models registered yet")
             for m in models:
                 aliases = ", ".join(f"{a}={v}" for a, v in sorted(m["aliases"].items()))
-                out(
-                    f"{m['name']:<32} latest {m['latest']:<5} versions {m['versions']:<5} {aliases}"
-                )
+                latest = m["latest"] if m["latest"] is not None else "-"
+                out(f"{m['name']:<32} latest {latest:<5} versions {m['versions']:<5} {aliases}")
             return
         versions = list_versions(store, check_name(name))
     if json_out:
         emit_json(versions)
         return
     for v in versions:
-        metrics = ", ".join(f"{k}={x:.4g}" for k, x in sorted((v.get("metrics") or {}).items())[:4])
+        metrics = ", ".join(
+            f"{k}={_number(x, 4)}" for k, x in sorted((v.get("metrics") or {}).items())[:4]
+        )
         run = (v.get("run") or {}).get("id", "")
         out(f"{v['name']}:{v['version']:<5} {v['created']}  run {run}  {metrics}")
 
@@ -82,6 +83,12 @@ def show(
     _render_version(record)
 
 
+def _number(value: Any, digits: int) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:.{digits}g}"
+    return json.dumps(value, default=str)
+
+
 def _render_version(v: dict[str, Any]) -> None:
     art, git = v.get("artifact") or {}, v.get("git") or {}
     pipeline, run = v.get("pipeline") or {}, v.get("run") or {}
@@ -89,15 +96,22 @@ def _render_version(v: dict[str, Any]) -> None:
     out(f"model      {v['name']}:{v['version']}  (registered {v['created']} by {by} on {host})")
     out(
         f"artifact   {art.get('digest')}  {art.get('flavor')} {art.get('format')}  "
-        f"{art.get('size')} bytes"
+        f"{art.get('size')} bytes  model.json {art.get('model_json')}"
+    )
+    estimator = v.get("estimator") or {}
+    out(
+        f"estimator  {estimator.get('class')}  "
+        + json.dumps(estimator.get("params"), sort_keys=True, default=str)
     )
     out(
         f"pipeline   {pipeline.get('name')}  step {pipeline.get('step')}  spec "
         f"{(pipeline.get('spec') or {}).get('path')} {(pipeline.get('spec') or {}).get('digest')}"
     )
+    trained_on = v.get("trained_on") or {}
+    place = f" on {trained_on['host']} ({trained_on.get('platform')})" if trained_on else ""
     out(
         f"run        {run.get('id')}  experiment {run.get('experiment')}  "
-        f"trained {v.get('trained_at')} by {(v.get('trained_by') or {}).get('name')}"
+        f"trained {v.get('trained_at')} by {(v.get('trained_by') or {}).get('name')}{place}"
     )
     dirty = " (dirty)" if git.get("dirty") else ""
     out(
@@ -109,19 +123,24 @@ def _render_version(v: dict[str, Any]) -> None:
     data = v.get("data") or {}
     for name, d in (data.get("training") or {}).items():
         out(f"train data {name}: {d.get('digest')}  rows {d.get('rows')}")
-    for name, d in ((v.get("evaluation") or {}).get("data") or {}).items():
+    evaluation = v.get("evaluation") or {}
+    for name, d in (evaluation.get("data") or {}).items():
         out(f"eval data  {name}: {d.get('digest')}  rows {d.get('rows')}")
+    for name, ref in sorted((evaluation.get("outputs") or {}).items()):
+        out(f"evaluated  {evaluation.get('step')}.{name}: {ref.get('digest')}")
     for name, digest in (data.get("sources") or {}).items():
         out(f"source     {name}: {digest}")
     out("params     " + json.dumps(v.get("params"), sort_keys=True))
     for name, value in sorted((v.get("metrics") or {}).items()):
-        out(f"metric     {name} = {value:.6g}")
+        out(f"metric     {name} = {_number(value, 6)}")
     sig = v.get("signature") or {}
     features = sig.get("features") or []
     out(f"signature  {sig.get('task')}  target {sig.get('target')}  {len(features)} features")
     env = v.get("environment") or {}
     libs = ", ".join(f"{k} {x}" for k, x in sorted((v.get("libraries") or {}).items()) if x)
     out(f"software   mlopsctl {env.get('mlopsctl')}  python {env.get('python')}  {libs}")
+    if v.get("note"):
+        out(f"note       {v['note']}")
 
 
 @app.command("register")
@@ -249,3 +268,36 @@ def download(
     with _store() as store:
         record, folder = do_download(store, ref, dest)
     err(f"{record['name']}:{record['version']} -> {folder}")
+
+
+@app.command("predict")
+def predict(
+    ref: Annotated[str, typer.Argument(help="NAME, NAME@ALIAS or NAME:VERSION.")],
+    data: Annotated[Path, typer.Argument(help="Rows to score: a CSV or Parquet file.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the predictions CSV here.")
+    ] = None,
+    trust: Annotated[
+        bool,
+        typer.Option(
+            "--trust",
+            help="Allow a pickle model (pickle can run any code): only for artifacts you made.",
+        ),
+    ] = False,
+) -> None:
+    """Score DATA with a registered model: one CSV row per input row (prediction, and
+    proba_<class> for classifiers), to stdout or --output. The artifact is verified before
+    it is loaded."""
+    import sys
+
+    from mlopsctl.models.predict import predict_frame, read_input, write_csv
+    from mlopsctl.registry import load_model
+
+    frame = read_input(data)
+    with _store() as store:
+        model = load_model(ref, store=store, trust_pickle=trust)
+    predictions = predict_frame(model, frame)
+    if output is None:
+        predictions.to_csv(sys.stdout, index=False)
+    else:
+        write_csv(predictions, output)

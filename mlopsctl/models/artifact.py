@@ -14,7 +14,9 @@ Loading is built so that an artifact from a shared bucket cannot run code on the
 file is read once and checked against its recorded sha256 before any byte reaches a
 deserialiser; the flavor recorded in model.json (never a file name) picks the loader; skops files
 are loaded only when every type they need is in ``SKOPS_ALLOWED``, a list kept here and never
-read from the artifact; pickle is refused.
+read from the artifact; pickle (flavors "pickle", "cloudpickle": model.pkl; "joblib":
+model.joblib) is refused unless the caller passes ``trust_pickle=True``, and even then only the
+verified bytes are unpickled.
 
 Classifiers are trained on class indices 0..k-1 (XGBoost requires it); ``classes`` in model.json
 maps them back, so every flavor predicts the original labels through ``LoadedModel``.
@@ -68,7 +70,10 @@ FLAVOR_FILES = {
     "xgboost": ("preprocess.skops", "model.ubj"),
 }
 _XGBOOST_CLASSES = frozenset({"XGBClassifier", "XGBRegressor", "XGBRFClassifier", "XGBRFRegressor"})
-_PICKLE_FLAVORS = frozenset({"pickle", "joblib", "cloudpickle"})
+# Pickle flavors are loaded only on request (trust_pickle=True): unpickling runs whatever code
+# the file names, so a model from a shared bucket must never reach it by default.
+PICKLE_FILES = {"pickle": "model.pkl", "cloudpickle": "model.pkl", "joblib": "model.joblib"}
+_PICKLE_FLAVORS = frozenset(PICKLE_FILES)
 
 
 class ModelError(MlopsError):
@@ -268,18 +273,26 @@ def load_model_dir(path: str | Path, *, trust_pickle: bool = False) -> LoadedMod
     """Load the artifact in folder ``path`` after checking every file against model.json.
 
     IntegrityError when a file is missing or differs from its recorded sha256; UnsafeModel when
-    loading would need a type outside ``SKOPS_ALLOWED`` or pickle.
+    loading would need a type outside ``SKOPS_ALLOWED``, or pickle without ``trust_pickle``.
     """
     folder = Path(path)
     meta = read_model_json(folder)
     flavor = meta.get("flavor")
     if flavor in _PICKLE_FLAVORS:
+        kind = "a pickle" if flavor == "pickle" else f"a {flavor} pickle"
         if not trust_pickle:
             raise UnsafeModel(
-                f"model {folder} is stored with {flavor}, which can run any code when loaded",
-                "retrain it with mlopsctl to get a skops or XGBoost artifact",
+                f"model {folder} is {kind}; loading it can run arbitrary code",
+                "pass --trust (trust_pickle=True) only for artifacts you made",
             )
-        raise ModelError(f"loading {flavor} models is not supported yet")
+        name = PICKLE_FILES[flavor]
+        blobs = _verified_files(folder, meta)
+        if name not in blobs:
+            raise ModelError(f"{folder}/{MODEL_JSON} records no {name} for flavor {flavor!r}")
+        preprocess, estimator = _split_pipeline(
+            _load_pickle(blobs[name], flavor, folder / name), folder / name
+        )
+        return LoadedModel(meta, preprocess, estimator)
     if flavor not in FLAVOR_FILES:
         raise ModelError(
             f"model {folder} has unknown flavor {flavor!r}",
@@ -349,6 +362,52 @@ def _load_skops(data: bytes, where: Path) -> Any:
         return sio.loads(data, trusted=needed)
     except (ValueError, TypeError, KeyError, AttributeError, zipfile.BadZipFile) as exc:
         raise ModelError(f"cannot load {where}: {exc}") from None
+
+
+def _load_pickle(data: bytes, flavor: str, where: Path) -> Any:
+    """Unpickle bytes that were already checked against model.json; only ever reached with
+    trust_pickle=True."""
+    import io
+    import pickle
+
+    try:
+        if flavor == "joblib":
+            import joblib
+
+            return joblib.load(io.BytesIO(data))
+        return pickle.loads(data)
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        AttributeError,
+        ImportError,
+        IndexError,
+        KeyError,
+        TypeError,
+        ValueError,
+    ) as exc:
+        raise ModelError(f"cannot load {where}: {_one_line(exc)}") from None
+
+
+class _Passthrough:
+    """The preprocessing of a pickled bare estimator: the prepared features as they are."""
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return frame
+
+
+def _split_pipeline(obj: Any, where: Path) -> tuple[Any, Any]:
+    """(preprocessing, estimator) of a pickled object: a Pipeline is split like the sklearn
+    flavor's; anything else with predict() is a bare estimator."""
+    steps = getattr(obj, "steps", None)
+    if isinstance(steps, list) and len(steps) >= 2:
+        return obj[:-1], obj[-1]
+    if callable(getattr(obj, "predict", None)):
+        return _Passthrough(), obj
+    raise ModelError(
+        f"{where} holds a {type(obj).__name__}, not a model",
+        "pickle a fitted scikit-learn Pipeline or estimator",
+    )
 
 
 def _load_xgboost(data: bytes, meta: dict[str, Any], where: Path) -> Any:

@@ -3,15 +3,20 @@
     models/<name>/versions/<n>.json          immutable version record with full provenance
     models/<name>/aliases/<alias>.json       current pointer, moved only by compare-and-swap
     models/<name>/alias-history/<alias>/<seq>.json   one record per move, never rewritten
+    models/<name>/latest.json                a hint naming a recent version, so that finding
+                                             the latest needs no listing of every version
 
 Version numbers are allocated with put-if-absent (N concurrent registrations get N distinct
-versions); the model blob is always stored before the record that points at it.
+versions); the model blob is always stored before the record that points at it. Every alias move
+is in the history: the winner of a move writes its entry, and whoever replaces a move makes sure
+that move's entry exists first, so a mover killed between the two writes loses nothing.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +98,10 @@ def _history_prefix(name: str, alias: str) -> str:
     return f"{MODELS}{name}/alias-history/{alias}/"
 
 
+def _latest_key(name: str) -> str:
+    return f"{MODELS}{name}/latest.json"
+
+
 def version_numbers(store: ObjectStore, name: str) -> list[int]:
     prefix = f"{MODELS}{name}/versions/"
     numbers = []
@@ -101,6 +110,25 @@ def version_numbers(store: ObjectStore, name: str) -> list[int]:
         if stem.isdigit():
             numbers.append(int(stem))
     return sorted(numbers)
+
+
+def latest_version(store: ObjectStore, name: str) -> int | None:
+    """The highest version number of `name` (None: no versions) in a few requests, whatever
+    the number of versions: start from the hint, which must name an existing version, and
+    step past the versions registered after it (by racing or killed registrations that did not
+    move it). Without a usable hint (a store from before hints), list the versions."""
+    hint: int | None = None
+    try:
+        value = json.loads(store.get(_latest_key(name))).get("version")
+        hint = value if isinstance(value, int) and value >= 1 else None
+    except (NotFound, ValueError, AttributeError):
+        hint = None
+    if hint is None or not store.exists(_version_key(name, hint)):
+        numbers = version_numbers(store, name)
+        return numbers[-1] if numbers else None
+    while store.exists(_version_key(name, hint + 1)):
+        hint += 1
+    return hint
 
 
 def get_version(store: ObjectStore, name: str, version: int) -> dict[str, Any]:
@@ -134,12 +162,12 @@ def resolve(store: ObjectStore, ref: Ref | str) -> dict[str, Any]:
         return get_version(store, ref.name, int(found[0]["version"]))
     if ref.version is not None:
         return get_version(store, ref.name, ref.version)
-    numbers = version_numbers(store, ref.name)
-    if not numbers:
+    latest = latest_version(store, ref.name)
+    if latest is None:
         raise NotFound(
             f"no model named '{ref.name}' in the store", "list models: mlopsctl models list"
         )
-    return get_version(store, ref.name, numbers[-1])
+    return get_version(store, ref.name, latest)
 
 
 # -- registering -------------------------------------------------------------------------
@@ -155,21 +183,36 @@ def register_version(store: ObjectStore, name: str, record: dict[str, Any]) -> d
             f"model artifact {digest} is not in the store",
             "register from a run whose outputs are stored (mlopsctl runs show RUN)",
         )
-    numbers = version_numbers(store, name)
-    version = (numbers[-1] if numbers else 0) + 1
+    version = (latest_version(store, name) or 0) + 1
+    record = {k: v for k, v in record.items() if k != "existing"}
+    registration = secrets.token_hex(8)
     for _ in range(_MAX_ALLOCATION_TRIES):
-        full = {"name": name, "version": version, "created": _now(), **record}
+        # Identity last: a record copied from another version must not carry its number over.
+        full = {
+            **record,
+            "name": name,
+            "version": version,
+            "created": _now(),
+            "registration_id": registration,
+        }
         try:
             store.put_if_absent(_version_key(name, version), canonical_json(full))
         except AlreadyExists:
-            version += 1  # another registration took this number first; take the next
-            continue
+            if _registered_as(store, name, version) != registration:
+                # Taken by another registration. Jump to the current latest: stepping one by
+                # one, a loser can fall ever further behind registrations that keep landing.
+                version = max(version + 1, (latest_version(store, name) or 0) + 1)
+                continue
+            # Our own write, retried by the store after a lost response, was refused as a
+            # duplicate: it landed, and registering again would make a second version.
+        # Only a hint: a racing registration may leave it one behind, never ahead.
+        store.put(_latest_key(name), canonical_json({"version": version}))
         record_event(
             store,
             "register",
             model=name,
             version=version,
-            run=record.get("run", {}).get("id"),
+            run=(record.get("run") or {}).get("id"),
             artifact=digest,
             actor=record.get("who"),
         )
@@ -180,29 +223,90 @@ def register_version(store: ObjectStore, name: str, record: dict[str, Any]) -> d
     )
 
 
+_MAX_MODEL_JSON = 64 << 20
+
+
+def _registered_as(store: ObjectStore, name: str, version: int) -> str | None:
+    try:
+        return get_version(store, name, version).get("registration_id")
+    except NotFound:
+        return None
+
+
 def _model_facts(store: ObjectStore, digest: str) -> tuple[dict[str, Any], str]:
-    """model.json of a stored model artifact (a folder blob), and its sha256, read from the
-    verified blob without unpacking the rest."""
+    """model.json of a stored model artifact (a folder blob), and its sha256.
+
+    Folder blobs are tars with sorted names, so model.json is nearly always the first member:
+    it is read from the head of the stream, and registering costs the same for a 1 MB and a
+    10 GB model. Otherwise the whole blob is downloaded (verified) and searched. The blob's
+    digest is checked whenever the model is downloaded or loaded, and the sha256 of model.json
+    recorded here is checked then too."""
     import hashlib
     import tarfile
     import tempfile
 
+    from mlopsctl.models.artifact import FORMAT
     from mlopsctl.store.blobs import get_blob_file
 
-    with tempfile.TemporaryDirectory(prefix="mlopsctl-model-") as tmp:
-        archive = Path(tmp) / "model.tar"
-        get_blob_file(store, digest, archive)
-        with tarfile.open(archive) as tar:
+    not_a_model = "register the model output of a train or tune step (e.g. train.model)"
+    raw = _head_model_json(store, digest)
+    if raw is None:
+        with tempfile.TemporaryDirectory(prefix="mlopsctl-model-") as tmp:
+            archive = Path(tmp) / "model.tar"
+            get_blob_file(store, digest, archive)
             try:
-                member = tar.extractfile("model.json")
-            except KeyError:
-                member = None
-            if member is None:
-                raise IntegrityError(
-                    f"artifact {digest} has no model.json", "it is not a model written by mlopsctl"
-                )
-            raw = member.read()
-    return dict(json.loads(raw)), "sha256:" + hashlib.sha256(raw).hexdigest()
+                with tarfile.open(archive) as tar:
+                    try:
+                        member = tar.extractfile("model.json")
+                    except KeyError:
+                        member = None
+                    if member is None:
+                        raise UsageError(f"artifact {digest} has no model.json", not_a_model)
+                    raw = member.read()
+            except tarfile.TarError:
+                raise UsageError(f"artifact {digest} is not a model folder", not_a_model) from None
+    try:
+        facts = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        facts = None
+    if not isinstance(facts, dict) or facts.get("format") != FORMAT:
+        raise UsageError(f"artifact {digest} has no {FORMAT} model.json", not_a_model)
+    return facts, "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def _head_model_json(store: ObjectStore, digest: str) -> bytes | None:
+    """The bytes of model.json when it is the first member of the tar blob; None when it is
+    not (or the blob is missing or not a tar), for the caller to take the slow path."""
+    import tarfile
+
+    from mlopsctl.store.blobs import blob_key
+
+    try:
+        chunks = store.iter_chunks(blob_key(digest), chunk_size=1 << 16)
+    except NotFound:
+        return None
+    head = bytearray()
+    end: int | None = None
+    try:
+        for chunk in chunks:
+            head += chunk
+            if end is None and len(head) >= tarfile.BLOCKSIZE:
+                try:
+                    info = tarfile.TarInfo.frombuf(
+                        bytes(head[: tarfile.BLOCKSIZE]), "utf-8", "surrogateescape"
+                    )
+                except tarfile.TarError:
+                    return None
+                if info.name != "model.json" or not info.isreg() or info.size > _MAX_MODEL_JSON:
+                    return None
+                end = tarfile.BLOCKSIZE + info.size
+            if end is not None and len(head) >= end:
+                return bytes(head[tarfile.BLOCKSIZE : end])
+        return None
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()  # stop the download: the rest of the blob is not needed
 
 
 def _step_of(ref: str) -> tuple[str, str]:
@@ -226,15 +330,23 @@ def register_from_run(
             "register models from succeeded runs only",
         )
     steps = run.get("steps") or {}
+    known = [f"{s}.{o}" for s, r in steps.items() for o in r.get("outputs") or {}]
+    for wanted in (output, metrics):
+        if wanted and wanted not in known:
+            raise NotFound(
+                f"run {run['id']} has no output '{wanted}'", f"outputs: {', '.join(known)}"
+            )
     step_name, out = _step_of(output)
-    step = steps.get(step_name)
-    if step is None or out not in (step.get("outputs") or {}):
-        known = [f"{s}.{o}" for s, r in steps.items() for o in r.get("outputs") or {}]
-        raise NotFound(f"run {run['id']} has no output '{output}'", f"outputs: {', '.join(known)}")
+    step = steps[step_name]
     artifact = dict(step["outputs"][out])
-    numbers = version_numbers(store, name)
-    if numbers:
-        latest = get_version(store, name, numbers[-1])
+    if artifact.get("kind") != "dir":
+        raise UsageError(
+            f"output '{output}' of run {run['id']} is a file, not a model folder",
+            "register the model output of a train or tune step (e.g. train.model)",
+        )
+    latest_number = latest_version(store, name)
+    if latest_number is not None:
+        latest = get_version(store, name, latest_number)
         if latest["artifact"]["digest"] == artifact["digest"]:
             # A re-run served from the cache made the very same model: no new version.
             return {**latest, "existing": True}
@@ -289,6 +401,8 @@ def register_from_run(
         "where": where(),
         "trained_by": run.get("user"),
         "trained_at": run.get("started"),
+        # The host that trained it; `where` is the one registering, which can differ.
+        "trained_on": run.get("where"),
         "environment": {**(run.get("environment") or {}), "registered_with": __version__},
         "libraries": model_json.get("libraries"),
         "note": note,
@@ -320,6 +434,7 @@ def set_alias(
 ) -> dict[str, Any]:
     """Move `alias` to `version` by compare-and-swap. With `expect`, only if the alias still
     points at that version. A lost race raises Conflict naming the current holder."""
+    check_name(name)
     check_alias(alias)
     target = get_version(store, name, version)  # the target must exist
     current = get_alias(store, name, alias)
@@ -330,9 +445,13 @@ def set_alias(
             f"not {expect}",
             "re-read it (mlopsctl models show) and retry with the right --expect",
         )
+    if current is not None:
+        # The move being replaced may have died before writing its history entry.
+        _keep_history(store, name, alias, current[0])
     seq = int(current[0].get("seq", 0)) + 1 if current else 1
     actor = who(Path.cwd())
     record = {
+        "id": secrets.token_hex(8),
         "model": name,
         "alias": alias,
         "version": version,
@@ -350,14 +469,18 @@ def set_alias(
         )
     except Conflict:
         now = get_alias(store, name, alias)
-        holder_now = now[0]["version"] if now else "(none)"
-        raise Conflict(
-            f"{name}@{alias} moved while this move was being made; it now points at version "
-            f"{holder_now}",
-            "re-read it and retry (use --expect to say which version you expect to replace)",
-        ) from None
-    # The move won: its history entry and audit event can only be written by this process.
-    store.put_if_absent(f"{_history_prefix(name, alias)}{seq:010d}.json", canonical_json(record))
+        # The store may have retried this very write after losing its response: then the
+        # alias holds this move and it won.
+        if now is None or now[0].get("id") != record["id"]:
+            holder_now = now[0]["version"] if now else "(none)"
+            raise Conflict(
+                f"{name}@{alias} moved while this move was being made; it now points at "
+                f"version {holder_now}",
+                "re-read it and retry (use --expect to say which version you expect to replace)",
+            ) from None
+    # The move won. Its history entry may already be there, written by a mover that read the
+    # new pointer first (same bytes); its audit event can only come from this process.
+    _keep_history(store, name, alias, record)
     record_event(
         store,
         "alias_move",
@@ -372,21 +495,57 @@ def set_alias(
     return record
 
 
+def _history_key(name: str, alias: str, seq: int) -> str:
+    return f"{_history_prefix(name, alias)}{int(seq):010d}.json"
+
+
+def _keep_history(store: ObjectStore, name: str, alias: str, record: dict[str, Any]) -> None:
+    try:
+        store.put_if_absent(_history_key(name, alias, record.get("seq", 1)), canonical_json(record))
+    except AlreadyExists:
+        pass
+
+
 def alias_history(store: ObjectStore, name: str, alias: str) -> list[dict[str, Any]]:
+    """Every move of the alias, oldest first, the current one included even when its mover
+    died before writing its history entry."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    check_name(name)
     check_alias(alias)
     keys = sorted(store.list(_history_prefix(name, alias)))
-    return [dict(json.loads(store.get(k))) for k in keys]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        moves = list(pool.map(lambda k: dict(json.loads(store.get(k))), keys))
+    current = get_alias(store, name, alias)
+    if current is not None and all(m.get("seq") != current[0].get("seq") for m in moves):
+        moves.append(current[0])
+    return moves
+
+
+def _rollback_target(moves: list[dict[str, Any]]) -> int | None:
+    """The version a rollback returns to: replay the moves as a stack (a move pushes the
+    version it replaced, a rollback pops), so rolling back twice goes two versions back
+    rather than returning to the version the first rollback left."""
+    stack: list[int] = []
+    for move in moves:
+        if move.get("action") == "rollback":
+            if stack:
+                stack.pop()
+        elif move.get("previous") is not None and move["previous"] != move.get("version"):
+            stack.append(int(move["previous"]))
+    return stack[-1] if stack else None
 
 
 def rollback(
     store: ObjectStore, name: str, alias: str, reason: str | None = None
 ) -> dict[str, Any]:
-    """Move the alias back to the version it pointed at before its latest move."""
+    """Move the alias back to the version it pointed at before the move that put the current
+    version there (rollbacks undone in turn, like an undo stack)."""
     current = get_alias(store, name, alias)
     if current is None:
         raise NotFound(f"model '{name}' has no alias '{alias}'", "nothing to roll back")
-    previous = current[0].get("previous")
-    if previous is None:
+    target = _rollback_target(alias_history(store, name, alias))
+    if target is None:
         raise NotFound(
             f"{name}@{alias} has no earlier version to roll back to",
             "set it explicitly with: mlopsctl models alias set",
@@ -395,7 +554,7 @@ def rollback(
         store,
         name,
         alias,
-        int(previous),
+        target,
         expect=int(current[0]["version"]),
         reason=reason or f"rollback from version {current[0]['version']}",
         action="rollback",
@@ -442,15 +601,13 @@ def download(store: ObjectStore, ref: Ref | str, dest: Path) -> tuple[dict[str, 
     verified before it is unpacked, and `dest` appears only once complete."""
     import shutil
 
-    from mlopsctl.pipeline.artifacts import fetch_artifact
-
     record = resolve(store, ref)
     if dest.exists():
         raise AlreadyExists(f"{dest} already exists", "give a new folder; nothing was written")
     staging = dest.with_name(f".{dest.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        fetch_artifact(store, record["artifact"], staging)
+        _fetch_verified(store, record, staging)
         _check_model_json(staging, record)
         staging.rename(dest)
     finally:
@@ -458,10 +615,29 @@ def download(store: ObjectStore, ref: Ref | str, dest: Path) -> tuple[dict[str, 
     return record, dest
 
 
+def _fetch_verified(store: ObjectStore, record: dict[str, Any], dest: Path) -> None:
+    """Download and unpack a version's artifact; a blob that fails its digest is named by the
+    version it belongs to."""
+    from mlopsctl.pipeline.artifacts import fetch_artifact
+
+    try:
+        fetch_artifact(store, record["artifact"], dest)
+    except IntegrityError as exc:
+        raise IntegrityError(
+            f"the artifact of {record['name']}:{record['version']} is damaged: {exc.message}",
+            exc.hint,
+        ) from None
+
+
 def _check_model_json(folder: Path, record: dict[str, Any]) -> None:
     from mlopsctl.pipeline.hashing import sha256_file
 
     expected = record["artifact"].get("model_json")
+    if not (folder / "model.json").is_file():
+        raise IntegrityError(
+            f"the artifact of {record['name']}:{record['version']} has no model.json",
+            "it is not a model written by mlopsctl",
+        )
     if expected and sha256_file(folder / "model.json") != expected:
         raise IntegrityError(
             f"model.json of {record['name']}:{record['version']} does not match its version record",
@@ -473,38 +649,67 @@ def load_model(
     ref: str, *, store: ObjectStore | None = None, trust_pickle: bool = False
 ) -> LoadedModel:
     """Load a registered model ("name@production", "name:3"). Every byte is verified (blob
-    digest, then each file against model.json) before it reaches a deserialiser."""
+    digest, then each file against model.json) before it reaches a deserialiser.
+
+    Unpacked artifacts are kept in a per-user cache keyed by digest; a cached copy that fails
+    verification is thrown away and fetched again from the store, once."""
     import hashlib
     import os
-    import shutil
-    import tempfile
 
     from mlopsctl.models.artifact import load_model_dir
 
     if store is None:
         from mlopsctl.config import load_project, open_project_store
 
-        store = open_project_store(load_project())
+        with open_project_store(load_project()) as opened:
+            return load_model(ref, store=opened, trust_pickle=trust_pickle)
     record = resolve(store, ref)
     digest = record["artifact"]["digest"]
     cache_root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mlopsctl"
     folder = cache_root / "models" / hashlib.sha256(digest.encode()).hexdigest()[:32]
-    if not (folder / "model.json").exists():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".model-", dir=folder.parent))
-        shutil.rmtree(staging)
-        from mlopsctl.pipeline.artifacts import fetch_artifact
-
+    if (folder / "model.json").is_file():
         try:
-            fetch_artifact(store, record["artifact"], staging)
-            try:
-                staging.rename(folder)
-            except OSError:
-                pass  # another process unpacked the same verified artifact first
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            _check_model_json(folder, record)
+            return load_model_dir(folder, trust_pickle=trust_pickle)
+        except IntegrityError:
+            # Raised before any deserialiser runs: the cached copy was altered after it was
+            # verified, so the store's copy (verified again) replaces it.
+            _discard(folder)
+    _fetch_into_cache(store, record, folder)
     _check_model_json(folder, record)
     return load_model_dir(folder, trust_pickle=trust_pickle)
+
+
+def _fetch_into_cache(store: ObjectStore, record: dict[str, Any], folder: Path) -> None:
+    import shutil
+    import tempfile
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".model-", dir=folder.parent))
+    shutil.rmtree(staging)
+    try:
+        _fetch_verified(store, record, staging)
+        if folder.exists() and not (folder / "model.json").is_file():
+            _discard(folder)  # an incomplete copy left behind; it would block the rename
+        try:
+            staging.rename(folder)
+        except OSError:
+            pass  # another process unpacked the same verified artifact first
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _discard(folder: Path) -> None:
+    """Remove a cached copy: renamed aside first, so no reader sees it half deleted."""
+    import shutil
+    import uuid
+
+    trash = folder.with_name(f".discard-{uuid.uuid4().hex}")
+    try:
+        folder.rename(trash)
+    except OSError:
+        return  # gone already, or replaced by another process
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _now() -> str:

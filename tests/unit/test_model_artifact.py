@@ -197,7 +197,9 @@ def test_pickle_and_unknown_flavors_are_refused(tmp_path: Path) -> None:
     from sklearn.linear_model import LogisticRegression
 
     write_artifact(tmp_path / "p", LogisticRegression(), flavor="pickle")
-    with pytest.raises(UnsafeModel, match="stored with pickle"):
+    with pytest.raises(
+        UnsafeModel, match="is a pickle; loading it can run arbitrary code; pass --trust"
+    ):
         load_model_dir(tmp_path / "p")
     write_artifact(tmp_path / "o", LogisticRegression(), flavor="onnx")
     with pytest.raises(ModelError, match="unknown flavor 'onnx'"):
