@@ -46,7 +46,7 @@ class MlopsGroup(TyperGroup):
         except KeyboardInterrupt:
             err("mlopsctl: interrupted")
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-        except (typer.Exit, typer.Abort):
+        except (typer.Exit, typer.Abort, BrokenPipeError):
             raise
         except Exception as exc:
             if type(exc).__module__.startswith(("typer", "click")):
@@ -118,6 +118,13 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err("mlopsctl: interrupted")
         code = int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        # `mlopsctl ... | head` closed our stdout early: not an error worth a word. Point stdout
+        # at /dev/null so the interpreter's final flush does not raise again.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = int(ExitCode.OK)
     except typer.Exit as exc:
         code = exc.exit_code
     except typer.Abort:
