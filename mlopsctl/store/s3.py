@@ -146,6 +146,7 @@ class S3Store(ObjectStore):
         self._probe_lock = threading.Lock()
         self._probe_result: StoreUnsafe | bool | None = None
         self._bucket_seen = False
+        self._fast_ok = True
 
     # -- client ----------------------------------------------------------------------------
     def _configured_endpoint(self) -> str | None:
@@ -185,12 +186,14 @@ class S3Store(ObjectStore):
 
     def _make_client(self, *, sign_payload: bool) -> Any:
         try:
-            import boto3
+            # botocore alone: boto3's resource layer and s3transfer are ~70 ms of imports that a
+            # store making its own multipart transfers never uses.
+            import botocore.session
             from botocore.config import Config
             from botocore.exceptions import BotoCoreError, ProfileNotFound
         except ImportError:
             raise ConfigError(
-                "the S3 store needs boto3, which is not installed", hint="pip install boto3"
+                "the S3 store needs botocore, which is not installed", hint="pip install boto3"
             ) from None
         s3_config: dict[str, Any] = {}
         style = self.addressing_style
@@ -215,8 +218,8 @@ class S3Store(ObjectStore):
         )
         try:
             if self._session is None:
-                self._session = boto3.session.Session(profile_name=self.profile)
-            return self._session.client(
+                self._session = botocore.session.Session(profile=self.profile)
+            return self._session.create_client(
                 "s3", endpoint_url=self.endpoint_url, region_name=self.region, config=config
             )
         except ProfileNotFound:
@@ -337,6 +340,9 @@ class S3Store(ObjectStore):
 
     def get_versioned(self, key: str) -> tuple[bytes, str]:
         full = self._full(key)
+        fast = self._fast_get(key, full)
+        if fast is not None:
+            return fast
 
         def fetch() -> tuple[bytes, str]:
             response = self.client.get_object(Bucket=self.bucket, Key=full)
@@ -344,6 +350,27 @@ class S3Store(ObjectStore):
                 return body.read(), _unquote(response.get("ETag"))
 
         return self._call("read", key, fetch)
+
+    def _fast_get(self, key: str, full: str) -> tuple[bytes, str] | None:
+        """Records through the small signed GET of s3fast while it works (read commands then
+        never load botocore); after its first miss, botocore alone."""
+        if not self._fast_ok:
+            return None
+        from mlopsctl.store import s3fast
+
+        target = s3fast.target_for(
+            self.bucket, self._configured_endpoint(), self.region, self.addressing_style
+        )
+        if target is None:
+            self._fast_ok = False
+            return None
+        try:
+            found = s3fast.fetch(target, full, timeout=self.connect_timeout)
+        except s3fast.Missing:
+            raise NotFound(f"{self._uri(key)} not found") from None
+        if found is None:
+            self._fast_ok = False  # botocore will retry and explain whatever went wrong
+        return found
 
     def put(self, key: str, data: bytes) -> str:
         return self._put(key, data, "write")
