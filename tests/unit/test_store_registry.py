@@ -102,7 +102,9 @@ def test_import_does_not_load_boto3() -> None:
 
 
 def test_missing_boto3_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "boto3", None)
+    # The store needs only botocore (boto3 brings it); hide both, as on a machine without them.
+    for name in ("boto3", "botocore", "botocore.session", "botocore.config"):
+        monkeypatch.setitem(sys.modules, name, None)
     store = open_store("s3://bucket/x", s3_options={"endpoint_url": "http://127.0.0.1:1"})
     with pytest.raises(ConfigError) as info:
         store.get("k")
