@@ -92,7 +92,9 @@ def show(
     for name, value in sorted((record.get("metrics") or {}).items()):
         out(f"metric     {name} = {value:.6g}")
     out("steps:")
-    for name, step in (record.get("steps") or {}).items():
+    steps = record.get("steps") or {}
+    for name in record.get("order") or list(steps):
+        step = steps[name]
         outputs = ", ".join(
             f"{k}={v['digest'][7:19]}" for k, v in (step.get("outputs") or {}).items()
         )
