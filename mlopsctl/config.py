@@ -29,6 +29,7 @@ class Project:
     s3_options: dict[str, Any] = field(default_factory=dict)
     registry: dict[str, Any] | None = None
     docker: dict[str, Any] = field(default_factory=dict)
+    image: dict[str, Any] = field(default_factory=dict)  # defaults for pipeline images
     exclude: tuple[str, ...] = ()
 
     @property
@@ -99,6 +100,7 @@ def project_from_data(data: dict[str, Any], root: Path, path: Path | None) -> Pr
         s3_options=dict(store.get("s3") or {}),
         registry=data.get("registry"),
         docker=dict(data.get("docker") or {}),
+        image=dict(data.get("image") or {}),
         exclude=tuple(data.get("exclude") or ()),
     )
 

@@ -120,6 +120,28 @@ class IntegrityError(StoreError):
     exit_code = ExitCode.ERROR
 
 
+class EngineUnreachable(MlopsError):
+    """A Docker engine cannot be reached (not running, wrong URL, no permission)."""
+
+    exit_code = ExitCode.UNREACHABLE
+
+
+class RegistryUnreachable(MlopsError):
+    """The image registry cannot be reached, or refused a push or pull (credentials)."""
+
+    exit_code = ExitCode.UNREACHABLE
+
+
+class BuildFailed(MlopsError):
+    """An image build failed; `tail` holds the last lines of the failing build step."""
+
+    exit_code = ExitCode.ERROR
+
+    def __init__(self, message: str, hint: str | None = None, tail: list[str] | None = None):
+        super().__init__(message, hint)
+        self.tail = list(tail or [])
+
+
 class Diagnostic:
     """One problem in one spec file, rendered as ``file:line:column: message``."""
 

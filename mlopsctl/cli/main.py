@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 
 from mlopsctl import __version__
 from mlopsctl.cli import audit as audit_cli
+from mlopsctl.cli import build as build_cli
 from mlopsctl.cli import doctor as doctor_cli
 from mlopsctl.cli import gc as gc_cli
 from mlopsctl.cli import hooks as hooks_cli
@@ -103,6 +104,7 @@ app.command("init")(init_cli.init)
 app.command("validate")(validate_cli.validate)
 app.command("doctor")(doctor_cli.doctor)
 app.command("run")(run_cli.run)
+app.command("build")(build_cli.build)
 app.add_typer(runs_cli.app, name="runs")
 app.add_typer(models_cli.app, name="models")
 app.command("lineage")(lineage_cli.lineage)

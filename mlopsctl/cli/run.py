@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -7,6 +9,16 @@ import typer
 
 from mlopsctl.cli.output import emit_json, err, out, stderr_is_terminal
 from mlopsctl.errors import ExitCode
+
+
+class Backend(str, Enum):
+    local = "local"
+    docker = "docker"
+
+
+def _build_log(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
 
 
 def run(
@@ -32,10 +44,25 @@ def run(
     no_register: Annotated[
         bool, typer.Option("--no-register", help="Do not register the model (register: block).")
     ] = False,
+    backend: Annotated[
+        Backend, typer.Option("--backend", help="Where steps run: local processes or containers.")
+    ] = Backend.local,
+    host: Annotated[
+        str | None,
+        typer.Option("--host", help="Docker host from mlops.yaml (docker.hosts) for the steps."),
+    ] = None,
+    image: Annotated[
+        str | None,
+        typer.Option("--image", help="Run in this image instead of building the pipeline's."),
+    ] = None,
+    network: Annotated[
+        str | None, typer.Option("--network", help="Container network mode (default host).")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the run record as JSON.")] = False,
 ) -> None:
     """Run a pipeline: independent steps in parallel, unchanged steps from the shared cache,
-    the run recorded in the store. Exit 1 when a step fails."""
+    the run recorded in the store. With --backend docker every step runs in the pipeline's
+    image (built first when its content changed). Exit 1 when a step fails."""
     from mlopsctl.pipeline import run_pipeline
     from mlopsctl.pipeline.executor import Progress, RunOptions
 
@@ -48,7 +75,14 @@ def run(
         progress=Progress(stderr_is_terminal() or verbose),
         echo_logs=verbose,
         register=not no_register,
+        backend=backend.value,
+        docker_host=host,
+        image_ref=image,
+        network=network,
+        build_log=_build_log if stderr_is_terminal() or verbose else None,
     )
+    if backend is Backend.local and (host or image or network):
+        raise typer.BadParameter("--host, --image and --network need --backend docker")
     record = run_pipeline(spec, list(param or []), options=options)
     if dry_run:
         if json_out:

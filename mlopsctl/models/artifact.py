@@ -204,7 +204,7 @@ def flavor_of(estimator: Any) -> str:
 def _write_skops(obj: Any, dest: Path) -> None:
     import skops.io as sio
 
-    data = sio.dumps(obj)
+    data = canonical_skops(sio.dumps(obj))
     refused = sorted(set(sio.get_untrusted_types(data=data)) - SKOPS_ALLOWED)
     if refused:
         raise UnsafeModel(
@@ -213,6 +213,55 @@ def _write_skops(obj: Any, dest: Path) -> None:
             "use a scikit-learn or XGBoost estimator",
         )
     dest.write_bytes(data)
+
+
+def canonical_skops(data: bytes) -> bytes:
+    """The same skops file, byte for byte the same whatever process wrote it. skops names
+    objects by id() (memory addresses) and some files by uuid4, and stamps zip entries with the
+    time: the same model saved twice would get two digests, so neither the step cache nor the
+    registry could tell that a retrained model is the very same one. Ids are renumbered and
+    files renamed in order of first appearance (a one-to-one renaming, so shared references
+    stay shared), and entries get a fixed time and order."""
+    import io
+
+    with zipfile.ZipFile(io.BytesIO(data)) as source:
+        schema = json.loads(source.read("schema.json"))
+        ids: dict[int, int] = {}
+        files: dict[str, str] = {}
+
+        def walk(node: Any) -> Any:
+            if isinstance(node, dict):
+                out: dict[str, Any] = {}
+                for key, value in node.items():
+                    if key == "__id__" and isinstance(value, int):
+                        out[key] = ids.setdefault(value, len(ids) + 1)
+                    elif key == "file" and isinstance(value, str) and value in names:
+                        suffix = os.path.splitext(value)[1]
+                        out[key] = files.setdefault(value, f"{len(files) + 1}{suffix}")
+                    else:
+                        out[key] = walk(value)
+                return out
+            if isinstance(node, list):
+                return [walk(item) for item in node]
+            return node
+
+        names = set(source.namelist())
+        schema = walk(schema)
+        entries = {new: (source.getinfo(old), source.read(old)) for old, new in files.items()}
+        leftover = names - set(files) - {"schema.json"}
+        if leftover:  # a layout this function does not know: keep the file as skops wrote it
+            return data
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as target:
+            schema_info = source.getinfo("schema.json")
+            entries["schema.json"] = (schema_info, json.dumps(schema, indent=2).encode())
+            for name in sorted(entries):
+                info, payload = entries[name]
+                fixed = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+                fixed.compress_type = info.compress_type
+                fixed.external_attr = 0o644 << 16
+                target.writestr(fixed, payload)
+    return buffer.getvalue()
 
 
 def library_versions() -> dict[str, str | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mlopsctl.errors import NotFound
+from mlopsctl.errors import NotFound, UsageError
 
 
 def run_pipeline(
@@ -33,8 +33,15 @@ def run_pipeline(
         "s3_options": project.s3_options,
         "base_dir": str(project.root),
     }
+    runner = None
+    if options.backend == "docker":
+        from mlopsctl.containers.runner import prepare_docker_run
+
+        runner = prepare_docker_run(project, plan, store_config, options)
+    elif options.backend != "local":
+        raise UsageError(f"unknown backend {options.backend!r}", "use local or docker")
     with open_project_store(project) as store:
-        executor = Executor(plan, store, store_config, options)
+        executor = Executor(plan, store, store_config, options, runner)
         if options.dry_run:
             return {"dry_run": executor.dry_run(), "pipeline": plan.name}
         record = executor.run()

@@ -1,27 +1,28 @@
 """Run a planned pipeline: independent steps in parallel (up to `jobs`), each in its own
-process through `python -m mlopsctl.exec`, served from the shared step cache when nothing that
-decides its outputs changed, and recorded as one immutable run record."""
+process through `python -m mlopsctl.exec` (a local subprocess, or a container: see
+pipeline/runners.py), served from the shared step cache when nothing that decides its outputs
+changed, and recorded as one immutable run record."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from mlopsctl import __version__
 from mlopsctl.pipeline import cache
 from mlopsctl.pipeline.hashing import path_digest
 from mlopsctl.pipeline.plan import PipelinePlan, StepPlan
+from mlopsctl.pipeline.runners import LocalRunner, LogSink, StepRunner
 from mlopsctl.provenance import git_info, library_versions, python_version, where, who
 from mlopsctl.runs import new_run_id, now_iso, save_run
 
@@ -56,6 +57,11 @@ class RunOptions:
     echo_logs: bool = False
     image: dict[str, Any] | None = None  # set by the container runner: {ref, digest}
     register: bool = True  # register the model named in the spec's register: block
+    backend: str = "local"  # local | docker
+    docker_host: str | None = None  # a docker.hosts entry of mlops.yaml (docker backend)
+    image_ref: str | None = None  # run in this image instead of building the pipeline's
+    network: str | None = None  # container network mode (docker backend)
+    build_log: Callable[[str], None] | None = None  # image build output (docker backend)
 
 
 @dataclass
@@ -123,17 +129,17 @@ class Executor:
         store: ObjectStore,
         store_config: dict[str, Any],
         options: RunOptions,
+        runner: StepRunner | None = None,
     ) -> None:
         self.plan = plan
         self.store = store
         self.store_config = store_config
         self.options = options
+        self.runner = runner or LocalRunner(plan.project_root)
         self.run_id = new_run_id()
         self.experiment = options.experiment or plan.name
         self.results: dict[str, dict[str, Any]] = {}  # step -> outputs
         self.steps: dict[str, dict[str, Any]] = {}  # step -> its part of the run record
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
-        self._procs_lock = threading.Lock()
         self._interrupted = False
 
     # -- keys -----------------------------------------------------------------------------
@@ -150,11 +156,19 @@ class Executor:
             },
             "outputs": sorted(step.outputs),
             "data": _data_digests(step, root),
-            "environment": {
-                "python": python_version(),
-                "libraries": library_versions(step.libraries),
-                "image": (self.options.image or {}).get("digest"),
-            },
+            "environment": self._environment(step),
+        }
+
+    def _environment(self, step: StepPlan) -> dict[str, Any]:
+        image = self.options.image
+        if image:
+            # In a container the image decides Python and every library: its digest (never
+            # its tag, which can move) says it all, whatever is installed on this machine.
+            return {"image": image["digest"]}
+        return {
+            "python": python_version(),
+            "libraries": library_versions(step.libraries),
+            "image": None,
         }
 
     # -- running --------------------------------------------------------------------------
@@ -197,7 +211,7 @@ class Executor:
                         failed = True
         except KeyboardInterrupt:
             self._interrupted = True
-            self._terminate_all()
+            self.runner.stop_all()
             for future, name in running.items():
                 outcome = future.result()
                 self.steps[name].update(status="interrupted", error=outcome.error[-2000:])
@@ -296,70 +310,26 @@ class Executor:
         }
 
     def _execute(self, step: StepPlan) -> _Outcome:
-        """Runs in a worker thread: one child process per step."""
+        """Runs in a worker thread: the runner runs the step's process to completion."""
         t0 = time.perf_counter()
         workdir = Path(tempfile.mkdtemp(prefix=f"mlopsctl-{step.name}-"))
         task = self._task(step, workdir)
-        task_path = workdir / "task.json"
-        task_path.write_text(json.dumps(task))
         log_path = workdir / "step.log"
-        env = dict(os.environ, PYTHONUNBUFFERED="1", **step.env)
         with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "mlopsctl.exec", str(task_path)],
-                cwd=self.plan.project_root,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,  # Ctrl-C reaches us once; we stop the children
-            )
-            with self._procs_lock:
-                self._procs[step.name] = proc
-            assert proc.stdout is not None
-            self._pump(proc.stdout, log, step.name)
-            code = proc.wait()
-            with self._procs_lock:
-                self._procs.pop(step.name, None)
+            sink = LogSink(log, step.name, self.options.echo_logs)
+            try:
+                ended = self.runner.run(step, task, workdir, sink)
+            finally:
+                sink.close()
         seconds = time.perf_counter() - t0
-        if code == 0:
-            result = json.loads((workdir / "result.json").read_text())
+        if ended.code == 0 and ended.result is not None:
             shutil.rmtree(workdir, ignore_errors=True)
-            return _Outcome(ok=True, result=result, seconds=seconds)
+            return _Outcome(ok=True, result=ended.result, seconds=seconds)
         lines = log_path.read_text(errors="replace").splitlines()
+        if ended.detail:
+            lines.append(ended.detail)
         tail = "\n".join(lines[-_TAIL_LINES:])
         return _Outcome(ok=False, error=tail, workdir=str(workdir), seconds=seconds)
-
-    def _pump(self, stream: IO[bytes], log: IO[bytes], step: str) -> None:
-        prefix = f"[{step}] ".encode()
-        for line in iter(stream.readline, b""):
-            log.write(line)
-            if self.options.echo_logs:
-                sys.stderr.buffer.write(prefix + line)
-                sys.stderr.flush()
-
-    def _terminate_all(self) -> None:
-        """Stop every step's whole process group: a step's shell command and its children
-        hold the log pipe open, so stopping only the exec process would leave them running."""
-        import signal
-
-        with self._procs_lock:
-            procs = list(self._procs.values())
-
-        def signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-            try:
-                os.killpg(proc.pid, sig)  # start_new_session made the step its group's leader
-            except ProcessLookupError:
-                pass
-
-        for proc in procs:
-            signal_group(proc, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        for proc in procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            signal_group(proc, signal.SIGKILL)  # whatever of the group is still alive
 
     # -- the record -----------------------------------------------------------------------
     def _run_record(self, status: str, started: str, seconds: float) -> dict[str, Any]:
@@ -395,6 +365,8 @@ class Executor:
             "image": self.options.image,
             "store": self.store_config.get("url"),
             "data": data,
+            # Records are canonical JSON (sorted keys), so the run order is kept explicitly.
+            "order": list(plan.steps),
             "steps": {name: self.steps.get(name, {"status": "skipped"}) for name in plan.steps},
             "metrics": metrics,
         }

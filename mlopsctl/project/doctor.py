@@ -116,24 +116,15 @@ def _check_docker(project: Project) -> list[Check]:
     return checks
 
 
-def registry_base_url(registry: dict[str, object]) -> str:
-    """HTTP base URL of an OCI registry entry: plain http for loopback or `insecure: true`."""
-    url = str(registry.get("url", "")).rstrip("/")
-    if url.startswith(("http://", "https://")):
-        return url.split("/", 3)[0] + "//" + url.split("/", 3)[2]
-    host = url.split("/", 1)[0]
-    local = host.startswith(("127.", "localhost", "[::1]"))
-    scheme = "http" if registry.get("insecure") or local else "https"
-    return f"{scheme}://{host}"
-
-
 def _check_registry(project: Project) -> Check:
     if not project.registry or not project.registry.get("url"):
         return Check("registry", SKIP, "no image registry configured in mlops.yaml")
     import urllib.error
     import urllib.request
 
-    base = registry_base_url(project.registry)
+    from mlopsctl.containers.registry import base_url
+
+    base = base_url(project.registry)
     try:
         with urllib.request.urlopen(f"{base}/v2/", timeout=_TIMEOUT_S) as response:
             status = response.status

@@ -38,8 +38,8 @@ def _modules_after(*args: str) -> set[str]:
 
 @pytest.mark.parametrize(
     "args",
-    [("--help",), ("validate", "specs/examples"), ("hooks", "--help")],
-    ids=["help", "validate", "hooks-help"],
+    [("--help",), ("validate", "specs/examples"), ("hooks", "--help"), ("build", "--help")],
+    ids=["help", "validate", "hooks-help", "build-help"],
 )
 def test_no_heavy_imports(args: tuple[str, ...]) -> None:
     loaded = _modules_after(*args)

@@ -1,0 +1,133 @@
+"""Where a step's process runs. The executor decides what runs and records it; a runner only
+starts `python -m mlopsctl.exec TASK.json` somewhere, streams its output into the step's log
+and hands back the exit status and the result file. `LocalRunner` starts a subprocess here;
+the Docker runner (mlopsctl.containers.runner) starts a container from the pipeline's image."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlopsctl.pipeline.plan import StepPlan
+
+
+@dataclass
+class StepExit:
+    """How a step's process ended: its exit status, the parsed result file on success, and a
+    line to add to the log when the runner itself saw something go wrong."""
+
+    code: int
+    result: dict[str, Any] | None = None
+    detail: str = ""
+
+
+class LogSink:
+    """A step's output: every byte into its log file, each line echoed to stderr with a
+    `[step]` prefix when asked. Accepts chunks that split lines anywhere."""
+
+    def __init__(self, log: IO[bytes], step: str, echo: bool) -> None:
+        self.log = log
+        self.prefix = f"[{step}] ".encode()
+        self.echo = echo
+        self._partial = b""
+
+    def write(self, data: bytes) -> None:
+        self.log.write(data)
+        if not self.echo:
+            return
+        data = self._partial + data
+        *lines, self._partial = data.split(b"\n")
+        if lines:
+            sys.stderr.buffer.write(b"".join(self.prefix + line + b"\n" for line in lines))
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        self.log.flush()
+        if self.echo and self._partial:
+            sys.stderr.buffer.write(self.prefix + self._partial + b"\n")
+            sys.stderr.flush()
+        self._partial = b""
+
+
+class StepRunner:
+    """The seam between the executor and the place a step runs."""
+
+    name = "base"
+
+    def run(self, step: StepPlan, task: dict[str, Any], workdir: Path, log: LogSink) -> StepExit:
+        """Run one task to completion (called from a worker thread)."""
+        raise NotImplementedError
+
+    def stop_all(self) -> None:
+        """Stop every step still running (Ctrl-C); `run` then returns for each of them."""
+
+    def close(self) -> None:
+        """Release connections once the run is over."""
+
+
+class LocalRunner(StepRunner):
+    """One child process per step, in its own session so that Ctrl-C reaches only us and we
+    stop each step's whole process group (a shell command's children included)."""
+
+    name = "local"
+
+    def __init__(self, project_root: Path) -> None:
+        self.project_root = project_root
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._lock = threading.Lock()
+
+    def run(self, step: StepPlan, task: dict[str, Any], workdir: Path, log: LogSink) -> StepExit:
+        task_path = workdir / "task.json"
+        task_path.write_text(json.dumps(task))
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **step.env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlopsctl.exec", str(task_path)],
+            cwd=self.project_root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        with self._lock:
+            self._procs[step.name] = proc
+        try:
+            assert proc.stdout is not None
+            for line in iter(proc.stdout.readline, b""):
+                log.write(line)
+            code = proc.wait()
+        finally:
+            with self._lock:
+                self._procs.pop(step.name, None)
+        if code != 0:
+            return StepExit(code)
+        return StepExit(code, json.loads(Path(task["result"]).read_text()))
+
+    def stop_all(self) -> None:
+        import signal
+
+        with self._lock:
+            procs = list(self._procs.values())
+
+        def signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+            try:
+                os.killpg(proc.pid, sig)  # start_new_session made the step its group's leader
+            except ProcessLookupError:
+                pass
+
+        for proc in procs:
+            signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            signal_group(proc, signal.SIGKILL)  # whatever of the group is still alive
