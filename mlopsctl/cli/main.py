@@ -19,6 +19,7 @@ from mlopsctl.cli import hooks as hooks_cli
 from mlopsctl.cli import init as init_cli
 from mlopsctl.cli import lineage as lineage_cli
 from mlopsctl.cli import models as models_cli
+from mlopsctl.cli import release as release_cli
 from mlopsctl.cli import run as run_cli
 from mlopsctl.cli import runs as runs_cli
 from mlopsctl.cli import validate as validate_cli
@@ -111,6 +112,7 @@ app.command("lineage")(lineage_cli.lineage)
 app.command("audit")(audit_cli.audit)
 app.command("gc")(gc_cli.gc)
 app.add_typer(hooks_cli.app, name="hooks")
+app.add_typer(release_cli.app, name="release")
 
 
 def main(argv: list[str] | None = None) -> None:

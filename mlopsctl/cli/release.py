@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mlopsctl.cli.output import emit_json, out
+
+app = typer.Typer(
+    help="Release gates: check a candidate against a Release spec, approve, promote, roll back.",
+    no_args_is_help=True,
+)
+
+SpecArg = Annotated[Path, typer.Argument(help="A Release spec (YAML).")]
+ReasonOpt = Annotated[
+    str | None, typer.Option("--reason", "-m", help="Why (kept in the audit log).")
+]
+
+
+def _store() -> Any:
+    from mlopsctl.config import load_project, open_project_store
+
+    return open_project_store(load_project())
+
+
+def _spec(path: Path) -> dict[str, Any]:
+    from mlopsctl.spec import load_spec
+
+    return load_spec(path, kind="Release")
+
+
+@app.command("check")
+def check(
+    spec_path: SpecArg,
+    candidate: Annotated[
+        str | None,
+        typer.Option("--candidate", help="Judge this version instead (3, @challenger, latest)."),
+    ] = None,
+    junit_file: Annotated[
+        Path | None, typer.Option("--junit", help="Also write the result as JUnit XML here.")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed (recorded).")] = 0,
+) -> None:
+    """Judge every gate; record the result; exit 0 when all pass, 4 otherwise."""
+    from mlopsctl.errors import CheckFailed
+    from mlopsctl.release.gates import run_check
+    from mlopsctl.release.report import junit, table
+
+    spec = _spec(spec_path)
+    with _store() as store:
+        result = run_check(store, spec, spec_path=str(spec_path), candidate=candidate, seed=seed)
+    if junit_file is not None:
+        policies = [str(g.get("on_inconclusive", "fail")) for g in spec["gates"]]
+        junit_file.write_text(junit(result, policies), encoding="utf-8")
+    if json_out:
+        emit_json(result)
+    else:
+        out(
+            f"release {result['release']}: {result['model']}:{result['version']} vs "
+            f"@{result['champion']['alias']} ({result['champion']['version'] or 'none'}) "
+            f"on {result['rows']} rows"
+        )
+        for line in table(result):
+            out(line)
+    if not result["passed"]:
+        blocking = [
+            f"{g['name']} ({g['verdict']})"
+            for g, gate in zip(result["gates"], spec["gates"], strict=True)
+            if g["verdict"] == "fail"
+            or (g["verdict"] == "inconclusive" and gate.get("on_inconclusive", "fail") == "fail")
+        ]
+        raise CheckFailed(
+            f"release check of {result['model']}:{result['version']} failed: "
+            + ", ".join(blocking),
+            "see the gates above",
+        )
+
+
+@app.command("approve")
+def approve(
+    ref: Annotated[str, typer.Argument(help="NAME:VERSION to approve.")],
+    by: Annotated[str, typer.Option("--by", help="Approver's email.")],
+    note: Annotated[str | None, typer.Option("--note", help="Why (kept in the audit log).")] = None,
+) -> None:
+    """Record an approval of a version."""
+    from mlopsctl.release.actions import approve as approve_version
+
+    with _store() as store:
+        event = approve_version(store, ref, by, note)
+    out(f"{event['model']}:{event['version']} approved by {by}")
+
+
+@app.command("promote")
+def promote(spec_path: SpecArg, reason: ReasonOpt = None) -> None:
+    """Move the champion alias to the candidate, if its latest check passed and it is approved."""
+    from mlopsctl.release.actions import promote as promote_release
+
+    spec = _spec(spec_path)
+    with _store() as store:
+        move = promote_release(store, spec, reason)
+    out(f"{move['model']}@{move['alias']}: {move['previous'] or '(none)'} -> {move['version']}")
+
+
+@app.command("rollback")
+def rollback(spec_path: SpecArg, reason: ReasonOpt = None) -> None:
+    """Move the champion alias back to the version it held before."""
+    from mlopsctl.release.actions import rollback as rollback_release
+
+    spec = _spec(spec_path)
+    with _store() as store:
+        move = rollback_release(store, spec, reason)
+    out(f"{move['model']}@{move['alias']}: {move['previous']} -> {move['version']} (rollback)")

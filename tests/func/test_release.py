@@ -1,0 +1,251 @@
+"""`mlopsctl release` on a project that trained the quickstart three times: 20 trees (good),
+one stump (clearly worse) and 19 trees (near-identical to the good one). Checks re-score both
+models on the candidate's recorded test set; promote follows only a passed, approved check;
+everything lands in the audit log."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from .conftest import Invoke
+from .test_models import MODEL, quickstart_project
+
+GOOD, WORSE, TWIN = 1, 2, 3
+
+
+def _train(root: Path, *params: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MLOPSCTL_STORE"}
+    args = [a for p in params for a in ("-p", p)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlopsctl", "run", "pipelines/quickstart.yaml", *args, "--json"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+
+
+@pytest.fixture
+def project(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    base = tmp_path_factory.getbasetemp() / "release-trained"
+    if not (base / "done").exists():
+        shutil.rmtree(base, ignore_errors=True)
+        quickstart_project(tmp_path_factory, base / "demo")
+        _train(base / "demo", "model.n_estimators=1", "model.max_depth=1")
+        _train(base / "demo", "model.n_estimators=19")
+        (base / "done").write_text("")
+    root = tmp_path / "demo"
+    shutil.copytree(base / "demo", root, symlinks=True)
+    return root
+
+
+def _spec(root: Path, candidate: int, champion: str = "production", **compare: Any) -> Path:
+    gate = {"type": "compare", "metric": "accuracy", "min_improvement": 0.0, **compare}
+    gate = {k: v for k, v in gate.items() if v is not None}
+    spec = {
+        "apiVersion": "mlopsctl/v1",
+        "kind": "Release",
+        "name": "bc-release",
+        "model": MODEL,
+        "candidate": candidate,
+        "champion": champion,
+        "gates": [
+            {"type": "threshold", "metric": "accuracy", "min": 0.5},
+            gate,
+            {"type": "signature"},
+            {"type": "latency", "max_ms": 50},
+            {"type": "approval", "approvers": ["alice@example.com", "bob@example.com"]},
+        ],
+    }
+    path = root / "release.yaml"
+    path.write_text(json.dumps(spec))  # JSON is YAML
+    return path
+
+
+def _check(cli: Invoke, root: Path, spec: Path, *extra: str) -> tuple[int, dict[str, Any]]:
+    result = cli("release", "check", str(spec), "--json", *extra, cwd=root)
+    assert result.exit_code in (0, 4), result.stderr
+    return result.exit_code, json.loads(result.stdout)
+
+
+def _gate(result: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next(g for g in result["gates"] if g["type"] == kind)
+
+
+def _set(cli: Invoke, root: Path, alias: str, version: int) -> None:
+    result = cli("models", "alias", "set", MODEL, alias, str(version), cwd=root)
+    assert result.exit_code == 0, result.stderr
+
+
+def test_compare_gate_pass_fail_inconclusive(cli: Invoke, project: Path) -> None:
+    # Clearly better: the good model judged against the stump.
+    _set(cli, project, "baseline", WORSE)
+    code, better = _check(cli, project, _spec(project, GOOD, champion="baseline"))
+    compare = _gate(better, "compare")
+    assert compare["verdict"] == "pass" and compare["ci"][0] > 0, compare
+    assert code == 0 and better["passed"]
+    assert _gate(better, "latency")["verdict"] == "skipped"
+    assert _gate(better, "approval")["verdict"] == "pending"
+    assert _gate(better, "signature")["verdict"] == "pass"
+
+    # Clearly worse: the stump judged against the good model.
+    _set(cli, project, "production", GOOD)
+    code, worse = _check(cli, project, _spec(project, WORSE))
+    assert _gate(worse, "compare")["verdict"] == "fail" and _gate(worse, "compare")["ci"][1] < 0
+    assert code == 4 and not worse["passed"]
+
+    # Near-identical: the interval straddles the bound; the spec decides what that means.
+    code, twin = _check(cli, project, _spec(project, TWIN))
+    assert _gate(twin, "compare")["verdict"] == "inconclusive", _gate(twin, "compare")
+    assert code == 4
+    code, lenient = _check(cli, project, _spec(project, TWIN, on_inconclusive="pass"))
+    assert _gate(lenient, "compare")["verdict"] == "inconclusive" and code == 0
+    # A non-inferiority gate passes the twin: it may lose at most 5 points.
+    code, non_inferior = _check(
+        cli, project, _spec(project, TWIN, min_improvement=None, max_regression=0.05)
+    )
+    assert _gate(non_inferior, "compare")["verdict"] == "pass" and code == 0
+
+
+def test_table_junit_and_seed(cli: Invoke, project: Path, tmp_path: Path) -> None:
+    _set(cli, project, "production", GOOD)
+    spec = _spec(project, WORSE)
+    junit = tmp_path / "gates.xml"
+    result = cli("release", "check", str(spec), "--junit", str(junit), "--seed", "3", cwd=project)
+    assert result.exit_code == 4
+    lines = result.stdout.splitlines()
+    assert lines[1].split() == ["gate", "value", "bound", "CI", "verdict"]
+    assert any(
+        line.startswith("compare (accuracy improvement)") and "FAIL" in line for line in lines
+    )
+    assert "latency needs a serving target" in result.stdout
+    assert "release check of breast-cancer:2 failed" in result.stderr
+    suite = ET.parse(junit).getroot()
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    assert set(cases) == {"threshold", "compare", "signature", "latency", "approval"}
+    assert cases["compare"].find("failure") is not None
+    assert cases["latency"].find("skipped") is not None
+    assert cases["threshold"].find("failure") is None and cases["threshold"].find("skipped") is None
+    assert suite.get("failures") == "1"
+    # Same seed, same interval.
+    first = _gate(_check(cli, project, spec, "--seed", "3")[1], "compare")["ci"]
+    again = _gate(_check(cli, project, spec, "--seed", "3")[1], "compare")["ci"]
+    assert first == again
+
+
+def test_no_champion_skips_comparisons_visibly(cli: Invoke, project: Path) -> None:
+    code, result = _check(cli, project, _spec(project, GOOD, champion="nobody"))
+    compare = _gate(result, "compare")
+    assert compare["verdict"] == "skipped" and "no champion" in compare["note"]
+    assert _gate(result, "signature")["verdict"] == "skipped"
+    assert code == 0 and result["champion"] == {"alias": "nobody", "version": None}
+
+
+def test_promote_needs_a_passed_check_and_approvals_then_rollback(
+    cli: Invoke, project: Path
+) -> None:
+    _set(cli, project, "production", GOOD)
+    worse = _spec(project, WORSE)
+    assert cli("release", "promote", str(worse), cwd=project).exit_code == 4  # never checked
+    assert _check(cli, project, worse)[0] == 4
+    refused = cli("release", "promote", str(worse), cwd=project)
+    assert refused.exit_code == 4 and "failed" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+    lenient = _spec(project, TWIN, on_inconclusive="pass")
+    assert _check(cli, project, lenient)[0] == 0
+    refused = cli("release", "promote", str(lenient), cwd=project)
+    assert refused.exit_code == 4 and "0 of 1 approval" in refused.stderr
+    approved = cli(
+        "release", "approve", f"{MODEL}:{TWIN}", "--by", "mallory@example.com", cwd=project
+    )
+    assert approved.exit_code == 0  # recorded, but not among the spec's approvers
+    assert cli("release", "promote", str(lenient), cwd=project).exit_code == 4
+    approved = cli(
+        "release",
+        "approve",
+        f"{MODEL}:{TWIN}",
+        "--by",
+        "alice@example.com",
+        "--note",
+        "ok",
+        cwd=project,
+    )
+    assert approved.exit_code == 0, approved.stderr
+    promoted = cli("release", "promote", str(lenient), cwd=project)
+    assert promoted.exit_code == 0, promoted.stderr
+    shown = json.loads(cli("models", "show", f"{MODEL}@production", "--json", cwd=project).stdout)
+    assert shown["version"] == TWIN
+
+    # A stale check no longer counts once a later check of the same version fails.
+    strict = _spec(project, TWIN)
+    assert cli("release", "rollback", str(strict), cwd=project).exit_code == 0
+    shown = json.loads(cli("models", "show", f"{MODEL}@production", "--json", cwd=project).stdout)
+    assert shown["version"] == GOOD
+    assert _check(cli, project, strict)[0] == 4
+    assert cli("release", "promote", str(strict), cwd=project).exit_code == 4
+
+    audit = json.loads(cli("audit", "--model", MODEL, "--json", cwd=project).stdout)
+    kinds = [e["type"] for e in audit]
+    assert kinds.count("gate") == 3
+    assert kinds.count("approval") == 2 and "promotion" in kinds and "rollback" in kinds
+    for event in audit:
+        assert event["time"] and (event["actor"] or {}).get("name")
+    approvals = [e for e in audit if e["type"] == "approval"]
+    assert [a["by"] for a in approvals] == ["mallory@example.com", "alice@example.com"]
+    promotion = next(e for e in audit if e["type"] == "promotion")
+    assert promotion["approvals"] == ["alice@example.com"] and promotion["version"] == TWIN
+    moves = [e for e in audit if e["type"] == "alias_move" and e["alias"] == "production"]
+    assert [m["action"] for m in moves][-2:] == ["promote", "rollback"]
+    text = cli("audit", "--model", MODEL, cwd=project).stdout
+    assert "approval" in text and "promotion" in text and "rollback" in text
+
+
+def test_slices_on_a_dataset_path(cli: Invoke, project: Path) -> None:
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame.iloc[::3].copy()
+    frame["region"] = ["north", "south", "east"] * (len(frame) // 3) + ["east"] * (len(frame) % 3)
+    frame.to_csv(project / "holdout.csv", index=False)
+    _set(cli, project, "production", GOOD)
+    spec = {
+        "apiVersion": "mlopsctl/v1",
+        "kind": "Release",
+        "name": "bc-slices",
+        "model": MODEL,
+        "candidate": WORSE,
+        "champion": "production",
+        "evaluation": {"data": "holdout.csv", "target": "target"},
+        "gates": [
+            {"type": "slices", "column": "region", "metric": "accuracy", "min": 0.5},
+            {"type": "slices", "column": "region", "metric": "accuracy", "max_regression": 0.0},
+        ],
+    }
+    path = project / "slices.yaml"
+    path.write_text(json.dumps(spec))
+    code, result = _check(cli, project, path)
+    floor, regress = result["gates"]
+    assert result["rows"] == len(frame) and result["data"] == {"path": "holdout.csv"}
+    assert floor["verdict"] == "pass" and {d["slice"] for d in floor["details"]} == {
+        "north",
+        "south",
+        "east",
+    }
+    assert regress["verdict"] == "fail" and "region in" in regress["note"]
+    assert all(d["ci"][1] < 0 for d in regress["details"])
+    assert code == 4
