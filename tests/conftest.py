@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +20,19 @@ from typing import Any
 import pytest
 
 NO_S3_ENV = "MLOPSCTL_TEST_NO_S3"
+
+
+def git(cwd: Path, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    """git with a fixed identity, so commits work on a machine with no git config."""
+    return subprocess.run(
+        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=60,
+    )
+
 
 # Variables that would point boto3 at another endpoint or identity than the test server's.
 _AWS_VARS_TO_CLEAR = (

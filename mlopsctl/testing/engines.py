@@ -7,12 +7,10 @@ The test bed itself (the engine, the registry on 127.0.0.1:5000, mlopsctl-base:d
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlopsctl.testing.seaweed import free_ports, stop_process
+from mlopsctl.testing.seaweed import free_ports, spawn_service, stop_process
 
 REGISTRY = "127.0.0.1:5000"
 BASE_IMAGE = "mlopsctl-base:deps"
@@ -102,15 +100,6 @@ def unmount_under(root: Path) -> None:
         subprocess.run(["umount", "-l", point], capture_output=True, check=False, timeout=30)
 
 
-def _term_with_parent() -> None:
-    """In the child before exec: SIGTERM the engine if the test process dies first."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        with contextlib.suppress(Exception):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 def start_second_engine(root: Path, timeout: float = 60.0) -> SecondEngine:
     """Start `dockerd` with everything of its own under `root` (needs root and dockerd)."""
     dockerd = shutil.which("dockerd")
@@ -132,15 +121,8 @@ def start_second_engine(root: Path, timeout: float = 60.0) -> SecondEngine:
         f"-H=unix://{sock}",
         f"-H=tcp://127.0.0.1:{port}",
     ]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            cmd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=_term_with_parent,
-        )
+    # SIGTERM, not SIGKILL, if we die: dockerd then stops its containers itself.
+    process = spawn_service(cmd, log_path, signal.SIGTERM)
     engine = SecondEngine(root, process, f"unix://{sock}", f"tcp://127.0.0.1:{port}", log_path)
     try:
         _wait_ready(engine, timeout)

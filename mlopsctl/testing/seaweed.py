@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,17 +102,37 @@ class SeaweedServer:
         stop_process(self.process, grace)
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: have the kernel SIGKILL the server if the process that
-    started it dies without stopping it (a test run killed by a timeout), so no orphan keeps
-    its ports and disk. Linux only; elsewhere the fixture's own stop is all there is."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
+def _pdeathsig(sig: int) -> Callable[[], None]:
+    """A preexec_fn: have the kernel send `sig` to the child if the process that started it
+    dies without stopping it (a test run killed by a timeout), so no orphan keeps its ports
+    and disk. Linux only; elsewhere the owner's own stop is all there is."""
 
-    pr_set_pdeathsig = 1
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    def arm() -> None:
+        if not sys.platform.startswith("linux"):
+            return
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(Exception):
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, sig)
+
+    return arm
+
+
+def spawn_service(
+    cmd: list[str], log_path: Path, death_signal: int = signal.SIGKILL
+) -> subprocess.Popen[bytes]:
+    """Start a test service with its output in `log_path`, in a new session (a Ctrl-C meant
+    for the test runner must not reach it first), tied to this process's life."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_pdeathsig(death_signal),
+        )
 
 
 def stop_process(process: subprocess.Popen[bytes], grace: float = 3.0) -> None:
@@ -190,16 +211,7 @@ def start_seaweed(
         "-master.telemetry=false",
     ]
     log_path = workdir / "weed.log"
-    with open(log_path, "wb") as log:
-        # A new session: a Ctrl-C meant for the test runner must not reach the server first.
-        process = subprocess.Popen(
-            cmd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
+    process = spawn_service(cmd, log_path)
     server = SeaweedServer(
         endpoint=f"http://127.0.0.1:{ports['s3']}",
         workdir=workdir,

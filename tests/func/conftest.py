@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from mlopsctl.cli.main import app
+from tests.conftest import git
 
 Invoke = Callable[..., Result]
 
@@ -26,17 +26,6 @@ def cli(monkeypatch: pytest.MonkeyPatch) -> Invoke:
         return runner.invoke(app, list(args), catch_exceptions=False)
 
     return invoke
-
-
-def git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from mlopsctl.testing.engines import (
     start_second_engine,
     testbed_problem,
 )
+from tests.conftest import git
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "specs" / "examples" / "quickstart.yaml"
@@ -39,17 +39,6 @@ def docker_bed() -> str:
     if problem:
         _unavailable(problem)
     return REGISTRY
-
-
-def git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
 
 
 def write_project(
@@ -73,9 +62,9 @@ def write_project(
     )
     shutil.copy(QUICKSTART, root / "pipelines" / "quickstart.yaml")
     (root / ".gitignore").write_text(".mlops/\n")
-    git(root, "init", "-q")
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "project")
+    git(root, "init", "-q", check=True)
+    git(root, "add", "-A", check=True)
+    git(root, "commit", "-qm", "project", check=True)
     return root
 
 

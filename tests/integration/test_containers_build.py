@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import git
+from tests.conftest import git
 
 pytestmark = pytest.mark.docker
 

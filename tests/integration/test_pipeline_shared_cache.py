@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import S3TestServer
+from tests.conftest import S3TestServer, git
 
 pytestmark = pytest.mark.s3
 
@@ -49,16 +49,6 @@ if __name__ == "__main__":
 """
 
 
-def _git(cwd: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-
-
 def _run(checkout: Path) -> dict:
     proc = subprocess.run(
         [sys.executable, "-m", "mlopsctl", "run", "pipelines/shared.yaml", "--json"],
@@ -83,11 +73,11 @@ def test_second_checkout_is_a_full_cache_hit(
     )
     (first / "pipelines/shared.yaml").write_text(PIPELINE)
     (first / "make.py").write_text(MAKE_PY)
-    _git(first, "init", "-q")
-    _git(first, "add", "-A")
-    _git(first, "commit", "-qm", "pipeline")
+    git(first, "init", "-q", check=True)
+    git(first, "add", "-A", check=True)
+    git(first, "commit", "-qm", "pipeline", check=True)
     second = tmp_path / "second"
-    _git(tmp_path, "clone", "-q", str(first), str(second))
+    git(tmp_path, "clone", "-q", str(first), str(second), check=True)
 
     one = _run(first)
     assert [s["status"] for s in one["steps"].values()] == ["executed"] * 3
