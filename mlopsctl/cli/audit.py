@@ -38,9 +38,27 @@ def audit(
         err("no events")
     skip = {"id", "type", "time", "actor", "host"}
     for e in events:
-        rest = " ".join(
-            f"{k}={json.dumps(v) if isinstance(v, (dict, list)) else v}"
-            for k, v in e.items()
-            if k not in skip and v is not None
-        )
+        rest = " ".join(f"{k}={_brief(v)}" for k, v in e.items() if k not in skip and v is not None)
         out(f"{e['time']}  {e['type']:<11} {(e.get('actor') or {}).get('name', ''):<24} {rest}")
+
+
+_MAX_ITEMS = 6
+_MAX_CHARS = 80
+
+
+def _brief(value: object) -> str:
+    """One event field on one short line: the full record is what --json is for."""
+    if isinstance(value, list):
+        shown = [_brief(v) for v in value[:_MAX_ITEMS]]
+        if len(value) > _MAX_ITEMS:
+            shown.append(f"+{len(value) - _MAX_ITEMS} more")
+        return "[" + ", ".join(shown) + "]"
+    if isinstance(value, dict):
+        label = value.get("name") or value.get("gate") or value.get("feature")
+        status = value.get("status") or value.get("verdict") or value.get("result")
+        if label is not None and status is not None:
+            return f"{label}:{status}"
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    else:
+        text = str(value)
+    return text if len(text) <= _MAX_CHARS else text[: _MAX_CHARS - 1] + "…"
