@@ -260,6 +260,8 @@ class _Judge:
         )
         verdict = decide(interval.low, interval.high, bound_value)
         note = f"candidate {interval.candidate:.4g} vs champion {interval.champion:.4g}"
+        if interval.method == "delong":
+            note += " (DeLong's test)"
         if verdict == "inconclusive":
             policy = gate.get("on_inconclusive", "fail")
             note += f"; the interval straddles the bound (on_inconclusive: {policy})"

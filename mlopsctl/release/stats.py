@@ -6,8 +6,13 @@ much narrower than two separate intervals would suggest. Resamples are drawn as 
 in batches, never one Python iteration per resample.
 
 Metrics are written as functions of column sums over the resampled rows ("components"), so one
-gather and one sum per batch serve every metric but roc_auc, which needs the ranking and is
-computed from per-resample row counts instead.
+gather and one sum per batch serve every metric but roc_auc.
+
+roc_auc is compared with DeLong's test for two correlated ROC curves instead (DeLong, DeLong and
+Clarke-Pearson 1988, in the midrank form of Sun and Xu 2014; what R's pROC `roc.test` uses for
+paired curves by default): the variance of the AUC difference comes exactly from each row's
+placement values, in O(n log n), where a bootstrap has to re-rank every resample (3.6 s for
+1,000 x 100k rows). The interval is the normal one, delta +/- z * se; `resamples` does not apply.
 """
 
 from __future__ import annotations
@@ -119,7 +124,8 @@ class Interval:
     low: float
     high: float
     level: float
-    resamples: int
+    resamples: int  # 0 for DeLong's test
+    method: str = "bootstrap"  # or "delong" (roc_auc)
 
 
 def paired_bootstrap(
@@ -131,8 +137,9 @@ def paired_bootstrap(
     resamples: int = 1000,
     seed: int | None = 0,
 ) -> Interval:
-    """Percentile interval of the improvement of ``candidate`` over ``champion`` on ``metric``,
-    both scored on the same rows; positive means the candidate is better."""
+    """Interval of the improvement of ``candidate`` over ``champion`` on ``metric``, both scored
+    on the same rows; positive means the candidate is better. A paired percentile bootstrap,
+    except for roc_auc: DeLong's test (see the module docstring)."""
     import numpy as np
 
     n = len(candidate.y)
@@ -143,15 +150,14 @@ def paired_bootstrap(
     sign = 1.0 if higher_is_better(metric) else -1.0
     rng = np.random.default_rng(seed)
     if metric == "roc_auc":
-        a_all, b_all, deltas = _auc_bootstrap(candidate, champion, resamples, rng)
-    else:
-        comps_a, stat_a = _components(metric, candidate)
-        comps_b, stat_b = _components(metric, champion)
-        k = comps_a.shape[1]
-        comps = np.concatenate([comps_a, comps_b], axis=1)
-        full = comps.sum(axis=0)[None, :]
-        a_all, b_all = float(stat_a(full[:, :k], n)[0]), float(stat_b(full[:, k:], n)[0])
-        deltas = _sums_bootstrap(comps, k, metric, stat_a, stat_b, resamples, rng)
+        return _delong(candidate, champion, level)
+    comps_a, stat_a = _components(metric, candidate)
+    comps_b, stat_b = _components(metric, champion)
+    k = comps_a.shape[1]
+    comps = np.concatenate([comps_a, comps_b], axis=1)
+    full = comps.sum(axis=0)[None, :]
+    a_all, b_all = float(stat_a(full[:, :k], n)[0]), float(stat_b(full[:, k:], n)[0])
+    deltas = _sums_bootstrap(comps, k, metric, stat_a, stat_b, resamples, rng)
     deltas = sign * deltas
     tail = (1.0 - level) / 2.0
     low, high = np.quantile(deltas, [tail, 1.0 - tail])
@@ -210,11 +216,7 @@ def _sums_bootstrap(
     return deltas
 
 
-def _auc_bootstrap(
-    a: Scored, b: Scored, resamples: int, rng: np.random.Generator
-) -> tuple[float, float, np.ndarray]:
-    import numpy as np
-
+def _binary_scores(a: Scored, b: Scored) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if a.n_classes != 2 or a.proba is None or b.proba is None:
         raise UsageError(
             "a compare gate on roc_auc needs binary classifiers with predict_proba",
@@ -222,27 +224,59 @@ def _auc_bootstrap(
         )
     keep = (a.y >= 0) & (b.y >= 0)
     y = a.y[keep] == 1
-    scores_a, scores_b = a.proba[keep, 1], b.proba[keep, 1]
-    n = len(y)
     if y.all() or not y.any():
         raise UsageError("roc_auc is undefined: the evaluation rows hold a single class")
-    groups_a, size_a = _tie_groups(scores_a, y)
-    groups_b, size_b = _tie_groups(scores_b, y)
-    auc_a = float(_grouped_auc(np.bincount(groups_a, minlength=size_a)[None, :])[0])
-    auc_b = float(_grouped_auc(np.bincount(groups_b, minlength=size_b)[None, :])[0])
-    deltas = np.empty(resamples)
-    batch = max(1, _BATCH_CELLS // n)
-    for start in range(0, resamples, batch):
-        size = min(batch, resamples - start)
-        idx = rng.integers(0, n, size=(size, n), dtype=np.int32)
-        offsets = (np.arange(size, dtype=np.int64))[:, None]
-        per_model = []
-        for groups, width in ((groups_a, size_a), (groups_b, size_b)):
-            flat = (groups[idx] + offsets * width).ravel()
-            counts = np.bincount(flat, minlength=size * width).reshape(size, width)
-            per_model.append(_grouped_auc(counts))
-        deltas[start : start + size] = per_model[0] - per_model[1]
-    return auc_a, auc_b, deltas
+    return y, a.proba[keep, 1], b.proba[keep, 1]
+
+
+def _delong(a: Scored, b: Scored, level: float) -> Interval:
+    import math
+    from statistics import NormalDist
+
+    import numpy as np
+
+    y, scores_a, scores_b = _binary_scores(a, b)
+    m, n = int(y.sum()), int((~y).sum())
+    aucs, v10, v01 = [], [], []
+    for scores in (scores_a, scores_b):
+        pos, neg = scores[y], scores[~y]
+        ranks_all = _midranks(np.concatenate([pos, neg]))
+        ranks_pos, ranks_neg = _midranks(pos), _midranks(neg)
+        aucs.append((ranks_all[:m].sum() - m * (m + 1) / 2.0) / (m * n))
+        # Placement values: the share of negatives each positive beats (ties half), and the
+        # share of positives each negative loses to.
+        v10.append((ranks_all[:m] - ranks_pos) / n)
+        v01.append(1.0 - (ranks_all[m:] - ranks_neg) / m)
+    s10 = np.cov(np.stack(v10)) if m > 1 else np.zeros((2, 2))
+    s01 = np.cov(np.stack(v01)) if n > 1 else np.zeros((2, 2))
+    contrast = np.array([1.0, -1.0])
+    variance = float(contrast @ s10 @ contrast / m + contrast @ s01 @ contrast / n)
+    se = math.sqrt(max(variance, 0.0))
+    z = NormalDist().inv_cdf(1.0 - (1.0 - level) / 2.0)
+    delta = float(aucs[0] - aucs[1])
+    return Interval(
+        candidate=float(aucs[0]),
+        champion=float(aucs[1]),
+        delta=delta,
+        low=delta - z * se,
+        high=delta + z * se,
+        level=level,
+        resamples=0,
+        method="delong",
+    )
+
+
+def _midranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, tied values sharing the mean of their positions (scipy's rankdata)."""
+    import numpy as np
+
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    bounds = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1], True])
+    means = (bounds[:-1] + bounds[1:] + 1) / 2.0
+    ranks = np.empty(len(values))
+    ranks[order] = np.repeat(means, np.diff(bounds))
+    return ranks
 
 
 def _tie_groups(scores: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, int]:
