@@ -69,12 +69,9 @@ def _components(metric: str, s: Scored) -> tuple[np.ndarray, SumsStat]:
             p_true = np.where(s.y >= 0, s.proba[rows, np.clip(s.y, 0, None)], 0.0)
             loss = -np.log(np.clip(p_true, _EPS, 1.0))
             return loss[:, None], lambda t, n: t[:, 0] / n
+        if metric in ("precision", "recall", "f1") and s.n_classes > 2:
+            return _macro_components(metric, s)
         if metric in ("precision", "recall", "f1"):
-            if s.n_classes != 2:
-                raise UsageError(
-                    f"a compare gate on {metric} needs a binary classifier",
-                    "compare multiclass models on accuracy or log_loss",
-                )
             tp = ((s.y == 1) & (s.pred == 1)).astype("float64")
             pos, pred_pos = (s.y == 1).astype("float64"), (s.pred == 1).astype("float64")
             comps = np.stack([tp, pos, pred_pos], axis=1)
@@ -101,6 +98,31 @@ def _components(metric: str, s: Scored) -> tuple[np.ndarray, SumsStat]:
         f"cannot compare models on {metric!r} for a {s.task} model",
         f"comparable metrics: {', '.join(COMPARABLE)}",
     )
+
+
+def _macro_components(metric: str, s: Scored) -> tuple[np.ndarray, SumsStat]:
+    """Multiclass precision/recall/f1 as macro averages over every class the model knows
+    (scikit-learn's average="macro" with labels=range(k), zero_division=0): per class the
+    true positives, actual and predicted counts."""
+    import numpy as np
+
+    k = s.n_classes
+    classes = np.arange(k)
+    actual = s.y[:, None] == classes
+    predicted = s.pred[:, None] == classes
+    comps = np.concatenate([actual & predicted, actual, predicted], axis=1).astype("float64")
+
+    def macro(t: np.ndarray, n: int) -> np.ndarray:
+        tp, pos, pred_pos = t[:, :k], t[:, k : 2 * k], t[:, 2 * k :]
+        if metric == "precision":
+            per_class = _ratio(tp, pred_pos)
+        elif metric == "recall":
+            per_class = _ratio(tp, pos)
+        else:
+            per_class = _ratio(2 * tp, pos + pred_pos)
+        return per_class.mean(axis=1)
+
+    return comps, macro
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -220,7 +242,7 @@ def _binary_scores(a: Scored, b: Scored) -> tuple[np.ndarray, np.ndarray, np.nda
     if a.n_classes != 2 or a.proba is None or b.proba is None:
         raise UsageError(
             "a compare gate on roc_auc needs binary classifiers with predict_proba",
-            "compare multiclass models on accuracy or log_loss",
+            "compare multiclass models on accuracy, log_loss or macro precision, recall or f1",
         )
     keep = (a.y >= 0) & (b.y >= 0)
     y = a.y[keep] == 1

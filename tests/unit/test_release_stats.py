@@ -200,3 +200,23 @@ def test_delong_on_100k_rows_is_fast() -> None:
     # bench/release.py holds the goal (< 1 s for what a 1,000-resample bootstrap would do).
     assert time.perf_counter() - start < 1.0
     assert interval.low > 0
+
+
+@pytest.mark.parametrize("metric", ["precision", "recall", "f1"])
+def test_multiclass_macro_metrics_match_scikit_learn_and_compare(metric: str) -> None:
+    from sklearn import metrics
+
+    rng = np.random.default_rng(5)
+    n, k = 3000, 4
+    y = rng.integers(0, k, n)
+    noise = rng.integers(0, k, n)
+    good_pred = np.where(rng.random(n) < 0.8, y, noise)
+    bad_pred = np.where(rng.random(n) < 0.6, y, noise)
+    proba = np.full((n, k), 1.0 / k)
+    good = Scored("classification", y, good_pred, proba, k)
+    bad = Scored("classification", y, bad_pred, proba, k)
+    score = getattr(metrics, f"{metric}_score")
+    expected = score(y, good_pred, labels=list(range(k)), average="macro", zero_division=0.0)
+    assert metric_value(metric, good) == pytest.approx(expected, rel=1e-12)
+    interval = paired_bootstrap(metric, good, bad, resamples=300, seed=0)
+    assert interval.low > 0
