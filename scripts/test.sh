@@ -21,6 +21,12 @@ if [ -z "${MLOPSCTL_NO_TESTBED:-}" ]; then
     fi
 fi
 
+# The monitoring report is checked in a real headless browser (Debian's chromium).
+if [ "$(id -u)" -eq 0 ] && ! command -v chromium >/dev/null 2>&1; then
+    apt-get install -y --no-install-recommends chromium >/dev/null ||
+        echo "== could not install chromium; the report browser test will fail" >&2
+fi
+
 echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

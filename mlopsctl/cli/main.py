@@ -19,6 +19,7 @@ from mlopsctl.cli import hooks as hooks_cli
 from mlopsctl.cli import init as init_cli
 from mlopsctl.cli import lineage as lineage_cli
 from mlopsctl.cli import models as models_cli
+from mlopsctl.cli import monitor as monitor_cli
 from mlopsctl.cli import release as release_cli
 from mlopsctl.cli import run as run_cli
 from mlopsctl.cli import runs as runs_cli
@@ -113,6 +114,7 @@ app.command("audit")(audit_cli.audit)
 app.command("gc")(gc_cli.gc)
 app.add_typer(hooks_cli.app, name="hooks")
 app.add_typer(release_cli.app, name="release")
+app.add_typer(monitor_cli.app, name="monitor")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -187,6 +187,7 @@ def save_model(
             "rows": len(frame),
             "features": profile_frame(prepared, [(f.name, f.kind) for f in features]),
             "target": target_profile,
+            **_prediction_profile(pipeline, prepared, task, classes),
         },
         "libraries": library_versions(),
     }
@@ -195,6 +196,31 @@ def save_model(
     # model.json last: a folder without it is visibly incomplete.
     (out / MODEL_JSON).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return meta
+
+
+def _prediction_profile(
+    pipeline: Any, prepared: pd.DataFrame, task: str, classes: Sequence[Any] | None
+) -> dict[str, Any]:
+    """{"prediction": profile} of the model's own outputs on its training rows, the baseline of
+    prediction drift: a binary classifier's positive-class probability ("of": "score", as
+    serving logs it), otherwise the predicted label (classification) or value (regression).
+    Empty when the fitted pipeline cannot predict here; monitoring then says so."""
+    import numpy as np
+
+    from mlopsctl.models.profile import profile_categorical, profile_numeric
+
+    try:
+        if task != "classification":
+            values = np.asarray(pipeline.predict(prepared), dtype="float64").ravel()
+            return {"prediction": {**profile_numeric(values), "of": "value"}}
+        if classes is not None and len(classes) == 2 and hasattr(pipeline, "predict_proba"):
+            proba = normalised_proba(pipeline.predict_proba(prepared))
+            return {"prediction": {**profile_numeric(proba[:, 1]), "of": "score"}}
+        raw = np.asarray(pipeline.predict(prepared)).astype("int64").ravel()
+        labels = np.asarray(classes)[raw] if classes is not None else raw
+        return {"prediction": {**profile_categorical(labels), "of": "label"}}
+    except (AttributeError, TypeError, ValueError, IndexError):
+        return {}
 
 
 def flavor_of(estimator: Any) -> str:

@@ -14,6 +14,15 @@ bin ``[e_i, e_i+1)`` (the last bin closed). Population stability, a binned Kolmo
 distance and a quantile-based Wasserstein distance can all be computed from these fields alone;
 ``bin_counts`` counts new data in a baseline's bins for exactly that.
 
+Numeric profiles also carry ``sketch`` = {"edges": the 101 percentiles (not deduplicated),
+"counts": 101 counts, "sums": 101 sums}, where ``counts[0]`` is how many values are <= edges[0]
+(the minimum) and ``counts[i]`` how many lie in ``(edges[i-1], edges[i]]``, ``sums[i]`` their
+total: the exact distribution function at 101 points and the mean inside each bin, which
+monitoring turns into Kolmogorov-Smirnov and Wasserstein distances close to the ones on the raw
+rows (mlopsctl/monitor/stats.py). Right-closed bins count ties at an edge the same way on both
+sides, so discrete features compare cleanly. The field came later than the others: monitoring
+reads a profile without it as if each 5% quantile bin held 5% of the rows.
+
 Heavy libraries are imported inside the functions: monitoring imports this module to plan.
 """
 
@@ -27,6 +36,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 N_BINS = 20
+SKETCH_POINTS = 101
 TOP_CATEGORIES = 100
 OTHER = "__other__"
 
@@ -62,8 +72,26 @@ def profile_numeric(values: pd.Series | np.ndarray) -> dict[str, Any]:
         quantiles=[float(q) for q in quantiles],
         edges=[float(e) for e in edges],
         counts=[int(c) for c in counts],
+        sketch=sketch_of(present),
     )
     return profile
+
+
+def sketch_of(present: np.ndarray) -> dict[str, list[Any]]:
+    """Percentile edges and right-closed counts of finite values (see the module docstring)."""
+    import numpy as np
+
+    ordered = np.sort(present)
+    edges = np.quantile(ordered, np.linspace(0.0, 1.0, SKETCH_POINTS))
+    cumulative = np.searchsorted(ordered, edges, side="right")
+    counts = np.diff(cumulative, prepend=0)
+    running = np.concatenate([[0.0], np.cumsum(ordered)])
+    sums = np.diff(running[cumulative], prepend=0.0)
+    return {
+        "edges": [float(e) for e in edges],
+        "counts": [int(c) for c in counts],
+        "sums": [float(v) for v in sums],
+    }
 
 
 def profile_categorical(values: pd.Series, top: int = TOP_CATEGORIES) -> dict[str, Any]:

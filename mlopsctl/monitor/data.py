@@ -1,0 +1,234 @@
+"""Reading the data a monitor checks, in bounded memory: a CSV or Parquet file, a folder of them,
+an ``s3://bucket/prefix`` of them, or a ``store:prefix`` in the project's store (prediction and
+feedback logs, laid out as ``<prefix>/date=YYYY-MM-DD/<file>.parquet``).
+
+Files are streamed in record batches of ``BATCH_ROWS`` (``ParquetFile.iter_batches``,
+``pyarrow.csv.open_csv``), one file at a time; objects in a store are downloaded to a temporary
+file one at a time and deleted once read. With a window, ``date=`` partitions older than the
+window's start are not even listed as candidates; rows are then filtered on the time column.
+
+CSV columns are read with the types the monitor expects (float64 for numeric features, string
+for categorical ones) so that a block whose values look like integers does not clash with a
+later block holding decimals; a numeric feature whose first block is not numeric is read as text
+and reported as a type mismatch instead.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlopsctl.errors import NotFound, UsageError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from mlopsctl.store.base import ObjectStore
+
+BATCH_ROWS = 262_144
+SUFFIXES = (".parquet", ".pq", ".csv", ".csv.gz")
+STORE_SCHEME = "store:"
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DATE_PART = re.compile(r"(?:^|/)date=(\d{4}-\d{2}-\d{2})(?:/|$)")
+
+
+def parse_window(text: str | None) -> timedelta | None:
+    if not text:
+        return None
+    match = re.fullmatch(r"(\d+)([smhdw])", text.strip())
+    if not match:
+        raise UsageError(f"window '{text}' is not a duration", "write it like 30m, 24h, 7d or 2w")
+    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+
+
+def _is_data(name: str) -> bool:
+    return name.lower().endswith(SUFFIXES)
+
+
+def _in_window(key: str, since: datetime | None) -> bool:
+    if since is None:
+        return True
+    match = _DATE_PART.search(key)
+    return match is None or match.group(1) >= since.strftime("%Y-%m-%d")
+
+
+@contextmanager
+def _downloads(store: ObjectStore, keys: list[str]) -> Iterator[Iterator[Path]]:
+    with tempfile.TemporaryDirectory(prefix="mlopsctl-monitor-") as tmp:
+
+        def each() -> Iterator[Path]:
+            for number, key in enumerate(keys):
+                dest = Path(tmp) / f"{number}-{key.rsplit('/', 1)[-1]}"
+                store.get_file(key, dest)
+                try:
+                    yield dest
+                finally:
+                    dest.unlink(missing_ok=True)
+
+        yield each()
+
+
+def iter_files(
+    location: str,
+    *,
+    root: Path,
+    store: ObjectStore | None,
+    since: datetime | None = None,
+    s3_options: dict[str, Any] | None = None,
+) -> Iterator[Path]:
+    """Local paths of every data file at ``location``, in name order (downloaded one at a time
+    from a store). Raises NotFound when there is none."""
+    if location.startswith(STORE_SCHEME):
+        if store is None:
+            raise UsageError(f"{location} names the project store, but there is no project store")
+        prefix = location[len(STORE_SCHEME) :].lstrip("/")
+        yield from _from_store(store, prefix, location, since)
+        return
+    if location.startswith("s3://"):
+        from mlopsctl.store import open_store
+
+        parent, _, last = location.rstrip("/").rpartition("/")
+        if parent in ("s3:/", "s3:"):
+            parent, last = location.rstrip("/"), ""
+        with open_store(parent, s3_options=s3_options or {}) as remote:
+            yield from _from_store(remote, last, location, since)
+        return
+    path = Path(location)
+    if not path.is_absolute():
+        path = root / path
+    if path.is_file():
+        yield path
+        return
+    if path.is_dir():
+        files = sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file()
+            and _is_data(p.name)
+            and _in_window(p.relative_to(path).as_posix(), since)
+        )
+        if not files:
+            raise NotFound(f"no CSV or Parquet files in {path}", "point current.path at your data")
+        yield from files
+        return
+    raise NotFound(
+        f"no data at {path}", "check the path (relative paths start at the project root)"
+    )
+
+
+def _from_store(
+    store: ObjectStore, prefix: str, label: str, since: datetime | None
+) -> Iterator[Path]:
+    keys = sorted(
+        k
+        for k in store.list(prefix)
+        if (not prefix or k == prefix or k.startswith(prefix.rstrip("/") + "/"))
+        and _is_data(k)
+        and _in_window(k, since)
+    )
+    if not keys:
+        raise NotFound(f"no CSV or Parquet files under {label}", "check the prefix and window")
+    with _downloads(store, keys) as files:
+        yield from files
+
+
+def column_names(path: Path) -> list[str]:
+    """Column names of a data file, read from its header only."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    if _is_parquet(path):
+        return list(pq.ParquetFile(path).schema_arrow.names)
+    with pacsv.open_csv(path) as reader:
+        return list(reader.schema.names)
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.name.lower().endswith((".parquet", ".pq"))
+
+
+def iter_batches(
+    path: Path, columns: list[str], text_columns: set[str], number_columns: set[str]
+) -> Iterator[pa.Table]:
+    """Tables of at most BATCH_ROWS rows holding ``columns`` (those the file has)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    try:
+        if _is_parquet(path):
+            parquet = pq.ParquetFile(path)
+            present = [c for c in columns if c in parquet.schema_arrow.names]
+            for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=present):
+                yield pa.Table.from_batches([batch])
+            return
+        present = [c for c in columns if c in column_names(path)]
+        types: dict[str, pa.DataType] = {c: pa.string() for c in present if c in text_columns}
+        types.update({c: pa.float64() for c in present if c in number_columns})
+        convert = pacsv.ConvertOptions(include_columns=present, column_types=types)
+        read = pacsv.ReadOptions(block_size=16 << 20)
+        with pacsv.open_csv(path, read_options=read, convert_options=convert) as reader:
+            for batch in reader:
+                yield pa.Table.from_batches([batch])
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise UsageError(
+            f"cannot read {path.name}: {' '.join(str(exc).split())[:300]}",
+            "check the file's format and column types",
+        ) from None
+
+
+def csv_text_columns(path: Path, numeric: list[str]) -> set[str]:
+    """Numeric features whose first CSV block is not numbers (read as text, reported)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    if _is_parquet(path):
+        return set()
+    with pacsv.open_csv(path) as reader:
+        schema = reader.schema
+    return {
+        c
+        for c in numeric
+        if c in schema.names
+        and not (
+            pa.types.is_floating(schema.field(c).type) or pa.types.is_integer(schema.field(c).type)
+        )
+        and not pa.types.is_null(schema.field(c).type)
+    }
+
+
+def window_start(window: str | None, now: datetime | None = None) -> datetime | None:
+    span = parse_window(window)
+    if span is None:
+        return None
+    return (now or datetime.now(timezone.utc)) - span
+
+
+def filter_since(table: pa.Table, column: str, since: datetime) -> pa.Table:
+    """Rows of ``table`` whose ``column`` is at or after ``since`` (naive times are UTC)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if column not in table.column_names:
+        raise UsageError(
+            f"time column '{column}' is not in the current data",
+            "fix current.time_column, or drop the window",
+        )
+    values = table.column(column)
+    if not pa.types.is_timestamp(values.type):
+        try:
+            values = pc.cast(values, pa.timestamp("us"))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise UsageError(
+                f"time column '{column}' does not hold timestamps",
+                "write times as ISO 8601 (2024-05-01T12:00:00Z)",
+            ) from None
+    unit = values.type.unit
+    tz = values.type.tz
+    bound = since if tz else since.astimezone(timezone.utc).replace(tzinfo=None)
+    return table.filter(pc.greater_equal(values, pa.scalar(bound, type=pa.timestamp(unit, tz))))
