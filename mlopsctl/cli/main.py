@@ -13,6 +13,7 @@ from typer.core import TyperGroup
 from mlopsctl import __version__
 from mlopsctl.cli import audit as audit_cli
 from mlopsctl.cli import build as build_cli
+from mlopsctl.cli import ct as ct_cli
 from mlopsctl.cli import doctor as doctor_cli
 from mlopsctl.cli import gc as gc_cli
 from mlopsctl.cli import hooks as hooks_cli
@@ -115,6 +116,7 @@ app.command("gc")(gc_cli.gc)
 app.add_typer(hooks_cli.app, name="hooks")
 app.add_typer(release_cli.app, name="release")
 app.add_typer(monitor_cli.app, name="monitor")
+app.add_typer(ct_cli.app, name="ct")
 
 
 def main(argv: list[str] | None = None) -> None:

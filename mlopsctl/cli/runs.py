@@ -84,6 +84,11 @@ def show(
     out(f"experiment {record.get('experiment')}")
     out(f"started    {record.get('started')}  took {record.get('duration_s')} s")
     out(f"who/where  {record.get('user', {}).get('name')} on {record.get('where', {}).get('host')}")
+    reason = record.get("reason")
+    if reason:
+        why = reason.get("why") or json.dumps(reason, sort_keys=True)
+        by = f"trigger {reason['trigger']}: " if reason.get("trigger") else ""
+        out(f"reason     {by}{why}")
     if git:
         dirty = " (dirty)" if git.get("dirty") else ""
         commit = (git.get("commit") or "")[:12] or "(no commit yet)"

@@ -62,6 +62,8 @@ class RunOptions:
     image_ref: str | None = None  # run in this image instead of building the pipeline's
     network: str | None = None  # container network mode (docker backend)
     build_log: Callable[[str], None] | None = None  # image build output (docker backend)
+    # Why this run was started, kept in its record (e.g. the trigger that fired: mlopsctl ct).
+    reason: dict[str, Any] | None = None
 
 
 @dataclass
@@ -342,7 +344,7 @@ class Executor:
             for key, digest in (step.get("data") or {}).items():
                 data[f"{name}.{key}"] = digest
         libraries = sorted({lib for s in plan.steps.values() for lib in s.libraries})
-        return {
+        record: dict[str, Any] = {
             "id": self.run_id,
             "kind": "pipeline",
             "pipeline": plan.name,
@@ -370,6 +372,9 @@ class Executor:
             "steps": {name: self.steps.get(name, {"status": "skipped"}) for name in plan.steps},
             "metrics": metrics,
         }
+        if self.options.reason:
+            record["reason"] = self.options.reason
+        return record
 
     # -- dry run --------------------------------------------------------------------------
     def dry_run(self) -> list[dict[str, Any]]:
