@@ -24,6 +24,7 @@ from mlopsctl.cli import monitor as monitor_cli
 from mlopsctl.cli import release as release_cli
 from mlopsctl.cli import run as run_cli
 from mlopsctl.cli import runs as runs_cli
+from mlopsctl.cli import serve as serve_cli
 from mlopsctl.cli import validate as validate_cli
 from mlopsctl.cli.output import AppState, err
 from mlopsctl.errors import ExitCode, MlopsError, SpecError
@@ -115,6 +116,9 @@ app.command("audit")(audit_cli.audit)
 app.command("gc")(gc_cli.gc)
 app.add_typer(hooks_cli.app, name="hooks")
 app.add_typer(release_cli.app, name="release")
+app.command("serve")(serve_cli.serve)
+app.add_typer(serve_cli.traffic_app, name="traffic")
+app.command("feedback")(serve_cli.feedback)
 app.add_typer(monitor_cli.app, name="monitor")
 app.add_typer(ct_cli.app, name="ct")
 

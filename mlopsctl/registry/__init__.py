@@ -653,9 +653,6 @@ def load_model(
 
     Unpacked artifacts are kept in a per-user cache keyed by digest; a cached copy that fails
     verification is thrown away and fetched again from the store, once."""
-    import hashlib
-    import os
-
     from mlopsctl.models.artifact import load_model_dir
 
     if store is None:
@@ -664,20 +661,35 @@ def load_model(
         with open_project_store(load_project()) as opened:
             return load_model(ref, store=opened, trust_pickle=trust_pickle)
     record = resolve(store, ref)
+    folder = cached_model_dir(store, record)
+    try:
+        return load_model_dir(folder, trust_pickle=trust_pickle)
+    except IntegrityError:
+        # Raised before any deserialiser runs: a file of the cached copy was altered after it
+        # was verified, so the store's copy (verified again) replaces it.
+        _discard(folder)
+    return load_model_dir(cached_model_dir(store, record), trust_pickle=trust_pickle)
+
+
+def cached_model_dir(store: ObjectStore, record: dict[str, Any]) -> Path:
+    """The verified, unpacked artifact of a version record in the per-user cache, fetched (and
+    its digest checked) when missing or altered; nothing is deserialised. The serving process
+    smoke-loads this folder in a separate process before loading it itself."""
+    import hashlib
+    import os
+
     digest = record["artifact"]["digest"]
     cache_root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mlopsctl"
     folder = cache_root / "models" / hashlib.sha256(digest.encode()).hexdigest()[:32]
     if (folder / "model.json").is_file():
         try:
             _check_model_json(folder, record)
-            return load_model_dir(folder, trust_pickle=trust_pickle)
+            return folder
         except IntegrityError:
-            # Raised before any deserialiser runs: the cached copy was altered after it was
-            # verified, so the store's copy (verified again) replaces it.
             _discard(folder)
     _fetch_into_cache(store, record, folder)
     _check_model_json(folder, record)
-    return load_model_dir(folder, trust_pickle=trust_pickle)
+    return folder
 
 
 def _fetch_into_cache(store: ObjectStore, record: dict[str, Any], folder: Path) -> None:

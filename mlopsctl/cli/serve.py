@@ -1,0 +1,172 @@
+"""`mlopsctl serve`, `mlopsctl traffic` and `mlopsctl feedback`: parse and render only; the
+work is in mlopsctl/serving/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mlopsctl.cli.output import emit_json, err, out
+
+traffic_app = typer.Typer(
+    help="Traffic split between served aliases or versions (the deployment record).",
+    no_args_is_help=True,
+)
+DeploymentOpt = Annotated[
+    str | None,
+    typer.Option("--deployment", "-d", help="Deployment name (default: the model name)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print as JSON.")]
+
+
+def _store() -> Any:
+    from mlopsctl.config import load_project, open_project_store
+
+    return open_project_store(load_project())
+
+
+def serve(
+    ref: Annotated[str, typer.Argument(help="NAME@ALIAS or NAME:VERSION to serve.")],
+    port: Annotated[int, typer.Option("--port", "-p", help="Port; 0 picks a free one.")] = 8080,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", help="Worker processes sharing the port.")
+    ] = 1,
+    model_dir: Annotated[
+        Path | None,
+        typer.Option("--model-dir", help="Serve this unpacked model folder (REF is NAME:VERSION)."),
+    ] = None,
+    max_body: Annotated[
+        int, typer.Option("--max-body", help="Largest request body in bytes (413 above).")
+    ] = 8 << 20,
+    log_sample: Annotated[
+        float, typer.Option("--log-sample", help="Share of requests logged (0..1).")
+    ] = 1.0,
+    no_log: Annotated[bool, typer.Option("--no-log", help="Do not log predictions.")] = False,
+    log_batch: Annotated[
+        int, typer.Option("--log-batch", help="Write a log file every N rows...")
+    ] = 1000,
+    log_interval: Annotated[
+        float, typer.Option("--log-interval", help="...or every this many seconds.")
+    ] = 5.0,
+    log_buffer: Annotated[
+        int,
+        typer.Option("--log-buffer", help="Most log rows held in memory (then dropped)."),
+    ] = 100_000,
+    poll: Annotated[
+        float, typer.Option("--poll", help="Seconds between checks of aliases and weights.")
+    ] = 3.0,
+    arm: Annotated[
+        list[str] | None,
+        typer.Option("--arm", help="ALIAS=WEIGHT or VERSION=WEIGHT; repeat for a split."),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option("--key", help="Column whose value picks the arm (sticky per value)."),
+    ] = None,
+    deployment: DeploymentOpt = None,
+) -> None:
+    """Serve a registered model over HTTP (MLflow /invocations and Open Inference Protocol v2),
+    logging requests to the store and following the alias as it moves."""
+    from mlopsctl.serving import ServeOptions
+    from mlopsctl.serving import serve as run_server
+
+    options = ServeOptions(
+        ref=ref,
+        host=host,
+        port=port,
+        workers=workers,
+        model_dir=model_dir,
+        max_body=max_body,
+        log=not no_log,
+        log_sample=log_sample,
+        log_batch=log_batch,
+        log_interval=log_interval,
+        log_buffer=log_buffer,
+        poll=poll,
+        arms=list(arm or []),
+        key=key,
+        deployment=deployment,
+    )
+    code = run_server(options, on_ready=lambda url: err(f"serving {ref} on {url}"), say=err)
+    raise typer.Exit(code)
+
+
+@traffic_app.command("set")
+def traffic_set(
+    model: Annotated[str, typer.Argument(help="The model.")],
+    arms: Annotated[list[str], typer.Argument(help="ALIAS=WEIGHT or VERSION=WEIGHT ...")],
+    deployment: DeploymentOpt = None,
+    key: Annotated[str | None, typer.Option("--key", help="Sticky key column.")] = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", "-m", help="Why (kept in the audit log).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Change the weights of a running deployment; servers apply them within --poll seconds."""
+    from mlopsctl.serving.arms import parse_arm, set_traffic
+
+    specs = [parse_arm(a) for a in arms]
+    with _store() as store:
+        record = set_traffic(store, model, specs, deployment=deployment, key=key, reason=reason)
+    if json_out:
+        emit_json(record)
+        return
+    split = " ".join(f"{a['arm']}={a['weight']:g}" for a in record["arms"])
+    err(f"traffic for {record['deployment']}: {split}")
+
+
+@traffic_app.command("show")
+def traffic_show(
+    model: Annotated[str, typer.Argument(help="The model.")],
+    deployment: DeploymentOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """The deployment record: arms, weights, sticky key, who changed it last."""
+    from mlopsctl.errors import NotFound
+    from mlopsctl.serving.arms import read_deployment
+
+    with _store() as store:
+        found = read_deployment(store, model, deployment)
+    if found is None:
+        raise NotFound(
+            f"no deployment record for {deployment or model}",
+            f"set one with: mlopsctl traffic set {model} production=100",
+        )
+    record = found[0]
+    if json_out:
+        emit_json(record)
+        return
+    total = sum(float(a["weight"]) for a in record["arms"]) or 1.0
+    for a in record["arms"]:
+        out(f"{a['arm']:<16} {a['weight']:>8g}  {100 * float(a['weight']) / total:6.2f}%")
+    err(
+        f"key {record.get('key') or '(request id)'}; seq {record.get('seq')}, "
+        f"{record.get('updated')} by {record.get('by')}"
+    )
+
+
+def feedback(
+    file: Annotated[Path, typer.Argument(help="CSV or Parquet with request_id and actual.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="The model the outcomes are for.")],
+    id_column: Annotated[
+        str, typer.Option("--id-column", help="Request id column.")
+    ] = "request_id",
+    actual_column: Annotated[
+        str, typer.Option("--actual-column", help="Outcome column.")
+    ] = "actual",
+    json_out: JsonOpt = False,
+) -> None:
+    """Record ground truth for earlier predictions, by request id."""
+    from mlopsctl.serving.feedback import record_feedback_file
+
+    with _store() as store:
+        result = record_feedback_file(
+            store, model, file, id_column=id_column, actual_column=actual_column
+        )
+    if json_out:
+        emit_json(result)
+        return
+    err(f"recorded {result['rows']} outcome(s) for {model}")

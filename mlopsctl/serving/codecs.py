@@ -1,0 +1,463 @@
+"""Request bodies into model inputs, checked against the model's signature.
+
+Two protocols: MLflow's scoring format (``dataframe_split``, ``dataframe_records``,
+``instances``, ``inputs`` as JSON, or CSV with a header row) and the Open Inference Protocol v2
+(named, typed, shaped tensors, with the binary tensor extension). Each body is first turned into
+a `Table` that does not depend on the model, so the serving arm can be chosen from its key
+column before the arm's own signature is applied. Every problem is a `BadRequest` with the HTTP
+status and an MLflow-style error code, naming the missing, extra or mistyped features.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from mlopsctl.serving.predictor import Predictor
+
+_NUMERIC_TYPES = frozenset({int, float, bool, type(None)})
+_LIST_LIMIT = 8  # how many feature names an error message lists before "..."
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, error_code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_code = error_code
+        self.message = message
+
+
+def invalid(message: str) -> BadRequest:
+    return BadRequest(400, "INVALID_PARAMETER_VALUE", message)
+
+
+def malformed(message: str) -> BadRequest:
+    return BadRequest(400, "MALFORMED_REQUEST", message)
+
+
+def _no_infinity(name: str) -> float:
+    if name == "NaN":
+        return math.nan
+    raise malformed(f"{name} is not a valid feature value; send null for a missing value")
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body, parse_constant=_no_infinity)
+    except BadRequest:
+        raise
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise malformed(f"the body is not valid JSON: {exc}") from None
+
+
+@dataclass
+class Table:
+    """Rows in one of the shapes clients send: ``records`` (list of dicts), ``split``
+    (column names + rows), ``columnar`` (name -> values) or ``positional`` (rows in signature
+    order, no names)."""
+
+    kind: str
+    data: Any
+    columns: list[str] | None = None
+
+    def __len__(self) -> int:
+        if self.kind == "columnar":
+            return len(next(iter(self.data.values()), []))
+        return len(self.data)
+
+    def key_value(self, key: str | None) -> str | None:
+        """The first row's value of column ``key`` (sticky arm assignment), if present."""
+        if key is None or not len(self):
+            return None
+        if self.kind == "records":
+            value = self.data[0].get(key) if isinstance(self.data[0], dict) else None
+        elif self.kind == "split":
+            if self.columns is None or key not in self.columns:
+                return None
+            row = self.data[0]
+            value = row[self.columns.index(key)] if isinstance(row, list) else None
+        elif self.kind == "columnar":
+            values = self.data.get(key)
+            value = values[0] if isinstance(values, list) and values else None
+        else:
+            return None
+        return None if value is None else str(value)
+
+
+# -- MLflow ------------------------------------------------------------------------------------
+
+
+def mlflow_table(payload: Any) -> tuple[Table, dict[str, Any]]:
+    """The table and the ``params`` of an MLflow JSON scoring request."""
+    if not isinstance(payload, dict):
+        raise invalid(
+            "the JSON body must be an object with one of the keys dataframe_split, "
+            "dataframe_records, instances or inputs"
+        )
+    params = payload.get("params") or {}
+    if not isinstance(params, dict):
+        raise invalid("'params' must be a JSON object")
+    formats = [
+        k for k in ("dataframe_split", "dataframe_records", "instances", "inputs") if k in payload
+    ]
+    extra = sorted(
+        set(payload) - {"dataframe_split", "dataframe_records", "instances", "inputs", "params"}
+    )
+    if len(formats) != 1 or extra:
+        found = ", ".join(sorted(payload)) or "none"
+        raise invalid(
+            "the JSON body needs exactly one of the keys dataframe_split, dataframe_records, "
+            f"instances or inputs (and optionally params); found: {found}"
+        )
+    fmt = formats[0]
+    value = payload[fmt]
+    if fmt == "dataframe_split":
+        if not isinstance(value, dict) or not isinstance(value.get("data"), list):
+            raise invalid("dataframe_split must be an object with 'columns' and 'data' lists")
+        columns = value.get("columns")
+        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+            raise invalid("dataframe_split.columns must be a list of feature names")
+        return Table("split", value["data"], [str(c) for c in columns]), params
+    if fmt == "dataframe_records":
+        if not isinstance(value, list):
+            raise invalid("dataframe_records must be a list of objects (one per row)")
+        return Table("records", value), params
+    # instances / inputs: a list of rows (objects or lists), or an object of columns.
+    if isinstance(value, dict):
+        if not all(isinstance(v, list) for v in value.values()):
+            raise invalid(f"{fmt} as an object must map each feature to a list of values")
+        return Table("columnar", value), params
+    if isinstance(value, list):
+        if value and all(isinstance(r, dict) for r in value):
+            return Table("records", value), params
+        return Table("positional", value), params
+    raise invalid(f"{fmt} must be a list of rows or an object of feature columns")
+
+
+def csv_table(body: bytes) -> Table:
+    import csv
+    import io
+
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise malformed("the CSV body is not UTF-8 text") from None
+    rows = list(csv.reader(io.StringIO(text)))
+    rows = [r for r in rows if r]
+    if not rows:
+        raise invalid("the CSV body is empty; send a header row and at least one data row")
+    header, data = rows[0], rows[1:]
+    converted = []
+    for row in data:
+        if len(row) != len(header):
+            raise invalid(f"a CSV row has {len(row)} values; the header names {len(header)}")
+        converted.append([_csv_value(v) for v in row])
+    return Table("split", converted, header)
+
+
+def _csv_value(text: str) -> Any:
+    if text == "":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+# -- signature checks ----------------------------------------------------------------------------
+
+
+@dataclass
+class Inputs:
+    """Validated model inputs: ``matrix`` (float64, signature order) when every feature is
+    numeric, else ``columns`` (feature -> values, for the DataFrame path)."""
+
+    rows: int
+    matrix: np.ndarray | None = None
+    columns: dict[str, list[Any]] | None = None
+
+    def frame(self, names: list[str]) -> Any:
+        import pandas as pd
+
+        if self.matrix is not None:
+            return pd.DataFrame(self.matrix, columns=names)
+        return pd.DataFrame(self.columns, columns=names)
+
+
+def _names(items: list[str]) -> str:
+    shown = ", ".join(repr(n) for n in items[:_LIST_LIMIT])
+    return shown + (f" (and {len(items) - _LIST_LIMIT} more)" if len(items) > _LIST_LIMIT else "")
+
+
+def check_columns(got: list[str], predictor: Predictor, key: str | None) -> None:
+    expected = predictor.names
+    if got == expected:
+        return
+    have = set(got)
+    missing = [n for n in expected if n not in have]
+    allowed = set(expected) | ({key} if key else set())
+    extra = [n for n in got if n not in allowed]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing feature(s) {_names(missing)}")
+        if extra:
+            parts.append(f"unknown feature(s) {_names(extra)}")
+        raise invalid(
+            f"the input does not match the signature of {predictor.name}:{predictor.version}: "
+            + "; ".join(parts)
+        )
+    if len(got) != len(set(got)):
+        raise invalid("the input names a feature more than once")
+
+
+def _mistyped(predictor: Predictor, columns: dict[str, list[Any]]) -> BadRequest:
+    bad = []
+    for name in predictor.names:
+        if predictor.kinds[name] != "numeric":
+            continue
+        if any(type(v) not in _NUMERIC_TYPES for v in columns[name]):
+            bad.append(name)
+    return invalid(
+        f"feature(s) {_names(bad)} must be numbers (or null) for "
+        f"{predictor.name}:{predictor.version}"
+    )
+
+
+def to_inputs(table: Table, predictor: Predictor, key: str | None = None) -> Inputs:
+    import numpy as np
+
+    names = predictor.names
+    rows = len(table)
+    if rows == 0:
+        raise invalid("the input has no rows to predict")
+    if table.kind == "positional":
+        data = table.data
+        width = len(names)
+        for row in data:
+            if not isinstance(row, list) or len(row) != width:
+                raise invalid(
+                    f"each row without names must be a list of {width} values in signature "
+                    f"order ({_names(names)})"
+                )
+        columns_list = names
+        row_lists = data
+    elif table.kind == "split":
+        assert table.columns is not None
+        check_columns(table.columns, predictor, key)
+        columns_list = table.columns
+        row_lists = table.data
+        width = len(columns_list)
+        for row in row_lists:
+            if not isinstance(row, list) or len(row) != width:
+                raise invalid(f"each row of dataframe_split.data must be a list of {width} values")
+    elif table.kind == "records":
+        first = table.data[0]
+        if not isinstance(first, dict):
+            raise invalid("each record must be an object of feature values")
+        expected = set(names)
+        row_lists = []
+        for record in table.data:
+            if not isinstance(record, dict):
+                raise invalid("each record must be an object of feature values")
+            if record.keys() != expected:
+                check_columns(list(record), predictor, key)
+            row_lists.append([record.get(n) for n in names])
+        columns_list = names
+    else:  # columnar
+        check_columns(list(table.data), predictor, key)
+        lengths = {len(v) for v in table.data.values()}
+        if len(lengths) != 1:
+            raise invalid("every feature column must hold the same number of values")
+        columns = {n: table.data[n] for n in names}
+        if predictor.numeric:
+            flat = [v for n in names for v in columns[n]]
+            if not set(map(type, flat)) <= _NUMERIC_TYPES:
+                raise _mistyped(predictor, columns)
+            matrix = np.array([columns[n] for n in names], dtype="float64").T.copy()
+            return Inputs(rows, matrix=matrix)
+        return _categorical_inputs(predictor, columns, rows)
+
+    if columns_list is not names and columns_list != names:
+        order = [columns_list.index(n) for n in names]
+        row_lists = [[row[i] for i in order] for row in row_lists]
+    if predictor.numeric:
+        types: set[type] = set()
+        for row in row_lists:
+            types.update(map(type, row))
+        if not types <= _NUMERIC_TYPES:
+            raise _mistyped(predictor, {n: [r[i] for r in row_lists] for i, n in enumerate(names)})
+        return Inputs(rows, matrix=np.array(row_lists, dtype="float64"))
+    columns = {n: [r[i] for r in row_lists] for i, n in enumerate(names)}
+    return _categorical_inputs(predictor, columns, rows)
+
+
+def _categorical_inputs(predictor: Predictor, columns: dict[str, list[Any]], rows: int) -> Inputs:
+    for name in predictor.names:
+        values = columns[name]
+        if predictor.kinds[name] == "numeric":
+            if any(type(v) not in _NUMERIC_TYPES for v in values):
+                raise _mistyped(predictor, columns)
+            columns[name] = [math.nan if v is None else float(v) for v in values]
+        elif any(isinstance(v, (list, dict)) for v in values):
+            raise invalid(f"feature {name!r} must hold single values, not lists or objects")
+    return Inputs(rows, columns=columns)
+
+
+# -- Open Inference Protocol v2 ------------------------------------------------------------------
+
+_OIP_NUMERIC = {
+    "BOOL": "?",
+    "UINT8": "<u1",
+    "UINT16": "<u2",
+    "UINT32": "<u4",
+    "UINT64": "<u8",
+    "INT8": "<i1",
+    "INT16": "<i2",
+    "INT32": "<i4",
+    "INT64": "<i8",
+    "FP16": "<f2",
+    "FP32": "<f4",
+    "FP64": "<f8",
+}
+
+
+def _flatten(data: Any) -> list[Any]:
+    if not isinstance(data, list):
+        return [data]
+    if not data or not isinstance(data[0], list):
+        return data
+    out: list[Any] = []
+    for item in data:
+        out.extend(_flatten(item))
+    return out
+
+
+@dataclass
+class OipRequest:
+    id: str | None
+    inputs: list[dict[str, Any]]
+    outputs: list[str] | None
+    parameters: dict[str, Any]
+
+
+def oip_request(body: bytes, header_length: int | None) -> OipRequest:
+    """Parse an infer request; with the binary extension, ``header_length`` bytes of JSON are
+    followed by the raw tensors named by each input's ``binary_data_size``."""
+    import numpy as np
+
+    head = body if header_length is None else body[:header_length]
+    if header_length is not None and not 0 <= header_length <= len(body):
+        raise malformed("Inference-Header-Content-Length is larger than the body")
+    payload = parse_json(head)
+    if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list):
+        raise invalid("an inference request needs an 'inputs' list of tensors")
+    offset = len(head)
+    inputs = []
+    for tensor in payload["inputs"]:
+        if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
+            raise invalid("each input tensor needs a 'name', 'shape', 'datatype' and 'data'")
+        shape = tensor.get("shape")
+        datatype = tensor.get("datatype")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise invalid(f"input {tensor['name']!r} needs a 'shape' list of sizes")
+        if not isinstance(datatype, str):
+            raise invalid(f"input {tensor['name']!r} needs a 'datatype'")
+        size = (tensor.get("parameters") or {}).get("binary_data_size")
+        if size is not None:
+            if datatype not in _OIP_NUMERIC:
+                raise invalid(f"binary input {tensor['name']!r} must have a numeric datatype")
+            chunk = body[offset : offset + int(size)]
+            offset += int(size)
+            try:
+                data: Any = np.frombuffer(chunk, dtype=_OIP_NUMERIC[datatype]).astype("float64")
+            except ValueError:
+                raise malformed(
+                    f"binary data of input {tensor['name']!r} does not fit its datatype"
+                ) from None
+            data = data.tolist()
+        else:
+            if "data" not in tensor:
+                raise invalid(f"input {tensor['name']!r} has no 'data'")
+            data = _flatten(tensor["data"])
+        count = 1
+        for d in shape:
+            count *= d
+        if len(data) != count:
+            raise invalid(
+                f"input {tensor['name']!r} has {len(data)} values; its shape {shape} needs {count}"
+            )
+        inputs.append({"name": tensor["name"], "shape": shape, "datatype": datatype, "data": data})
+    wanted = payload.get("outputs")
+    names = None
+    if isinstance(wanted, list):
+        names = [str(o["name"]) for o in wanted if isinstance(o, dict) and o.get("name")]
+    request_id = payload.get("id")
+    return OipRequest(
+        None if request_id is None else str(request_id),
+        inputs,
+        names or None,
+        payload.get("parameters") or {},
+    )
+
+
+def oip_table(request: OipRequest, predictor: Predictor) -> Table:
+    """One tensor per feature (shape [n] or [n, 1]), or a single [n, features] tensor in
+    signature order."""
+    inputs = request.inputs
+    names = predictor.names
+    if len(inputs) == 1 and inputs[0]["name"] not in predictor.kinds:
+        tensor = inputs[0]
+        shape = tensor["shape"]
+        if len(shape) != 2 or shape[1] != len(names):
+            raise invalid(
+                f"a single input tensor must have shape [rows, {len(names)}] (the features in "
+                f"signature order); got {shape}"
+            )
+        _check_datatype(tensor, predictor, None)
+        data = tensor["data"]
+        width = len(names)
+        return Table("positional", [data[i : i + width] for i in range(0, len(data), width)])
+    columns: dict[str, list[Any]] = {}
+    rows = None
+    for tensor in inputs:
+        shape = tensor["shape"]
+        if not shape or len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
+            raise invalid(
+                f"input {tensor['name']!r} must have shape [rows] or [rows, 1]; got {shape}"
+            )
+        if rows is not None and shape[0] != rows:
+            raise invalid("every input tensor must have the same number of rows")
+        rows = shape[0]
+        if tensor["name"] in predictor.kinds:
+            _check_datatype(tensor, predictor, tensor["name"])
+        columns[tensor["name"]] = tensor["data"]
+    return Table("columnar", columns)
+
+
+def _check_datatype(tensor: dict[str, Any], predictor: Predictor, feature: str | None) -> None:
+    datatype = tensor["datatype"]
+    numeric = predictor.numeric if feature is None else predictor.kinds[feature] == "numeric"
+    if numeric and datatype not in _OIP_NUMERIC:
+        what = f"feature {feature!r}" if feature else "the input tensor"
+        raise invalid(
+            f"{what} is numeric; its datatype must be FP64, FP32 or an integer type, not {datatype}"
+        )
+    if datatype == "BYTES":
+        tensor["data"] = [v.decode() if isinstance(v, bytes) else v for v in tensor["data"]]
+
+
+def oip_datatype(values: np.ndarray) -> str:
+    kind = values.dtype.kind
+    if kind == "b":
+        return "BOOL"
+    if kind in "iu":
+        return "INT64"
+    if kind == "f":
+        return "FP64"
+    return "BYTES"

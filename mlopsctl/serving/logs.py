@@ -1,0 +1,299 @@
+"""Prediction and feedback logs: appended in the request path, written to the store elsewhere.
+
+The request path only appends one tuple per request to a list under a lock (well under a
+microsecond); a flusher thread turns the batch into columns, writes one Parquet file per model
+and UTC date under ``logs/predictions/<model>/date=YYYY-MM-DD/<HHMMSS>-<pid>-<seq>.parquet``
+(or ``logs/feedback/...``) when the buffer reaches ``batch_rows`` rows or ``interval`` seconds
+have passed, whichever comes first. A failed write keeps its rows for the next try; the buffer is
+bounded by ``max_rows`` and anything past it is dropped, counted, and warned about at most once
+per interval. ``close`` flushes everything that is left (bounded in time), so a graceful stop
+loses nothing while the store answers.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mlopsctl.errors import MlopsError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from mlopsctl.serving.metrics import Metrics
+    from mlopsctl.store.base import ObjectStore
+
+PREDICTIONS = "logs/predictions"
+FEEDBACK = "logs/feedback"
+
+# (request_id, ts_ms, version, arm, latency_ms, inputs, labels, scores, LogSchema) per request;
+# feedback entries are (request_id, ts_ms, actual)
+Entry = tuple[Any, ...]
+
+
+def partition_key(prefix: str, model: str, date: str, pid: int, seq: int) -> str:
+    stamp = time.strftime("%H%M%S", time.gmtime())
+    return f"{prefix}/{model}/date={date}/{stamp}-{pid}-{seq:06d}.parquet"
+
+
+class BufferedWriter:
+    """A bounded buffer of entries flushed to Parquet files by a background thread."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        prefix: str,
+        model: str,
+        to_table: Callable[[list[Entry]], list[pa.Table]],
+        *,
+        batch_rows: int = 1000,
+        interval: float = 5.0,
+        max_rows: int = 100_000,
+        metrics: Metrics | None = None,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.prefix = prefix
+        self.model = model
+        self.to_table = to_table
+        self.batch_rows = max(1, batch_rows)
+        self.interval = max(0.05, interval)
+        self.max_rows = max(1, max_rows)
+        self.metrics = metrics
+        self.warn = warn or (lambda _text: None)
+        self._lock = threading.Lock()
+        self._pending: list[tuple[int, Entry]] = []
+        self._pending_rows = 0
+        self._retry: list[tuple[int, Entry]] = []  # rows of failed writes, kept for the next try
+        self._retry_rows = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._seq = 0
+        # One clock per kind of warning, so a stream of write failures cannot hide drops.
+        self._last_warning = {"drop": -1e9, "write": -1e9}
+        self.dropped = 0
+        self.written = 0
+        # Imported now, before the server is ready: a first import inside the flusher thread
+        # would hold the interpreter lock for most of a second while requests wait.
+        import pyarrow.compute
+        import pyarrow.parquet  # noqa: F401
+
+        self._thread = threading.Thread(target=self._run, name=f"log-{prefix}", daemon=True)
+        self._thread.start()
+
+    def append(self, entry: Entry, rows: int) -> None:
+        with self._lock:
+            if self._pending_rows + self._retry_rows + rows > self.max_rows:
+                self._drop(rows)
+                return
+            self._pending.append((rows, entry))
+            self._pending_rows += rows
+            full = self._pending_rows >= self.batch_rows
+        if full:
+            self._wake.set()
+
+    def _drop(self, rows: int) -> None:
+        self.dropped += rows
+        if self.metrics is not None:
+            self.metrics.add("log_dropped", rows)
+        if self._may_warn("drop"):
+            self.warn(
+                f"warning: {self.prefix} buffer full ({self.max_rows} rows): dropped "
+                f"{self.dropped} row(s) so far; is the store reachable?"
+            )
+
+    def _may_warn(self, kind: str) -> bool:
+        now = time.monotonic()
+        if now - self._last_warning[kind] < max(self.interval, 1.0):
+            return False
+        self._last_warning[kind] = now
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            self.flush()
+
+    def flush(self) -> bool:
+        """Write everything buffered; False when a write failed (its rows are kept)."""
+        with self._lock:
+            batch = self._retry + self._pending
+            self._retry, self._pending = [], []
+            rows = self._retry_rows + self._pending_rows
+            self._retry_rows = self._pending_rows = 0
+        if not batch:
+            return True
+        try:
+            self._write([entry for _, entry in batch])
+        except (MlopsError, OSError) as exc:
+            if self.metrics is not None:
+                self.metrics.add("log_failures")
+            with self._lock:
+                room = self.max_rows - self._pending_rows
+                if rows > room:
+                    # Keep the newest whole entries that fit; the rest are lost and counted.
+                    kept: list[tuple[int, Entry]] = []
+                    kept_rows = 0
+                    for n, entry in reversed(batch):
+                        if kept_rows + n > room:
+                            break
+                        kept.append((n, entry))
+                        kept_rows += n
+                    self._drop(rows - kept_rows)
+                    batch, rows = kept[::-1], kept_rows
+                self._retry = batch
+                self._retry_rows = rows
+            if self._may_warn("write"):
+                self.warn(f"warning: cannot write {self.prefix} to the store: {exc}")
+            return False
+        self.written += rows
+        if self.metrics is not None:
+            self.metrics.add("log_written", rows)
+        return True
+
+    def _write(self, batch: list[Entry]) -> None:
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        for table in self.to_table(batch):
+            dates = pc.strftime(table.column("ts"), format="%Y-%m-%d", locale="C")
+            distinct = sorted(set(dates.to_pylist()))
+            for date in distinct:
+                part = table.filter(pc.equal(dates, date)) if len(distinct) > 1 else table
+                sink = io.BytesIO()
+                pq.write_table(part, sink, compression="zstd")
+                self._seq += 1
+                key = partition_key(self.prefix, self.model, date, os.getpid(), self._seq)
+                # A batch that spans two dates or schemas and fails half way is retried
+                # whole: its first file may then be written twice (at least once, never lost).
+                self.store.put_if_absent(key, sink.getvalue())
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the thread and write what is left, retrying for up to ``timeout`` seconds."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=max(1.0, self.interval * 2))
+        deadline = time.monotonic() + timeout
+        while not self.flush() and time.monotonic() < deadline:
+            time.sleep(min(0.5, self.interval))
+        with self._lock:
+            lost = self._retry_rows + self._pending_rows
+        if lost:
+            self._drop(lost)
+
+    @property
+    def buffered(self) -> int:
+        with self._lock:
+            return self._pending_rows + self._retry_rows
+
+
+@dataclass(frozen=True)
+class LogSchema:
+    """The feature and output columns of one model version's log rows. Arms serving versions
+    with different signatures write separate files, each in its own schema."""
+
+    names: tuple[str, ...]
+    kinds: tuple[str, ...]
+    classification: bool
+    with_score: bool
+
+
+def prediction_table(model: str) -> Callable[[list[Entry]], list[pa.Table]]:
+    """The converter from buffered prediction entries (the last item of each is its
+    LogSchema) to tables in the shared log schema, one per distinct schema."""
+
+    def convert(batch: list[Entry]) -> list[pa.Table]:
+        groups: dict[LogSchema, list[Entry]] = {}
+        for entry in batch:
+            groups.setdefault(entry[8], []).append(entry)
+        return [_prediction_table(model, schema, entries) for schema, entries in groups.items()]
+
+    return convert
+
+
+def _prediction_table(model: str, schema: LogSchema, batch: list[Entry]) -> pa.Table:
+    import numpy as np
+    import pyarrow as pa
+
+    counts = [len(e[6]) for e in batch]
+    total = sum(counts)
+
+    def repeat(index: int) -> list[Any]:
+        out: list[Any] = []
+        for entry, n in zip(batch, counts, strict=True):
+            out.extend([entry[index]] * n)
+        return out
+
+    columns: dict[str, pa.Array] = {
+        "request_id": pa.array(repeat(0), pa.string()),
+        "ts": pa.array(repeat(1), pa.timestamp("ms", tz="UTC")),
+        "model": pa.array([model] * total, pa.string()),
+        "version": pa.array(repeat(2), pa.int64()),
+        "arm": pa.array(repeat(3), pa.string()),
+        "latency_ms": pa.array(repeat(4), pa.float64()),
+    }
+    matrices = [e[5] for e in batch]
+    if all(isinstance(m, np.ndarray) for m in matrices):
+        stacked = np.vstack(matrices)
+        for i, name in enumerate(schema.names):
+            columns[name] = pa.array(stacked[:, i], pa.float64())
+    else:
+        for i, (name, kind) in enumerate(zip(schema.names, schema.kinds, strict=True)):
+            values: list[Any] = []
+            for m in matrices:
+                values.extend(m[:, i].tolist() if isinstance(m, np.ndarray) else m[name])
+            if kind == "numeric":
+                columns[name] = pa.array(values, pa.float64(), from_pandas=True)
+            else:
+                columns[name] = pa.array(
+                    [None if v is None or v != v else str(v) for v in values], pa.string()
+                )
+    labels = np.concatenate([np.asarray(e[6]) for e in batch])
+    if schema.classification:
+        columns["prediction"] = pa.array([str(v) for v in labels.tolist()], pa.string())
+    else:
+        columns["prediction"] = pa.array(labels.astype("float64"), pa.float64())
+    if schema.with_score:
+        columns["score"] = pa.array(
+            np.concatenate([np.asarray(e[7], dtype="float64") for e in batch]), pa.float64()
+        )
+    return pa.table(columns)
+
+
+def feedback_table(classification: bool | None) -> Callable[[list[Entry]], list[pa.Table]]:
+    """Entries (request_id, ts_ms, actual) to the ground-truth schema; ``actual`` is a string
+    unless the model is known to be a regression."""
+
+    def convert(batch: list[Entry]) -> list[pa.Table]:
+        import pyarrow as pa
+
+        if classification is False:
+            actual = pa.array([None if e[2] is None else float(e[2]) for e in batch], pa.float64())
+        else:
+            actual = pa.array([None if e[2] is None else _label(e[2]) for e in batch], pa.string())
+        return [
+            pa.table(
+                {
+                    "request_id": pa.array([str(e[0]) for e in batch], pa.string()),
+                    "ts": pa.array([e[1] for e in batch], pa.timestamp("ms", tz="UTC")),
+                    "actual": actual,
+                }
+            )
+        ]
+
+    return convert
+
+
+def _label(value: Any) -> str:
+    # 1.0 and 1 name the same class label "1", as the prediction log writes it.
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

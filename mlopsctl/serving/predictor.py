@@ -1,0 +1,322 @@
+"""The prediction fast path: one float64 matrix in signature order straight into the estimator.
+
+`LoadedModel.predict` builds a DataFrame, coerces each column and runs the fitted
+ColumnTransformer: right for every model, but most of a millisecond per request. For the
+preprocessing mlopsctl's train component writes for all-numeric data (median imputation and
+standard scaling over every feature, in order) the same arithmetic is precompiled here as three
+numpy operations, done in the same order and precision as scikit-learn does them, so the
+results are bit-for-bit the same; the estimator is then called directly (an XGBoost booster
+through ``inplace_predict`` on one thread). Anything else (categorical features, other
+transformers, other objectives) takes `LoadedModel`'s DataFrame path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mlopsctl.serving.logs import LogSchema
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from mlopsctl.models.artifact import LoadedModel
+
+# XGBoost objectives whose raw `inplace_predict` output the fast path knows how to turn into
+# labels and probabilities exactly as XGBClassifier does.
+_XGB_BINARY = ("binary:logistic",)
+_XGB_MULTI = ("multi:softprob",)
+
+
+@dataclass
+class Prediction:
+    """One request's output: `labels` (class values or regression values), `proba` (rows of
+    class probabilities, classifiers only) and `score` (the logged score column)."""
+
+    labels: np.ndarray
+    proba: np.ndarray | None
+    score: np.ndarray | None
+
+
+class Predictor:
+    """A loaded model plus its precompiled fast path. Immutable once built: the server swaps
+    whole Predictor objects, so a request keeps the one it started with."""
+
+    def __init__(self, model: LoadedModel, name: str, version: int) -> None:
+        self.model = model
+        self.name = name
+        self.version = version
+        self.features = list(model.features)
+        self.names = [f.name for f in self.features]
+        self.kinds = {f.name: f.kind for f in self.features}
+        self.numeric = all(f.kind == "numeric" for f in self.features)
+        self.task = model.task
+        self.classes = model.classes
+        self.has_proba = model.has_proba
+        self.flavor = model.flavor
+        self.log_schema = LogSchema(
+            tuple(self.names),
+            tuple(f.kind for f in self.features),
+            self.task == "classification",
+            self.has_proba,
+        )
+        self._transform = _compile_transform(model) if self.numeric else None
+        self._estimate = _compile_estimator(model) if self._transform is not None else None
+
+    @property
+    def fast(self) -> bool:
+        return self._estimate is not None
+
+    def predict_matrix(self, matrix: np.ndarray) -> Prediction:
+        """Predict from a float64 matrix whose columns are the signature's features in order."""
+        if self._estimate is None or self._transform is None:
+            import pandas as pd
+
+            return self.predict_frame(pd.DataFrame(matrix, columns=self.names))
+        return self._estimate(self._transform(matrix))
+
+    def predict_frame(self, frame: pd.DataFrame) -> Prediction:
+        """The general path, through `LoadedModel` (any preprocessing, categorical features)."""
+        labels = self.model.predict(frame)
+        proba = self.model.predict_proba(frame) if self.has_proba else None
+        return Prediction(labels, proba, _score(proba))
+
+
+def _score(proba: np.ndarray | None) -> np.ndarray | None:
+    if proba is None:
+        return None
+    if proba.shape[1] == 2:
+        return proba[:, 1]
+    return proba.max(axis=1)
+
+
+def _compile_transform(model: LoadedModel) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The preprocessing as plain numpy, or None when it is not one this module can reproduce
+    exactly."""
+    from mlopsctl.models.artifact import _Passthrough
+
+    pre = model.preprocess
+    if isinstance(pre, _Passthrough):
+        return lambda matrix: matrix
+    steps = getattr(pre, "steps", None)
+    if not isinstance(steps, list) or len(steps) != 1:
+        return None
+    column_transformer = steps[0][1]
+    if type(column_transformer).__name__ != "ColumnTransformer":
+        return None
+    if getattr(column_transformer, "sparse_output_", False):
+        return None
+    parts = [
+        t for t in column_transformer.transformers_ if not (t[0] == "remainder" and t[1] == "drop")
+    ]
+    if len(parts) != 1:
+        return None
+    _, inner, columns = parts[0]
+    if list(columns) != [f.name for f in model.features]:
+        return None
+    inner_steps = [s for _, s in getattr(inner, "steps", [("", inner)])]
+    ops: list[Callable[[np.ndarray], np.ndarray]] = []
+    for step in inner_steps:
+        op = _compile_step(step)
+        if op is None:
+            return None
+        ops.append(op)
+
+    def transform(matrix: np.ndarray) -> np.ndarray:
+        for op in ops:
+            matrix = op(matrix)
+        return matrix
+
+    return transform
+
+
+def _compile_step(step: Any) -> Callable[[np.ndarray], np.ndarray] | None:
+    import numpy as np
+
+    kind = type(step).__name__
+    if step == "passthrough" or step is None:
+        return lambda matrix: matrix
+    if kind == "SimpleImputer":
+        stats = np.asarray(step.statistics_, dtype="float64")
+        missing = step.missing_values
+        if (
+            step.add_indicator
+            or not (isinstance(missing, float) and np.isnan(missing))
+            or np.isnan(stats).any()  # sklearn would drop such columns
+        ):
+            return None
+
+        def impute(matrix: np.ndarray) -> np.ndarray:
+            mask = np.isnan(matrix)
+            if mask.any():
+                matrix = np.where(mask, stats, matrix)
+            return matrix
+
+        return impute
+    if kind == "StandardScaler":
+        mean = step.mean_ if step.with_mean else None
+        scale = step.scale_ if step.with_std else None
+
+        def scale_op(matrix: np.ndarray) -> np.ndarray:
+            # A fresh array: the caller's matrix is logged as sent, not scaled.
+            out = matrix.copy() if mean is None else matrix - mean
+            if scale is not None:
+                out /= scale
+            return out
+
+        return scale_op
+    return None
+
+
+def _direct_booster(
+    booster: Any,
+    iteration_range: tuple[int, int],
+    missing: float,
+    inplace: Callable[[np.ndarray], np.ndarray],
+    width: int,
+) -> Callable[[np.ndarray], np.ndarray]:
+    """`inplace` without most of its per-call cost, or `inplace` itself when that cannot be
+    had. On one row, ``Booster.inplace_predict`` spends most of its time outside the trees: it
+    makes a new proxy DMatrix in C (whose context reads the cgroup CPU quota from /sys on every
+    call), JSON-encodes the array interface through several Python layers, and copies the
+    output through generic helpers. Here the proxy is made once, the array interface is one
+    string format, and the output is one copy; the result is checked against `inplace` on
+    probe rows before it is used, and any surprise (another XGBoost version) falls back."""
+    import ctypes
+    import json
+    import threading
+
+    import numpy as np
+
+    try:
+        from xgboost.core import _LIB, _ProxyDMatrix, c_bst_ulong, make_jcargs
+
+        proxy = _ProxyDMatrix()
+        args = make_jcargs(
+            type=0,
+            training=False,
+            iteration_begin=int(iteration_range[0]),
+            iteration_end=int(iteration_range[1]),
+            missing=missing,
+            strict_shape=False,
+            cache_id=0,
+        )
+        predict_dense = _LIB.XGBoosterPredictFromDense
+        handle = booster.handle
+    except (ImportError, AttributeError, TypeError):
+        return inplace
+    lock = threading.Lock()  # the proxy holds the array between calls
+
+    def direct(matrix: np.ndarray) -> np.ndarray:
+        matrix = np.ascontiguousarray(matrix, dtype="float64")
+        rows, cols = matrix.shape
+        interface = (
+            f'{{"data": [{matrix.ctypes.data}, true], "shape": [{rows}, {cols}], '
+            '"strides": null, "typestr": "<f8", "version": 3}'
+        ).encode()
+        shape = ctypes.POINTER(c_bst_ulong)()
+        dims = c_bst_ulong()
+        preds = ctypes.POINTER(ctypes.c_float)()
+        with lock:
+            status = predict_dense(
+                handle,
+                interface,
+                args,
+                proxy.handle,  # `proxy` must outlive this closure: it frees the handle
+                ctypes.byref(shape),
+                ctypes.byref(dims),
+                ctypes.byref(preds),
+            )
+            if status != 0:
+                return inplace(matrix)
+            out_shape = tuple(int(shape[i]) for i in range(dims.value))
+            size = 1
+            for d in out_shape:
+                size *= d
+            out = np.ctypeslib.as_array(preds, shape=(size,)).copy().reshape(out_shape)
+        return out
+
+    try:
+        probes = [
+            np.zeros((1, width)),
+            np.full((3, width), np.nan),
+            np.arange(2.0 * width).reshape(2, width),
+        ]
+        for probe in probes:
+            expected, got = inplace(probe), direct(probe)
+            if expected.dtype != got.dtype or not np.array_equal(expected, got, equal_nan=True):
+                return inplace
+    except (OSError, ValueError, TypeError, json.JSONDecodeError):
+        return inplace
+    return direct
+
+
+def _compile_estimator(model: LoadedModel) -> Callable[[np.ndarray], Prediction] | None:
+    import numpy as np
+
+    from mlopsctl.models.artifact import normalised_proba
+
+    estimator = model.estimator
+    classes = model.classes
+    if model.flavor == "xgboost":
+        objective = str(getattr(estimator, "objective", "") or "")
+        booster = estimator.get_booster()
+        # One thread: the server runs one request at a time per process, and OpenMP's
+        # thread pool costs more than it saves on a single row.
+        booster.set_param({"nthread": 1})
+        iteration_range = estimator._get_iteration_range(None)
+        missing = estimator.missing
+
+        def inplace(matrix: np.ndarray) -> np.ndarray:
+            return np.asarray(
+                booster.inplace_predict(
+                    matrix,
+                    iteration_range=iteration_range,
+                    predict_type="value",
+                    missing=missing,
+                    validate_features=False,
+                )
+            )
+
+        raw = _direct_booster(booster, iteration_range, missing, inplace, len(model.features))
+
+        if model.task == "classification" and classes is not None:
+            if objective in _XGB_BINARY:
+
+                def binary(matrix: np.ndarray) -> Prediction:
+                    p = raw(matrix)
+                    index = np.zeros(p.shape[0], dtype="int64")
+                    index[p > 0.5] = 1
+                    proba = normalised_proba(np.vstack((1 - p, p)).transpose())
+                    return Prediction(classes[index], proba, proba[:, 1])
+
+                return binary
+            if objective in _XGB_MULTI:
+
+                def multi(matrix: np.ndarray) -> Prediction:
+                    p = raw(matrix)
+                    proba = normalised_proba(p)
+                    return Prediction(classes[np.argmax(p, axis=1)], proba, proba.max(axis=1))
+
+                return multi
+            return None
+        if model.task != "classification" and objective.startswith("reg:"):
+            return lambda matrix: Prediction(raw(matrix).astype("float64").ravel(), None, None)
+        return None
+
+    if model.task == "classification" and classes is not None:
+        has_proba = model.has_proba
+
+        def classify(matrix: np.ndarray) -> Prediction:
+            labels = classes[np.asarray(estimator.predict(matrix)).astype("int64").ravel()]
+            if not has_proba:
+                return Prediction(labels, None, None)
+            proba = normalised_proba(estimator.predict_proba(matrix))
+            return Prediction(labels, proba, _score(proba))
+
+        return classify
+    return lambda matrix: Prediction(
+        np.asarray(estimator.predict(matrix)).astype("float64").ravel(), None, None
+    )
