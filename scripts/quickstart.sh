@@ -2,6 +2,9 @@
 # The main job on a fresh machine, on the default local store: install mlopsctl into .venv,
 # scaffold a project in a temporary folder, validate it, check the set-up, run its training
 # pipeline (breast cancer, XGBoost) and show the run; a second run is served from the cache.
+# Then the rest of the lifecycle with the example specs: monitor held-out data (passes) and a
+# shifted copy (drift found, exit 4, HTML report), let the trigger retrain on that finding, and
+# serve the model over HTTP for one prediction.
 # Usage: bash scripts/quickstart.sh [PROJECT_DIR]
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,4 +27,72 @@ echo "== first run: every step executes" >&2
 echo "== second run: every step comes from the cache" >&2
 "$mlopsctl" run pipelines/train.yaml
 "$mlopsctl" runs show latest
-echo "quickstart project: $project (try: cd $project && $mlopsctl runs list)" >&2
+
+echo "== the example specs: train breast-cancer (steps shared with the run above come from the cache)" >&2
+mkdir -p specs/examples data reports
+cp "$repo"/specs/examples/quickstart.yaml "$repo"/specs/examples/quickstart-monitor.yaml \
+    "$repo"/specs/examples/quickstart-trigger.yaml specs/examples/
+"$mlopsctl" run specs/examples/quickstart.yaml
+# Held-out rows the model never trained on (the pipeline's own test split), and a copy with
+# the "mean"/"worst" measurements 1.5 times larger.
+"$repo/.venv/bin/python" - <<'PY'
+from sklearn.datasets import load_breast_cancer
+from sklearn.model_selection import train_test_split
+
+frame = load_breast_cancer(as_frame=True).frame
+held_out = train_test_split(frame, test_size=0.25, random_state=42, stratify=frame.target)[1]
+held_out.to_csv("data/current.csv", index=False)
+shifted = held_out.copy()
+for column in shifted.columns:
+    if column.startswith(("mean ", "worst ")):
+        shifted[column] *= 1.5
+shifted.to_csv("data/shifted.csv", index=False)
+PY
+echo "== monitor: held-out data (no drift expected)" >&2
+"$mlopsctl" monitor check specs/examples/quickstart-monitor.yaml
+echo "== monitor: the shifted copy (drift expected: exit 4)" >&2
+status=0
+"$mlopsctl" monitor check specs/examples/quickstart-monitor.yaml --current data/shifted.csv \
+    --report reports/shifted.html || status=$?
+if [ "$status" -ne 4 ]; then
+    echo "quickstart: expected exit 4 (drift) from the shifted data, got $status" >&2
+    exit 1
+fi
+echo "== continuous training: the drift finding fires the trigger, which retrains" >&2
+"$mlopsctl" ct check specs/examples/quickstart-trigger.yaml --run
+"$mlopsctl" runs show latest
+
+echo "== serving: one prediction over HTTP, then a graceful stop" >&2
+"$mlopsctl" serve breast-cancer:latest --port 0 2>serve.log &
+server=$!
+trap 'kill "$server" 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+    grep -q "serving .* on http" serve.log && break
+    kill -0 "$server" 2>/dev/null || { cat serve.log >&2; exit 1; }
+    sleep 0.1
+done
+url=$(sed -n 's/.* on \(http[^ ]*\).*/\1/p' serve.log | head -n 1)
+"$repo/.venv/bin/python" - "$url" <<'PY'
+import csv
+import json
+import sys
+import urllib.request
+
+with open("data/current.csv") as f:
+    rows = list(csv.DictReader(f))
+columns = [c for c in rows[0] if c != "target"]
+body = {"dataframe_split": {"columns": columns, "data": [[float(rows[0][c]) for c in columns]]}}
+request = urllib.request.Request(
+    sys.argv[1] + "/invocations",
+    data=json.dumps(body).encode(),
+    headers={"Content-Type": "application/json"},
+)
+with urllib.request.urlopen(request, timeout=10) as response:
+    print(f"POST /invocations -> {response.read().decode()} (version "
+          f"{response.headers['X-Model-Version']}, truth {rows[0]['target']})")
+PY
+kill -TERM "$server"
+wait "$server" || true
+trap - EXIT
+echo "quickstart project: $project (try: cd $project && $mlopsctl runs list;" \
+    "open reports/shifted.html)" >&2
