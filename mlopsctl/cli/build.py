@@ -10,7 +10,14 @@ from mlopsctl.cli.output import emit_json, err, out
 
 
 def build(
-    spec: Annotated[Path, typer.Argument(help="Pipeline spec (kind: Pipeline).")],
+    spec: Annotated[Path | None, typer.Argument(help="Pipeline spec (kind: Pipeline).")] = None,
+    serving: Annotated[
+        str | None,
+        typer.Option("--serving", help="Build a serving image of NAME@ALIAS or NAME:VERSION."),
+    ] = None,
+    port: Annotated[
+        int, typer.Option("--port", help="With --serving: the port the server listens on.")
+    ] = 8080,
     push: Annotated[
         bool, typer.Option("--push", help="Push to the registry and record the digest.")
     ] = False,
@@ -33,6 +40,15 @@ def build(
         sys.stderr.write(text)
         sys.stderr.flush()
 
+    if serving is not None:
+        from mlopsctl.cli.deploy import build_serving
+
+        build_serving(serving, spec, port, push, network, None if quiet else log, json_out)
+        return
+    if spec is None:
+        from mlopsctl.errors import UsageError
+
+        raise UsageError("give a pipeline spec, or --serving REF", "mlopsctl build --help")
     try:
         result = build_image(
             load_project(), spec, push=push, network=network, log=None if quiet else log

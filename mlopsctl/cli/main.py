@@ -14,6 +14,7 @@ from mlopsctl import __version__
 from mlopsctl.cli import audit as audit_cli
 from mlopsctl.cli import build as build_cli
 from mlopsctl.cli import ct as ct_cli
+from mlopsctl.cli import deploy as deploy_cli
 from mlopsctl.cli import doctor as doctor_cli
 from mlopsctl.cli import gc as gc_cli
 from mlopsctl.cli import hooks as hooks_cli
@@ -109,6 +110,7 @@ app.command("validate")(validate_cli.validate)
 app.command("doctor")(doctor_cli.doctor)
 app.command("run")(run_cli.run)
 app.command("build")(build_cli.build)
+app.command("deploy")(deploy_cli.deploy)
 app.add_typer(runs_cli.app, name="runs")
 app.add_typer(models_cli.app, name="models")
 app.command("lineage")(lineage_cli.lineage)
