@@ -17,7 +17,7 @@ def deploy(
         typer.Option("--host", help="Docker host from mlops.yaml docker.hosts (default: local)."),
     ] = None,
     port: Annotated[
-        int, typer.Option("--port", help="Port; deployments alternate PORT and PORT+1.")
+        int, typer.Option("--port", help="Port (the same for every version: handed over in place).")
     ] = 8080,
     name: Annotated[
         str | None,

@@ -67,6 +67,14 @@ def serve(
         typer.Option("--key", help="Column whose value picks the arm (sticky per value)."),
     ] = None,
     deployment: DeploymentOpt = None,
+    share_port: Annotated[
+        bool,
+        typer.Option(
+            "--share-port",
+            help="Let another server bind the same port (SO_REUSEPORT) for a handover "
+            "without downtime; mlopsctl deploy uses it.",
+        ),
+    ] = False,
 ) -> None:
     """Serve a registered model over HTTP (MLflow /invocations and Open Inference Protocol v2),
     logging requests to the store and following the alias as it moves."""
@@ -89,6 +97,7 @@ def serve(
         arms=list(arm or []),
         key=key,
         deployment=deployment,
+        share_port=share_port,
     )
     code = run_server(options, on_ready=lambda url: err(f"serving {ref} on {url}"), say=err)
     raise typer.Exit(code)

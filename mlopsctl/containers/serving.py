@@ -14,12 +14,17 @@ context and the base image id); an unchanged build is skipped. Labels: OCI, `io.
 for pipeline images, and `dev.mlopsctl.model.*` with the version's provenance.
 
 Deploying on a Docker host (the local engine or one of mlops.yaml's docker.hosts) starts the new
-container beside the one it replaces, waits until `/v2/health/ready` answers 200, and only then
-stops and removes the old one (found by the label `dev.mlopsctl.deployment=<name>`). With host
-networking two servers cannot bind one port, so every deployment alternates between two ports,
-PORT and PORT+1 (blue/green): the new container takes whichever the old one does not hold, and
-the URL printed is the new one. A container that never gets ready is removed with its last log
-lines in the error (exit 4), and the old one keeps serving. Images are built on the default
+container beside the one it replaces, waits until it is ready, and only then stops and removes
+the old one (found by the label `dev.mlopsctl.deployment=<name>`). With host networking (the
+default) both bind the same port: the servers run with `--share-port` (SO_REUSEPORT), so the
+kernel spreads new connections over both while they overlap and the URL never changes. Since
+either container may answer a request on that port, the new one's readiness is read from its
+own log (the server's `serving ... on http://...` line, printed once the model is loaded and the
+socket listens), then confirmed on `/v2/health/ready`; the old one stops gracefully (SIGTERM: it
+finishes the requests it holds and flushes its prediction log). With another network mode the
+published host ports cannot overlap, so deployments alternate between PORT and PORT+1. A
+container that never gets ready is removed with its last log lines in the error (exit 4), and
+the old one keeps serving. Images are built on the default
 engine; a docker.hosts engine pulls the image from the registry (it is pushed and recorded
 first), so it needs no build tools and no base image. Prediction logging reaches the project's
 store: an s3:// store by URL, endpoint and the caller's AWS_* variables passed to the container
@@ -138,6 +143,7 @@ def serve_command(name: str, version: int, port: int) -> list[str]:
         "0.0.0.0",
         "--port",
         str(port),
+        "--share-port",
     ]
 
 
@@ -407,16 +413,16 @@ def deploy(
 
             image = _pull(client, built["image"], built["content_tag"], log)
         old = client.containers(all=True, filters={"label": f"{DEPLOYMENT_LABEL}={deployment}"})
+        mode = network_mode or engine.network_mode or "host"
         taken = {_port_of(c) for c in old if c.get("State") == "running"}
-        new_port = port if port not in taken else port + 1
-        if new_port in taken:
+        new_port = port if mode == "host" or port not in taken else port + 1
+        if mode != "host" and new_port in taken:
             raise UsageError(
                 f"deployment {deployment} already runs containers on ports {port} and {port + 1}",
                 "remove one (docker rm -f) and deploy again",
             )
         container_name = f"{deployment}-v{version}-{secrets.token_hex(3)}"
         command = serve_command(model, version, new_port)
-        mode = network_mode or engine.network_mode or "host"
         labels = {
             DEPLOYMENT_LABEL: deployment,
             f"{DEPLOYMENT_LABEL}.port": str(new_port),
@@ -446,7 +452,7 @@ def deploy(
         started = time.monotonic()
         try:
             client.start(container)
-            _wait_ready(client, container, url, timeout)
+            _wait_ready(client, container, url, timeout, shared=mode == "host")
         except BaseException:
             _remove(client, container)
             raise
@@ -547,9 +553,12 @@ _HOST_PATHS = frozenset(
 )
 
 
-def _wait_ready(client: docker.APIClient, container: str, url: str, timeout: float) -> None:
-    """Poll `url`/v2/health/ready until it answers 200; a container that exits or a timeout
-    is a CheckFailed carrying the container's last log lines."""
+def _wait_ready(
+    client: docker.APIClient, container: str, url: str, timeout: float, *, shared: bool = False
+) -> None:
+    """Poll `url`/v2/health/ready until it answers 200 (on a `shared` port, only once the
+    container's own log says it serves: the old container answers there too); a container that
+    exits or a timeout is a CheckFailed carrying the container's last log lines."""
     deadline = time.monotonic() + timeout
     delay = 0.1
     last = "no answer yet"
@@ -559,6 +568,13 @@ def _wait_ready(client: docker.APIClient, container: str, url: str, timeout: flo
             raise _not_ready(
                 client, container, f"the container exited with status {state.get('ExitCode')}"
             )
+        if shared and not _says_serving(client, container):
+            last = "the server has not said it serves yet"
+            if time.monotonic() >= deadline:
+                raise _not_ready(client, container, f"not ready after {timeout:g} s ({last})")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 1.0)
+            continue
         try:
             with urllib.request.urlopen(url + READY_PATH, timeout=2) as response:
                 if response.status == 200:
@@ -574,6 +590,15 @@ def _wait_ready(client: docker.APIClient, container: str, url: str, timeout: flo
             )
         time.sleep(delay)
         delay = min(delay * 1.5, 1.0)
+
+
+def _says_serving(client: docker.APIClient, container: str) -> bool:
+    # The whole log: the line comes early, but warnings may follow it.
+    raw = client.logs(container, stdout=False, stderr=True)
+    return any(
+        line.startswith("serving ") and " on http" in line
+        for line in raw.decode(errors="replace").splitlines()
+    )
 
 
 class NotReady(CheckFailed):

@@ -53,6 +53,9 @@ class ServeOptions:
     arms: list[str] = field(default_factory=list)
     key: str | None = None
     deployment: str | None = None
+    # SO_REUSEPORT on a single worker too, so that a second server can bind the same port while
+    # this one still answers: the zero-downtime handover of `mlopsctl deploy`.
+    share_port: bool = False
 
 
 def check_options(options: ServeOptions) -> None:
@@ -91,7 +94,7 @@ def serve(
     metrics_dir = Path(tempfile.mkdtemp(prefix="mlopsctl-serve-"))
     try:
         if options.workers == 1:
-            sock = _bind(options.host, options.port, reuse_port=False)
+            sock = _bind(options.host, options.port, reuse_port=options.share_port)
             return _worker(options, sock, metrics_dir, 0, on_ready, say)
         return _supervise(options, metrics_dir, on_ready, say)
     finally:

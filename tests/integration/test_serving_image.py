@@ -57,22 +57,10 @@ def _remove_containers(label: str) -> None:
         client.close()
 
 
-def _two_free_ports() -> int:
-    """A port P with P+1 free too (deployments alternate between them)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port >= 65000:
-            continue
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("0.0.0.0", port))
-                b.bind(("0.0.0.0", port + 1))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no two consecutive free ports in 50 tries")
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("0.0.0.0", 0))
+        return int(probe.getsockname()[1])
 
 
 def _get(url: str, timeout: float = 5) -> int:
@@ -154,7 +142,7 @@ def test_deploy_serves_then_replaces_only_after_the_new_one_is_ready(project: Pa
     from mlopsctl.registry import download
     from mlopsctl.store import open_store
 
-    port = _two_free_ports()
+    port = _free_port()
     deployment = f"{project.name}-web"
     args = ("deploy", "--port", str(port), "--name", deployment, "--json", "-q")
     proc, _ = mlopsctl(project, *args[:1], f"{MODEL}:1", *args[1:], timeout=600)
@@ -187,39 +175,48 @@ def test_deploy_serves_then_replaces_only_after_the_new_one_is_ready(project: Pa
         time.sleep(0.5)
     assert list(logs.rglob("*.parquet")), "no prediction log reached the store"
 
-    # Version 2 replaces it. Both URLs are polled meanwhile: the old one must still answer
-    # after the new one first did (no gap), and must be gone afterwards.
-    seen: dict[str, list[float]] = {"old": [], "new": []}
+    # Version 2 replaces it on the same port. The URL is polled meanwhile, each poll a new
+    # connection (retried once, as any client would a reset): it must answer throughout, first
+    # with version 1, and only with version 2 once deploy returns.
+    seen: list[tuple[float, str]] = []
     stop = threading.Event()
-    new_url = f"http://127.0.0.1:{port + 1}"
+
+    def served_version() -> str:
+        url = f"{first['url']}/v2/models/{MODEL}"
+        for attempt in range(2):
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    return str(json.loads(response.read())["parameters"]["served_version"])
+            except (urllib.error.URLError, OSError):
+                if attempt:
+                    return "error"
+        return "error"
 
     def poll() -> None:
         deadline = time.monotonic() + 600
         while not stop.is_set() and time.monotonic() < deadline:
-            for key, url in (("old", first["url"]), ("new", new_url)):
-                try:
-                    if _get(url + "/v2/health/ready", timeout=1) == 200:
-                        seen[key].append(time.monotonic())
-                except (urllib.error.URLError, OSError):
-                    pass
+            seen.append((time.monotonic(), served_version()))
             time.sleep(0.05)
 
     watcher = threading.Thread(target=poll, daemon=True)
     watcher.start()
     try:
         proc, _ = mlopsctl(project, *args[:1], f"{MODEL}:2", *args[1:], timeout=600)
+        returned = time.monotonic()
+        time.sleep(1.0)
     finally:
         stop.set()
         watcher.join(timeout=10)
     assert proc.returncode == 0, proc.stderr
     second = json.loads(proc.stdout)
-    assert second["url"] == new_url
+    assert second["url"] == first["url"]
     assert [r["container"] for r in second["replaced"]] == [first["container"]]
     assert second["replaced"][0]["version"] == "1"
-    assert seen["new"] and seen["old"]
-    assert min(seen["new"]) < max(seen["old"]), "the old container stopped before the new answered"
-    with pytest.raises((urllib.error.URLError, OSError)):
-        _get(first["url"] + "/v2/health/ready", timeout=2)
+    versions = [v for _, v in seen]
+    assert "error" not in versions, f"the URL stopped answering during the handover: {versions}"
+    assert versions[0] == "1"
+    after = [v for t, v in seen if t > returned]
+    assert after and set(after) == {"2"}, after
     running = _containers(f"dev.mlopsctl.deployment={deployment}")
     assert [c["Id"][:12] for c in running] == [second["container"]]
     assert running[0]["Labels"]["dev.mlopsctl.model.version"] == "2"
@@ -272,7 +269,7 @@ def test_deploy_to_a_remote_host_pushes_then_pulls_the_image(
     config.write_text(
         config.read_text() + f"docker:\n  hosts:\n    far: {{url: '{second_engine.tcp_url}'}}\n"
     )
-    port = _two_free_ports()
+    port = _free_port()
     deployment = f"{project.name}-far"
     proc, _ = mlopsctl(
         project,
@@ -317,7 +314,7 @@ def test_a_deployed_server_logs_predictions_to_an_s3_store(
     try:
         assert _train(root, 20)["version"] == 1
         proc, _ = mlopsctl(
-            root, "deploy", f"{MODEL}:1", "--port", str(_two_free_ports()), "--json", "-q"
+            root, "deploy", f"{MODEL}:1", "--port", str(_free_port()), "--json", "-q"
         )
         assert proc.returncode == 0, proc.stderr
         result = json.loads(proc.stdout)

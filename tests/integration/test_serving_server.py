@@ -100,10 +100,13 @@ def server_env(root: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_server(root: Path, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
-    """Start `mlopsctl serve ARGS --port 0` in `root` and wait for its ready line."""
+def start_server(
+    root: Path, *args: str, env: dict[str, str] | None = None, port: int = 0
+) -> ServerProcess:
+    """Start `mlopsctl serve ARGS --port PORT` (default 0: a free one) in `root` and wait for its
+    ready line."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlopsctl", "serve", *args, "--port", "0"],
+        [sys.executable, "-m", "mlopsctl", "serve", *args, "--port", str(port)],
         cwd=root,
         env=env or server_env(root),
         stdout=subprocess.DEVNULL,
@@ -627,3 +630,35 @@ def test_a_stop_under_load_loses_no_answered_request(served_project: Path) -> No
     logged = set(table.column("request_id").to_pylist())
     assert len(answered) >= 200 and set(answered) <= logged
     assert len(logged) - len(answered) <= 4  # at most one unread answer per client
+
+
+def test_share_port_lets_a_second_server_take_over_the_port(served_project: Path) -> None:
+    """The handover `mlopsctl deploy` relies on: with --share-port a second server binds the
+    port the first still serves on, and answers alone once the first stops; without it the
+    port is refused in one line."""
+    first = start_server(served_project, f"{MODEL}:1", "--no-log", "--share-port")
+    second = None
+    try:
+        second = start_server(
+            served_project, f"{MODEL}:1", "--no-log", "--share-port", port=first.port
+        )
+        assert second.port == first.port
+        refused = subprocess.run(
+            [sys.executable, "-m", "mlopsctl", "serve", f"{MODEL}:1", "--no-log"]
+            + ["--port", str(first.port)],
+            cwd=served_project,
+            env=server_env(served_project),
+            capture_output=True,
+            text=True,
+            timeout=READY_TIMEOUT_S,
+        )
+        assert refused.returncode != 0
+        assert f"cannot listen on 127.0.0.1:{first.port}" in refused.stderr
+        assert first.stop() == 0
+        for _ in range(5):  # every new connection now reaches the second server
+            status, body = second.json("POST", "/invocations", split_body(rows(1)))
+            assert status == 200 and len(body["predictions"]) == 1
+    finally:
+        for running in (first, second):
+            if running is not None and running.proc.poll() is None:
+                running.stop()
