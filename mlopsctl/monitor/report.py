@@ -337,14 +337,9 @@ def _svg(chart: dict[str, Any]) -> str:
     return _bars_svg(chart)
 
 
-def _histogram_svg(chart: dict[str, Any]) -> str:
-    e = html.escape
-    width, height, left, bottom, top = 1040, 170, 48, 24, 10
-    base, current, edges = chart["baseline"], chart["current"], chart["edges"]
-    n = len(base)
-    peak = max(max(base, default=0), max(current, default=0)) or 1.0
-    plot_w, plot_h = width - left - 10, height - bottom - top
-    slot = plot_w / n
+def _axes(width: int, height: int, left: int, top: int, plot_h: int, peak: float) -> list[str]:
+    """The opening of a chart: the SVG element, the base line and gridlines at half and full
+    height labelled as shares."""
     out = [
         f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="baseline vs current">',
         f'<line x1="{left}" y1="{top + plot_h}" x2="{width - 10}" y2="{top + plot_h}" '
@@ -357,6 +352,18 @@ def _histogram_svg(chart: dict[str, Any]) -> str:
             f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" fill="#8493a3" '
             f'text-anchor="end">{tick * peak * 100:.0f}%</text>'
         )
+    return out
+
+
+def _histogram_svg(chart: dict[str, Any]) -> str:
+    e = html.escape
+    width, height, left, bottom, top = 1040, 170, 48, 24, 10
+    base, current, edges = chart["baseline"], chart["current"], chart["edges"]
+    n = len(base)
+    peak = max(max(base, default=0), max(current, default=0)) or 1.0
+    plot_w, plot_h = width - left - 10, height - bottom - top
+    slot = plot_w / n
+    out = _axes(width, height, left, top, plot_h, peak)
     for i in range(n):
         x = left + i * slot
         for j, (values, colour) in enumerate(((base, BASE_COLOUR), (current, CURRENT_COLOUR))):
@@ -395,18 +402,7 @@ def _bars_svg(chart: dict[str, Any]) -> str:
     plot_w, plot_h = width - left - 10, height - bottom - top
     slot = plot_w / max(n, 6)
     peak = max(max(base, default=0), max(current, default=0)) or 1.0
-    out = [
-        f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="baseline vs current">',
-        f'<line x1="{left}" y1="{top + plot_h}" x2="{width - 10}" y2="{top + plot_h}" '
-        'stroke="#c6d0db"/>',
-    ]
-    for tick in (0.5, 1.0):
-        y = top + plot_h - tick * plot_h
-        out.append(
-            f'<line x1="{left}" y1="{y:.1f}" x2="{width - 10}" y2="{y:.1f}" stroke="#eef1f4"/>'
-            f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" fill="#8493a3" '
-            f'text-anchor="end">{tick * peak * 100:.0f}%</text>'
-        )
+    out = _axes(width, height, left, top, plot_h, peak)
     for i, label in enumerate(labels):
         x = left + i * slot
         bar_w = min(slot * 0.36, 40)

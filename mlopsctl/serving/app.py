@@ -275,16 +275,7 @@ class App:
             )
         elapsed = time.perf_counter() - start
         self._record(request_id, arm, predictor, inputs, prediction, elapsed)
-        extra = b"".join(
-            (
-                JSON_TYPE,
-                b"X-Request-ID: ",
-                request_id.encode(),
-                b"\r\nX-Model-Version: %d\r\n" % predictor.version,
-                arm.label_header,
-            )
-        )
-        return 200, extra, payload
+        return 200, _answer_headers(request_id, predictor, arm), payload
 
     def _failed(self, arm: Arm | None, start: float, request_id: str, result: Result) -> Result:
         elapsed = time.perf_counter() - start
@@ -401,16 +392,7 @@ class App:
                 "outputs": outputs,
             }
         ).encode()
-        extra = b"".join(
-            (
-                JSON_TYPE,
-                b"X-Request-ID: ",
-                request_id.encode(),
-                b"\r\nX-Model-Version: %d\r\n" % predictor.version,
-                arm.label_header,
-            )
-        )
-        return 200, extra, payload
+        return 200, _answer_headers(request_id, predictor, arm), payload
 
     # -- ground truth -------------------------------------------------------------------------
     def _feedback(self, headers: dict[bytes, bytes], body: bytes, query: bytes) -> Result:
@@ -483,3 +465,16 @@ def _label_datatype(predictor: Predictor) -> str:
 
 def _json(status: int, data: Any) -> Result:
     return status, JSON_TYPE, json.dumps(data).encode()
+
+
+def _answer_headers(request_id: str, predictor: Predictor, arm: Arm) -> bytes:
+    """The headers of a prediction: JSON, the request id, the version and the arm."""
+    return b"".join(
+        (
+            JSON_TYPE,
+            b"X-Request-ID: ",
+            request_id.encode(),
+            b"\r\nX-Model-Version: %d\r\n" % predictor.version,
+            arm.label_header,
+        )
+    )

@@ -61,6 +61,19 @@ def register_copy(root: Path, tmp: Path, *, corrupt: bool = False) -> int:
         return int(register_version(store, MODEL, {**fields, "artifact": artifact})["version"])
 
 
+def mlopsctl(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`mlopsctl ARGS` in `root` as a separate process, beside the running server."""
+    return subprocess.run(
+        [sys.executable, "-m", "mlopsctl", *args],
+        cwd=root,
+        env=server_env(root),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def set_alias(root: Path, alias: str, version: int) -> None:
     from mlopsctl.registry import set_alias as move
 
@@ -132,15 +145,7 @@ def test_alias_move_is_followed_and_a_corrupt_version_refused(
         # `models rollback` moves the alias back, and so what is served: the first undoes the
         # refused move (the good version is served already), the second returns to version 1.
         for _ in range(2):
-            proc = subprocess.run(
-                [sys.executable, "-m", "mlopsctl", "models", "rollback", MODEL, "production"],
-                cwd=root,
-                env=server_env(root),
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
+            proc = mlopsctl(root, "models", "rollback", MODEL, "production")
             assert proc.returncode == 0, proc.stderr
         wait_for(lambda: served_version(server) == "1", what="the rollback")
         assert server.proc.poll() is None
@@ -192,25 +197,7 @@ def test_arms_are_sticky_and_traffic_set_applies_live(cache_env: Path, tmp_path:
         _, version = server.json("GET", "/version")
         assert {a["arm"] for a in version["arms"]} == {"production", "candidate"}
 
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "mlopsctl",
-                "traffic",
-                "set",
-                MODEL,
-                "production=0",
-                "candidate=100",
-                "--json",
-            ],
-            cwd=root,
-            env=server_env(root),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        proc = mlopsctl(root, "traffic", "set", MODEL, "production=0", "candidate=100", "--json")
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout)["arms"] == [
             {"arm": "production", "weight": 0.0},
@@ -220,15 +207,7 @@ def test_arms_are_sticky_and_traffic_set_applies_live(cache_env: Path, tmp_path:
         assert all(_arm_of(server, f"customer-{i}") == "candidate" for i in range(30))
         assert events(root, "traffic")[-1]["arms"][1] == {"arm": "candidate", "weight": 100.0}
 
-        proc = subprocess.run(
-            [sys.executable, "-m", "mlopsctl", "traffic", "show", MODEL, "--json"],
-            cwd=root,
-            env=server_env(root),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        proc = mlopsctl(root, "traffic", "show", MODEL, "--json")
         assert proc.returncode == 0 and json.loads(proc.stdout)["deployment"] == MODEL
     finally:
         assert server.stop() == 0
