@@ -89,6 +89,8 @@ def check(loaded: LoadedYaml, kind: str | None = None) -> list[Diagnostic]:
         unknown = explainer.unknown_keys
         if spec_kind == "Pipeline":
             problems += _check_pipeline_references(loaded, data)
+        elif spec_kind == "Trigger" and not problems:
+            problems += _check_trigger_schedule(loaded, data)
     # `on:` read as true is worth a word even where any key is allowed; but where the key is
     # unknown anyway, advice to quote it would mislead, so "unknown key" says it alone.
     problems += [
@@ -220,3 +222,18 @@ def _check_pipeline_references(loaded: LoadedYaml, data: dict[str, Any]) -> list
             if key in register:
                 check_ref(("register", key), register[key], None, f"register.{key}")
     return problems
+
+
+def _check_trigger_schedule(loaded: LoadedYaml, data: dict[str, Any]) -> list[Diagnostic]:
+    """A schedule of the right shape can still never fire (`0 0 31 2 *`) or name a field value
+    out of range: the cron parser says which field, here rather than at the first `ct check`."""
+    schedule = data.get("schedule")
+    if not isinstance(schedule, str):
+        return []
+    from mlopsctl.ct.cron import CronError, parse_cron
+
+    try:
+        parse_cron(schedule)
+    except CronError as exc:
+        return [_at_value(loaded, ("schedule",), f"schedule: {exc.one_line()}")]
+    return []
