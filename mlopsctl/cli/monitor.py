@@ -26,8 +26,12 @@ def check(
         Path | None, typer.Option("--report", help="Write the HTML report to this file.")
     ] = None,
     baseline: Annotated[
-        Path | None,
-        typer.Option("--baseline", help="Compare with this profile JSON or dataset instead."),
+        str | None,
+        typer.Option(
+            "--baseline",
+            help="Compare with this profile JSON or dataset instead, or with previous_window "
+            "(the window before the current one; needs current.time_column and window).",
+        ),
     ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the full result as JSON.")

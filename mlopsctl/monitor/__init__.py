@@ -8,7 +8,10 @@ data quality, prediction drift and, once labels arrive, performance; report and 
 The baseline is the profile saved with the model version at training time (model.json
 ``profile``: mlopsctl/models/profile.py), so the training data is never read again; or, with
 ``baseline: PATH``, a profile JSON written by ``mlopsctl monitor profile`` or a reference
-dataset (read once; its raw values allow the exact tests, see checks.py). The current data are
+dataset (read once; its raw values allow the exact tests, see checks.py); or, with
+``baseline: previous_window``, the window just before the current one on the same source: the
+current window is [now - window, now), the baseline [now - 2*window, now - window), read from
+current.path by the same readers and used as a reference dataset. The current data are
 streamed in batches (data.py); the statistics are in stats.py, the judging in checks.py, the
 HTML report in report.py.
 
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +44,10 @@ if TYPE_CHECKING:
     from mlopsctl.config import Project
     from mlopsctl.store.base import ObjectStore
 
-__all__ = ["check_against_profile", "profile_data", "run_monitor"]
+__all__ = ["PREVIOUS_WINDOW", "check_against_profile", "profile_data", "run_monitor"]
+
+# The baseline that is the window just before the current one on the same source.
+PREVIOUS_WINDOW = "previous_window"
 
 
 def run_monitor(
@@ -51,16 +58,18 @@ def run_monitor(
     record: bool = True,
     project: Project | None = None,
     store: ObjectStore | None = None,
-    baseline: Path | None = None,
+    baseline: Path | str | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Load + validate the Monitor spec, resolve the model, compute every check, write the
     report if asked (or spec report.path), record the ``drift`` event if record=True.
 
     ``current`` replaces the spec's current.path (a path relative to the working directory,
     ``store:PREFIX`` or ``s3://...``); ``baseline`` replaces the spec's baseline (a profile
-    JSON or a dataset). Returns a JSON-able dict: monitor, model {name, version, ref}, rows,
-    drift, drift_share, drifted_features, features, quality, prediction, performance, failed,
-    report, event (see the module docstring)."""
+    JSON, a dataset or ``previous_window``). ``now`` (default: the clock, UTC) ends the current
+    window. Returns a JSON-able dict: monitor, model {name, version, ref}, rows, drift,
+    drift_share, drifted_features, features, quality, prediction, performance, failed, current,
+    window, baseline (a label), baseline_window, report, event (see the module docstring)."""
     from mlopsctl.config import load_project, open_project_store
     from mlopsctl.spec import load_spec
 
@@ -76,9 +85,10 @@ def run_monitor(
                 project=project,
                 store=opened,
                 baseline=baseline,
+                now=now,
             )
     started = time.perf_counter()
-    result = _run(spec, project, store, current=current, baseline=baseline)
+    result = _run(spec, project, store, current=current, baseline=baseline, now=now or _utc_now())
     result["seconds"] = round(time.perf_counter() - started, 3)
     target = report if report is not None else _spec_report(spec, project)
     if target is not None:
@@ -104,10 +114,21 @@ def run_monitor(
             performance=_event_performance(result["performance"]),
             quality_failed=[q["test"] for q in result["quality"] if q["failed"]],
             current=result["current"],
+            window=result.get("window"),
+            baseline=result["baseline"],
+            baseline_window=result.get("baseline_window"),
             report=result["report"],
         )
         result["event"] = event["id"]
     return result
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _spec_report(spec: dict[str, Any], project: Project) -> Path | None:
@@ -131,17 +152,34 @@ def _run(
     store: ObjectStore,
     *,
     current: str | None,
-    baseline: Path | None,
+    baseline: Path | str | None,
+    now: datetime,
 ) -> dict[str, Any]:
-    from mlopsctl.monitor import checks
+    from mlopsctl.monitor import checks, data
 
+    if now.tzinfo is None:  # a naive ``now`` is UTC, like the logs' times
+        now = now.replace(tzinfo=timezone.utc)
     model_ref = spec.get("model")
     record: dict[str, Any] | None = None
     meta: dict[str, Any] | None = None
     if model_ref:
         record, meta = _model_meta(store, model_ref)
+    source = spec["current"]
+    location = current if current is not None else source["path"]
+    root = Path.cwd() if current is not None else project.root
     spec_baseline = spec.get("baseline", "training")
-    if baseline is not None:
+    baseline_window: dict[str, Any] | None = None
+    if (str(baseline) if baseline is not None else spec_baseline) == PREVIOUS_WINDOW:
+        profile, reference, (start, end) = _previous_window(
+            source, location, root, project, store, meta, now
+        )
+        baseline_label = f"previous window {_stamp(start)} – {_stamp(end)}"
+        baseline_window = {
+            "column": source["time_column"],
+            "since": start.isoformat(),
+            "until": end.isoformat(),
+        }
+    elif baseline is not None:
         profile, reference = _load_baseline(str(baseline), project, store, meta, Path.cwd())
         baseline_label = str(baseline)
     elif spec_baseline == "training":
@@ -158,16 +196,18 @@ def _run(
     settings = checks.Settings.from_spec(spec)
     kinds = {f["name"]: f["kind"] for f in meta["features"]} if meta else None
     columns = checks.plan_columns(profile, settings, kinds, reference)
-
-    source = spec["current"]
-    location = current if current is not None else source["path"]
-    root = Path.cwd() if current is not None else project.root
     extra, notes = _plan_extra(spec, store, project, model_ref, meta, profile, settings)
-    from mlopsctl.monitor import data
 
-    since = data.window_start(source.get("window")) if source.get("time_column") else None
+    since = data.window_start(source.get("window"), now) if source.get("time_column") else None
+    # The window is [now - window, now): rows stamped after ``now`` belong to a later run.
+    until = now if since is not None else None
     files = data.iter_files(
-        location, root=root, store=store, since=since, s3_options=project.s3_options
+        location,
+        root=root,
+        store=store,
+        since=since,
+        until=until,
+        s3_options=project.s3_options,
     )
     time_column = source.get("time_column") if since else None
     wanted = checks.wanted_columns(columns, extra, time_column)
@@ -179,6 +219,7 @@ def _run(
         exact_rows=settings.exact_rows,
         time_column=time_column,
         since=since,
+        until=until,
     )
     # Columns the monitor reads for other purposes (labels, ids, times) are not "extra".
     expected = set(wanted) - {c.name for c in columns}
@@ -187,9 +228,52 @@ def _run(
     )
     result["current"] = location
     result["baseline"] = baseline_label
-    if since is not None:
-        result["window"] = {"column": time_column, "since": since.isoformat()}
+    if since is not None and until is not None:
+        result["window"] = {
+            "column": time_column,
+            "since": since.isoformat(),
+            "until": until.isoformat(),
+        }
+    if baseline_window is not None:
+        result["baseline_window"] = baseline_window
     return result
+
+
+def _previous_window(
+    source: dict[str, Any],
+    location: str,
+    root: Path,
+    project: Project,
+    store: ObjectStore,
+    meta: dict[str, Any] | None,
+    now: datetime,
+) -> tuple[dict[str, Any], dict[str, Any] | None, tuple[datetime, datetime]]:
+    """(profile, raw reference values, (start, end)) of the rows of ``location`` in the window
+    just before the current one."""
+    from mlopsctl.errors import NotFound
+    from mlopsctl.monitor import data
+
+    time_column, window = source.get("time_column"), source.get("window")
+    if not time_column or not window:
+        raise UsageError(
+            f"baseline '{PREVIOUS_WINDOW}' needs current.time_column and current.window",
+            "set both in the spec (like time_column: ts, window: 7d), or use another baseline",
+        )
+    start, end = data.previous_window(window, now)
+    kinds = {f["name"]: f["kind"] for f in meta["features"]} if meta else None
+    try:
+        profile, reference = _profile_location(
+            location, project, store, root, kinds, keep_raw=True, window=(time_column, start, end)
+        )
+    except data.NoDataFiles:
+        profile, reference = {"rows": 0, "features": {}}, None
+    if not profile["rows"]:
+        raise NotFound(
+            f"no rows in the previous window {_stamp(start)} – {_stamp(end)} of {location}, "
+            f"so there is nothing to compare the last {window} with",
+            "wait until a whole earlier window is logged, or use baseline: training or a dataset",
+        )
+    return profile, reference, (start, end)
 
 
 def _finish(
@@ -303,7 +387,10 @@ def _load_baseline(
             raise UsageError(f"{path} is not a profile", "write one with: mlopsctl monitor profile")
         return profile, None
     kinds = {f["name"]: f["kind"] for f in meta["features"]} if meta else None
-    return _profile_location(location, project, store, root, kinds, keep_raw=True)
+    profile, reference = _profile_location(location, project, store, root, kinds, keep_raw=True)
+    if not profile["rows"]:
+        raise UsageError(f"the baseline data at {location} hold no rows", "point it at your data")
+    return profile, reference
 
 
 def _profile_location(
@@ -314,20 +401,41 @@ def _profile_location(
     kinds: dict[str, str] | None,
     *,
     keep_raw: bool,
+    window: tuple[str, datetime, datetime] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Profile (and, with keep_raw, raw numeric values) of the data at ``location``; with a
+    ``window`` (time column, start, end) only of its rows in [start, end), filtered batch by
+    batch so that only those rows are held."""
     import pyarrow as pa
 
     from mlopsctl.models.profile import profile_categorical, profile_numeric
     from mlopsctl.monitor import data
     from mlopsctl.monitor.checks import EXACT_ROWS
 
+    time_column, since, until = window if window else (None, None, None)
     tables: list[Any] = []
-    for path in data.iter_files(location, root=root, store=store, s3_options=project.s3_options):
+    files = data.iter_files(
+        location,
+        root=root,
+        store=store,
+        s3_options=project.s3_options,
+        since=since,
+        until=until,
+    )
+    for path in files:
         names = data.column_names(path)
-        wanted = [n for n in names if kinds is None or n in kinds]
+        wanted = [n for n in names if (kinds is None or n in kinds) and n != time_column]
         number = {n for n in wanted if kinds and kinds[n] == "numeric"}
         text = {n for n in wanted if kinds and kinds[n] == "categorical"}
-        tables.extend(data.iter_batches(path, wanted, text, number))
+        read = [*wanted, time_column] if time_column else wanted
+        for table in data.iter_batches(path, read, text, number):
+            if time_column:
+                table = data.filter_window(table, time_column, since, until)
+                table = table.drop_columns([time_column])
+            if table.num_rows:
+                tables.append(table)
+    if not tables:
+        return {"rows": 0, "features": {}}, ({} if keep_raw else None)
     table = pa.concat_tables(tables, promote_options="permissive")
     features: dict[str, Any] = {}
     reference: dict[str, Any] = {}

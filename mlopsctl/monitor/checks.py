@@ -282,15 +282,17 @@ def accumulate(
     exact_rows: int = EXACT_ROWS,
     time_column: str | None = None,
     since: datetime | None = None,
+    until: datetime | None = None,
 ) -> tuple[int, set[str]]:
-    """Feed every batch to the columns; returns (rows checked, columns present)."""
+    """Feed every batch to the columns; returns (rows checked, columns present). With a
+    ``time_column``, only rows in [since, until) count."""
     from mlopsctl.monitor import data
 
     seen: set[str] = set()
     rows = 0
     for table in tables:
-        if since is not None and time_column:
-            table = data.filter_since(table, time_column, since)
+        if time_column and (since is not None or until is not None):
+            table = data.filter_window(table, time_column, since, until)
         if table.num_rows == 0:
             continue
         rows += table.num_rows

@@ -4,8 +4,10 @@ feedback logs, laid out as ``<prefix>/date=YYYY-MM-DD/<file>.parquet``).
 
 Files are streamed in record batches of ``BATCH_ROWS`` (``ParquetFile.iter_batches``,
 ``pyarrow.csv.open_csv``), one file at a time; objects in a store are downloaded to a temporary
-file one at a time and deleted once read. With a window, ``date=`` partitions older than the
-window's start are not even listed as candidates; rows are then filtered on the time column.
+file one at a time and deleted once read. With a window [since, until), ``date=`` partitions
+wholly before ``since`` or at/after ``until`` are not even listed as candidates (the dates are UTC
+days); rows are then filtered on the time column. ``baseline: previous_window`` reads the same
+source over [now - 2*window, now - window) this way.
 
 CSV columns are read with the types the monitor expects (float64 for numeric features, string
 for categorical ones) so that a block whose values look like integers does not clash with a
@@ -37,6 +39,10 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DATE_PART = re.compile(r"(?:^|/)date=(\d{4}-\d{2}-\d{2})(?:/|$)")
 
 
+class NoDataFiles(NotFound):
+    """A folder or prefix exists (or may) but holds no data file in the window."""
+
+
 def parse_window(text: str | None) -> timedelta | None:
     if not text:
         return None
@@ -50,11 +56,32 @@ def _is_data(name: str) -> bool:
     return name.lower().endswith(SUFFIXES)
 
 
-def _in_window(key: str, since: datetime | None) -> bool:
-    if since is None:
+def _in_window(key: str, since: datetime | None, until: datetime | None = None) -> bool:
+    """Whether a ``date=YYYY-MM-DD`` partition (a UTC day) can hold rows in [since, until); keys
+    without a date partition are always candidates."""
+    if since is None and until is None:
         return True
     match = _DATE_PART.search(key)
-    return match is None or match.group(1) >= since.strftime("%Y-%m-%d")
+    if match is None:
+        return True
+    day = match.group(1)
+    if since is not None and day < _utc(since).strftime("%Y-%m-%d"):
+        return False
+    # The day starts at midnight UTC: it holds rows before ``until`` iff it starts before it.
+    if until is None:
+        return True
+    try:
+        start = datetime.fromisoformat(day).replace(tzinfo=timezone.utc)
+    except ValueError:  # date=2024-13-99 is no date: read it rather than guess
+        return True
+    return start < _utc(until)
+
+
+def _utc(moment: datetime) -> datetime:
+    """Aware UTC time; naive times are UTC (as in the logs)."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
 
 
 @contextmanager
@@ -80,14 +107,16 @@ def iter_files(
     store: ObjectStore | None,
     since: datetime | None = None,
     s3_options: dict[str, Any] | None = None,
+    until: datetime | None = None,
 ) -> Iterator[Path]:
     """Local paths of every data file at ``location``, in name order (downloaded one at a time
-    from a store). Raises NotFound when there is none."""
+    from a store), leaving out ``date=`` partitions outside [since, until). Raises NotFound when
+    there is none."""
     if location.startswith(STORE_SCHEME):
         if store is None:
             raise UsageError(f"{location} names the project store, but there is no project store")
         prefix = location[len(STORE_SCHEME) :].lstrip("/")
-        yield from _from_store(store, prefix, location, since)
+        yield from _from_store(store, prefix, location, since, until)
         return
     if location.startswith("s3://"):
         from mlopsctl.store import open_store
@@ -96,7 +125,7 @@ def iter_files(
         if parent in ("s3:/", "s3:"):
             parent, last = location.rstrip("/"), ""
         with open_store(parent, s3_options=s3_options or {}) as remote:
-            yield from _from_store(remote, last, location, since)
+            yield from _from_store(remote, last, location, since, until)
         return
     path = Path(location)
     if not path.is_absolute():
@@ -110,10 +139,12 @@ def iter_files(
             for p in path.rglob("*")
             if p.is_file()
             and _is_data(p.name)
-            and _in_window(p.relative_to(path).as_posix(), since)
+            and _in_window(p.relative_to(path).as_posix(), since, until)
         )
         if not files:
-            raise NotFound(f"no CSV or Parquet files in {path}", "point current.path at your data")
+            raise NoDataFiles(
+                f"no CSV or Parquet files in {path}", "point current.path at your data"
+            )
         yield from files
         return
     raise NotFound(
@@ -122,17 +153,21 @@ def iter_files(
 
 
 def _from_store(
-    store: ObjectStore, prefix: str, label: str, since: datetime | None
+    store: ObjectStore,
+    prefix: str,
+    label: str,
+    since: datetime | None,
+    until: datetime | None = None,
 ) -> Iterator[Path]:
     keys = sorted(
         k
         for k in store.list(prefix)
         if (not prefix or k == prefix or k.startswith(prefix.rstrip("/") + "/"))
         and _is_data(k)
-        and _in_window(k, since)
+        and _in_window(k, since, until)
     )
     if not keys:
-        raise NotFound(f"no CSV or Parquet files under {label}", "check the prefix and window")
+        raise NoDataFiles(f"no CSV or Parquet files under {label}", "check the prefix and window")
     with _downloads(store, keys) as files:
         yield from files
 
@@ -209,8 +244,25 @@ def window_start(window: str | None, now: datetime | None = None) -> datetime | 
     return (now or datetime.now(timezone.utc)) - span
 
 
+def previous_window(window: str, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """[now - 2*window, now - window): the window just before the current one."""
+    span = parse_window(window)
+    if span is None:
+        raise UsageError("the previous window needs a window", "set current.window, like 7d")
+    now = now or datetime.now(timezone.utc)
+    return now - 2 * span, now - span
+
+
 def filter_since(table: pa.Table, column: str, since: datetime) -> pa.Table:
     """Rows of ``table`` whose ``column`` is at or after ``since`` (naive times are UTC)."""
+    return filter_window(table, column, since)
+
+
+def filter_window(
+    table: pa.Table, column: str, since: datetime | None, until: datetime | None = None
+) -> pa.Table:
+    """Rows of ``table`` whose ``column`` lies in [since, until) (naive times are UTC; an open
+    end when None)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -230,5 +282,15 @@ def filter_since(table: pa.Table, column: str, since: datetime) -> pa.Table:
             ) from None
     unit = values.type.unit
     tz = values.type.tz
-    bound = since if tz else since.astimezone(timezone.utc).replace(tzinfo=None)
-    return table.filter(pc.greater_equal(values, pa.scalar(bound, type=pa.timestamp(unit, tz))))
+
+    def bound(moment: datetime) -> pa.Scalar:
+        value = moment if tz else _utc(moment).replace(tzinfo=None)
+        return pa.scalar(value, type=pa.timestamp(unit, tz))
+
+    keep = None
+    if since is not None:
+        keep = pc.greater_equal(values, bound(since))
+    if until is not None:
+        before = pc.less(values, bound(until))
+        keep = before if keep is None else pc.and_(keep, before)
+    return table if keep is None else table.filter(keep)

@@ -91,6 +91,8 @@ def table(result: dict[str, Any]) -> list[str]:
     for check in result["quality"]:
         if check["failed"]:
             lines.append(f"quality {check['test']}: FAILED {_quality_detail(check)}")
+    if result.get("baseline"):
+        lines.append(f"baseline: {result['baseline']}")
     for note in result.get("notes") or []:
         lines.append(f"note: {note}")
     return lines
@@ -196,6 +198,7 @@ def render_html(result: dict[str, Any]) -> str:
         f'<h1>{e(title)}<span class="badge {"fail" if failed else "pass"}" id="verdict">'
         f"{'FAILED' if failed else 'PASSED'}</span></h1>",
         f'<p class="sub">{e(summary_line(result))}</p>',
+        f'<p class="sub" id="baseline">baseline: {e(str(result.get("baseline") or "-"))}</p>',
         '<div class="cards">',
     ]
     who = f"{model['name']}:{model['version']}" if model.get("name") else "(no model)"

@@ -229,3 +229,55 @@ def test_dataset_baseline_profile_and_errors(cli: Invoke, project: Path):
     )  # fmt: skip
     assert unlabelled.exit_code == 2
     assert "target column 'target' is not in the current data" in unlabelled.stderr
+
+
+def test_previous_window_baseline_on_serving_logs(cli: Invoke, project: Path):
+    """Week over week on the store's prediction logs: the 7d before the current 7d."""
+    now = datetime.now(timezone.utc)
+    spec = _logs_spec(project, baseline="previous_window")
+    data = json.loads(spec.read_text())
+    del data["ground_truth"]  # drift only: the labels are another test's business
+    spec.write_text(json.dumps(data))
+    frame = held_out()
+    current_at = now - timedelta(hours=1)
+    current_day = project / ".mlops/logs/predictions" / MODEL / f"date={current_at:%Y-%m-%d}"
+    _write_logs(project, frame, current_at)
+
+    alone = cli("monitor", "check", str(spec), cwd=project)
+    assert alone.exit_code == 6, alone.stderr
+    assert "no rows in the previous window" in alone.stderr
+    assert "wait until a whole earlier window is logged" in alone.stderr
+
+    _write_logs(project, frame, now - timedelta(days=8))  # the previous window
+    bigger = frame.copy()
+    bigger[SHIFTED] = bigger[SHIFTED] * 3
+    _write_logs(project, bigger, now - timedelta(days=15))  # before both windows
+    same = cli("monitor", "check", str(spec), "--json", cwd=project)
+    assert same.exit_code == 0, same.stderr + same.stdout
+    result = json.loads(same.stdout)
+    assert result["rows"] == len(frame)
+    assert result["drifted_features"] == []
+    assert result["baseline"].startswith("previous window ")
+    assert result["baseline_window"]["until"] == result["window"]["since"]
+
+    shutil.rmtree(current_day)
+    shifted = frame.copy()
+    shifted[SHIFTED] = shifted[SHIFTED] * 1.5
+    _write_logs(project, shifted, current_at)
+    moved = cli("monitor", "check", str(spec), cwd=project)
+    assert moved.exit_code == 4, moved.stderr
+    assert "baseline: previous window " in moved.stdout
+    named = moved.stderr.split("drift in ", 1)[1].split(";")[0].split(", ")
+    assert sorted(named) == sorted(SHIFTED)
+    events = _events(cli, project)
+    assert [e["verdict"] for e in events] == ["passed", "failed"]
+    assert events[1]["baseline"].startswith("previous window ")
+    assert events[1]["baseline_window"]["column"] == "ts"
+
+    # Without a window there is no "previous" one: a usage error, before any data is read.
+    windowless = cli(
+        "monitor", "check", "specs/quickstart-monitor.yaml", "--baseline", "previous_window",
+        cwd=project,
+    )  # fmt: skip
+    assert windowless.exit_code == 2
+    assert "needs current.time_column and current.window" in windowless.stderr
