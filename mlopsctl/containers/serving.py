@@ -458,8 +458,8 @@ def deploy(
             raise
         ready_s = time.monotonic() - started
         replaced = []
-        for previous in old:
-            _remove(client, previous["Id"], stop_timeout=10)
+        for previous in _older_than(client, container, deployment):
+            _remove(client, previous["Id"], stop_timeout=_stop_timeout())
             replaced.append(
                 {
                     "container": previous["Id"][:12],
@@ -487,6 +487,43 @@ def deploy(
         return result
     finally:
         client.close()
+
+
+def _older_than(client: docker.APIClient, container: str, deployment: str) -> list[dict[str, Any]]:
+    """The deployment's containers created before `container`, listed again now: a deploy
+    started meanwhile by someone else is left alone (the later one wins), and one that
+    finished first has already been replaced by it."""
+    from docker.errors import NotFound as DockerNotFound
+
+    ours = _created(client.inspect_container(container)["Created"])
+    older = []
+    for candidate in client.containers(
+        all=True, filters={"label": f"{DEPLOYMENT_LABEL}={deployment}"}
+    ):
+        if candidate["Id"] == container:
+            continue
+        try:
+            created = _created(client.inspect_container(candidate["Id"])["Created"])
+        except DockerNotFound:
+            continue  # removed meanwhile
+        if created < ours:
+            older.append(candidate)
+    return older
+
+
+def _created(text: str) -> tuple[str, str]:
+    """Docker's creation time (RFC 3339 in UTC, nanoseconds with trailing zeros trimmed, as Go
+    writes it) as a key that sorts as the times do: the seconds, then the fraction padded."""
+    seconds, _, fraction = text.rstrip("Z").partition(".")
+    return seconds, fraction.ljust(9, "0")
+
+
+def _stop_timeout() -> int:
+    """Seconds Docker waits after SIGTERM before SIGKILL: the server first lets its open
+    requests finish (up to its shutdown grace), then flushes its prediction logs to the store."""
+    from mlopsctl.serving import SHUTDOWN_GRACE_S
+
+    return int(SHUTDOWN_GRACE_S) + 30
 
 
 def _port_of(container: dict[str, Any]) -> int | None:

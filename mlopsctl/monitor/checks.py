@@ -103,11 +103,17 @@ class Column:
             if keep_raw and self.raw is not None:
                 self.raw.append(present)
             return
-        if not pa.types.is_string(values.type) and not pa.types.is_large_string(values.type):
-            values = pc.cast(values, pa.string())
+        textual = pa.types.is_string(values.type) or pa.types.is_large_string(values.type)
+        if pa.types.is_floating(values.type):
+            values = pc.if_else(pc.is_nan(values), None, values)  # NaN is missing, as in pandas
         self.missing += int(values.null_count)
         table = pc.value_counts(values.drop_null())
         keys = table.field("values").to_pylist()
+        if not textual:
+            # The training profile holds pandas' astype(str) of each value ('True', '1.0'), which
+            # is Python's str(); Arrow's own cast writes 'true' and '1'. Only the distinct values
+            # are converted, so this costs nothing per row.
+            keys = [str(key) for key in keys]
         numbers = table.field("counts").to_pylist()
         counts = self.counts
         for key, number in zip(keys, numbers, strict=True):

@@ -207,3 +207,30 @@ def test_float_values_reads_slices_chunks_and_nulls():
     chunked = pa.chunked_array([pa.array([1.5, 2.5]), pa.array([3.5])])
     assert float_values(chunked).tolist() == [1.5, 2.5, 3.5]
     assert float_values(pa.array([], pa.float64())).size == 0
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [True, False, True, None],  # profile: 'True'/'False'; Arrow's cast would say 'true'
+        [1.0, 2.0, np.nan, 1.0],  # profile: '1.0'; Arrow's cast would say '1'
+        [3, 4, 3, None],
+    ],
+)
+def test_non_text_categories_match_the_training_profile(values: list[Any], tmp_path: Path):
+    """A categorical feature stored as bool, float or int (Parquet, a DataFrame) is compared as
+    the training profile wrote it (pandas' astype(str)), not as Arrow spells it."""
+    rng = np.random.default_rng(4)
+    base = pd.DataFrame({"flag": pd.Series(rng.choice(values, 3000), dtype=object)})
+    if all(isinstance(v, float) for v in values if v is not None):
+        base["flag"] = base["flag"].astype("float64")
+    elif all(isinstance(v, bool) or v is None for v in values):
+        base["flag"] = base["flag"].astype("boolean")
+    profile = {"rows": len(base), "features": profile_frame(base, [("flag", "categorical")])}
+    current = base.sample(frac=0.5, random_state=1)
+    current.to_parquet(tmp_path / "current.parquet")
+    for data_in in (current, tmp_path / "current.parquet"):
+        result = check_against_profile(profile, data_in)
+        assert result["failed"] is False, result["quality"]
+        unseen = _quality(result, "unseen_categories")
+        assert unseen["failed"] is False and unseen["features"] == []
