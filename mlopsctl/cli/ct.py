@@ -31,8 +31,9 @@ def check(
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
 ) -> None:
-    """Check a trigger: which conditions fired and why. Exit 0 once checked (fired or not);
-    with --run, 1 if the triggered run failed; 7 if another check claimed the trigger first."""
+    """Check a trigger: which conditions fired and why. Not due while a triggered run is still
+    running (up to the spec's max_run). Exit 0 once checked (fired or not); with --run, 1 if
+    the triggered run failed; 7 if another check claimed the trigger first."""
     from mlopsctl.ct import check_trigger, raise_for_run
     from mlopsctl.errors import CheckFailed
     from mlopsctl.pipeline.executor import Progress
@@ -52,10 +53,12 @@ def check(
 
 
 def _render(result: dict[str, Any]) -> None:
+    running = result.get("running")
+    busy = bool(running and not running["stale"])
     if result["due"]:
         head = "fired"
     elif result["fired"]:
-        head = "fired, cooling down"
+        head = "fired, a triggered run is still running" if busy else "fired, cooling down"
     else:
         head = "not fired"
     out(f"trigger {result['trigger']}: {head}")
@@ -65,6 +68,11 @@ def _render(result: dict[str, Any]) -> None:
     cooldown = result.get("cooldown")
     if cooldown and cooldown["active"]:
         out(f"  {'cooldown':<12} {'ACTIVE':<6} until {cooldown['until']} ({cooldown['duration']})")
+    if running:
+        mark, note = ("ACTIVE", "taken as crashed from") if busy else ("STALE", "crashed? past")
+        out(
+            f"  {'running':<12} {mark:<6} since {running['started']} ({note} {running['stale_at']})"
+        )
     outcome = result.get("run")
     if outcome:
         registered = outcome.get("registered") or {}
@@ -72,5 +80,7 @@ def _render(result: dict[str, Any]) -> None:
             f", registered {registered['model']} v{registered['version']}" if registered else ""
         )
         out(f"run {outcome.get('id')}: {outcome.get('status')}{version}")
+        if outcome.get("state_error"):
+            err(f"warning: {outcome['state_error']}")
     elif result["due"]:
         err("retraining is due; run it with --run")

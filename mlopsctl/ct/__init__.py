@@ -15,9 +15,12 @@ The conditions, with `now` the time of the check (UTC):
   `register.model` @ `champion`); no champion either: due.
 - `new_data`: the content digests of the pipeline's data inputs (each step's file parameters,
   like `ingest.path`, with the trigger's `params` applied; hashed as the pipeline does for its
-  cache) differ from the digests recorded by the run that produced the current champion. With
-  `min_new_rows`, the changed inputs must also hold at least that many more rows than that run
-  read. No champion: fires.
+  cache) differ both from the digests recorded by the run that produced the current champion
+  and from those of the last trigger-started run (kept in the state; succeeded or failed, so a
+  retrain that release gates did not promote, or one that failed, is not repeated on the same
+  data). With `min_new_rows`, the changed inputs must also hold at least that many more rows
+  than each of those runs read. No champion: compared with the last triggered run only; never
+  run either: fires.
 - `drift`: the named Monitor spec, run now (`mlopsctl.monitor.run_monitor`, recording its
   `drift` event as `monitor check` does), found data drift or prediction drift; with
   `min_share`, at least that share of features drifted instead (the monitor's rule ignored).
@@ -30,13 +33,21 @@ The conditions, with `now` the time of the check (UTC):
   if any of them meets the condition.
 - `cooldown`: when any condition fires within this long after the start of the last
   trigger-started run, the check says so ("cooling down until T") and retraining is not due.
+- A run in progress: while the last trigger-started run is still `running` (its claim in the
+  state), the check says so ("a triggered run started at T is still running") and retraining
+  is not due, whatever fired. A claim older than `max_run` (default 6h) is taken for a crashed
+  run: the check reports it as stale and may claim the trigger over it.
 
 Retraining is *due* when a condition fired and no cooldown holds. With `run=True` a due check
 first claims the trigger (compare-and-swap on the state, so of two checks at once only one
 runs the pipeline; the other gets Conflict), then runs the pipeline with the trigger as the
 run's `reason` (in the run record), then records the outcome in the state, the history and
-the audit log (event type `trigger`). A failed run counts as a started run (for the schedule
-and the cooldown), so a pipeline that keeps failing is not retried in a loop.
+the audit log (event type `trigger`). The outcome goes into the state by re-reading it and
+swapping in the finished claim (a few tries), only while the claim is still this run's (a
+check that took over a stale claim owns the state from then on); the history record and the
+audit event are written whatever happens to that state write. A failed run counts as a
+started run (for the schedule, the cooldown and new_data), so a pipeline that keeps failing
+is not retried in a loop.
 """
 
 from __future__ import annotations
@@ -56,6 +67,10 @@ if TYPE_CHECKING:
 
 PREFIX = "ct/"
 DEFAULT_ALIAS = "champion"
+DEFAULT_MAX_RUN = "6h"
+# Re-reads of the state when recording a run's outcome: only a check taking over a stale
+# claim, or a hand edit, writes it meanwhile, so a few tries are plenty.
+STATE_TRIES = 5
 CONDITIONS = ("schedule", "new_data", "drift", "performance")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -177,12 +192,18 @@ def _check(
     state, etag = read_state(store, name)
     last = (state or {}).get("last_run")
     last_started = parse_time(last["started"]) if last and last.get("started") else None
+    running = _running(last, now, spec.get("max_run") or DEFAULT_MAX_RUN)
 
     conditions: list[dict[str, Any]] = []
     if spec.get("schedule"):
         conditions.append(_schedule(spec, spec_path, now, last_started, champion))
+    inputs: dict[str, str] | None = None
     if spec.get("new_data") is not None and spec.get("new_data") is not False:
-        conditions.append(_new_data(spec, plan, store, champion, model, alias))
+        inputs = _input_digests(plan)
+        # A stale claim never recorded what its run read; it is no reference for new data.
+        previous = None if running and running["stale"] else last
+        found = _new_data(spec, plan, store, inputs, champion, model, alias, previous)
+        conditions.append(found)
     monitors: dict[Path, dict[str, Any]] = {}
     since = last_started
     if since is None and champion and champion.get("created"):
@@ -203,7 +224,8 @@ def _check(
             "until": iso(until) if until else None,
             "active": active,
         }
-    due = bool(fired) and not (cooldown and cooldown["active"])
+    in_progress = bool(running and not running["stale"])
+    due = bool(fired) and not (cooldown and cooldown["active"]) and not in_progress
     result: dict[str, Any] = {
         "trigger": name,
         "spec": str(spec_path),
@@ -220,24 +242,60 @@ def _check(
         "conditions": conditions,
         "fired": fired,
         "cooldown": cooldown,
+        "running": running,
         "due": due,
-        "why": _summary(conditions, cooldown, due),
+        "why": _summary(conditions, cooldown, running, due),
         "run": None,
         "state": state,
     }
     if run and due:
-        result["run"] = _act(spec, result, pipeline_path, project, store, now, etag, progress)
+        result["run"] = _act(
+            spec, result, pipeline_path, project, store, now, etag, inputs, progress
+        )
         result["state"] = read_state(store, name)[0]
     return result
 
 
-def _summary(conditions: list[dict[str, Any]], cooldown: dict[str, Any] | None, due: bool) -> str:
+def _running(last: dict[str, Any] | None, now: datetime, max_run: str) -> dict[str, Any] | None:
+    """The last trigger-started run when its claim still says running: {firing, started,
+    max_run, stale_at, stale}; stale once max_run has passed since it started (a crashed
+    check never finishes its claim)."""
+    if not last or last.get("status") != "running" or not last.get("started"):
+        return None
+    started = parse_time(last["started"])
+    stale_at = started + parse_duration(max_run)
+    return {
+        "firing": last.get("firing"),
+        "started": iso(started),
+        "max_run": max_run,
+        "stale_at": iso(stale_at),
+        "stale": now >= stale_at,
+    }
+
+
+def _summary(
+    conditions: list[dict[str, Any]],
+    cooldown: dict[str, Any] | None,
+    running: dict[str, Any] | None,
+    due: bool,
+) -> str:
     fired = [c for c in conditions if c["fired"]]
-    if not fired:
-        return "no condition fired"
     text = "; ".join(f"{c['condition']}: {c['why']}" for c in fired)
-    if not due and cooldown:
-        return f"would fire ({text}) but cooling down until {cooldown['until']}"
+    if running and not running["stale"]:
+        busy = (
+            f"a triggered run started at {running['started']} is still running "
+            f"(taken as crashed from {running['stale_at']})"
+        )
+        return f"{busy}; would fire ({text})" if fired else busy
+    if not fired:
+        text = "no condition fired"
+    elif not due and cooldown:
+        text = f"would fire ({text}) but cooling down until {cooldown['until']}"
+    if running:
+        text += (
+            f"; the triggered run started at {running['started']} did not finish within "
+            f"max_run {running['max_run']} and is taken as crashed"
+        )
     return text
 
 
@@ -249,8 +307,11 @@ def _act(
     store: ObjectStore,
     now: datetime,
     etag: str | None,
+    inputs: dict[str, str] | None,
     progress: Any,
 ) -> dict[str, Any]:
+    import time
+
     from mlopsctl.events import record_event
     from mlopsctl.pipeline import run_pipeline
     from mlopsctl.pipeline.executor import RunOptions
@@ -258,19 +319,26 @@ def _act(
 
     name = result["trigger"]
     firing_id = f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
-    claim = {
+    last_run: dict[str, Any] = {
+        "firing": firing_id,
+        "started": iso(now),
+        "status": "running",
+        "run": None,
+        "fired": result["fired"],
+    }
+    if inputs:
+        last_run["inputs"] = inputs
+    claim: dict[str, Any] = {
         "trigger": name,
-        "last_run": {
-            "firing": firing_id,
-            "started": iso(now),
-            "status": "running",
-            "run": None,
-            "fired": result["fired"],
-        },
+        "last_run": last_run,
         "firings": int((result["state"] or {}).get("firings") or 0) + 1,
     }
-    # Claim first: a second check racing this one loses here and runs nothing.
-    etag = write_state(store, name, claim, etag)
+    if result.get("running"):  # a stale claim, taken over: keep a trace of it
+        claim["abandoned"] = {k: result["running"][k] for k in ("firing", "started")}
+    # Claim first: a second check racing this one loses here and runs nothing, and later
+    # checks see the run in progress.
+    write_state(store, name, claim, etag)
+    clock = time.monotonic()
     reason = {
         "trigger": name,
         "spec": result["spec"],
@@ -283,6 +351,7 @@ def _act(
     if progress is not None:
         options.progress = progress
     outcome: dict[str, Any]
+    read: dict[str, str] = {}
     try:
         record = run_pipeline(
             pipeline_path,
@@ -295,6 +364,7 @@ def _act(
             "status": record.get("status"),
             "registered": record.get("registered"),
         }
+        read = dict(record.get("data") or {})
         if record.get("status") != "succeeded":
             failed = [
                 s for s, r in (record.get("steps") or {}).items() if r.get("status") == "failed"
@@ -302,19 +372,31 @@ def _act(
             outcome["error"] = f"step(s) {', '.join(failed) or '?'} failed"
     except MlopsError as exc:
         outcome = {"id": None, "status": "failed", "registered": None, "error": exc.one_line()}
-    finished = {
-        **claim,
-        "last_run": {**claim["last_run"], "status": outcome["status"], "run": outcome["id"]},
+    ended = now + timedelta(seconds=round(time.monotonic() - clock))
+    update: dict[str, Any] = {
+        "status": outcome["status"],
+        "run": outcome["id"],
+        "ended": iso(ended),
     }
-    write_state(store, name, finished, etag)
+    if inputs or read:
+        # What the run hashed when it read its data, over what the check saw before it.
+        update["inputs"] = {**(inputs or {}), **read}
+    try:
+        problem = finish_state(store, name, firing_id, update)
+    except MlopsError as exc:
+        problem = exc.one_line()
+    if problem:
+        outcome["state_error"] = problem
     entry = {k: v for k, v in result.items() if k not in ("state", "run")}
     store.put_if_absent(
-        f"{history_prefix(name)}{firing_id}.json", canonical_json({**entry, "run": outcome})
+        f"{history_prefix(name)}{firing_id}.json",
+        canonical_json({**entry, "firing": firing_id, "run": outcome}),
     )
     record_event(
         store,
         "trigger",
         trigger=name,
+        firing=firing_id,
         model=(result["model"] or "").partition("@")[0] or None,
         fired=result["fired"],
         why=result["why"],
@@ -323,6 +405,32 @@ def _act(
         registered=outcome.get("registered"),
     )
     return outcome
+
+
+def finish_state(
+    store: ObjectStore, name: str, firing: str, update: dict[str, Any], tries: int = STATE_TRIES
+) -> str | None:
+    """Merge `update` into the state's last_run if that is still the claim `firing` made:
+    re-read and compare-and-swap, up to `tries` times. Returns None once written, or why it
+    was not (another check took the claim over, or the state kept changing)."""
+    from mlopsctl.pipeline.hashing import canonical_json
+
+    for _ in range(tries):
+        state, etag = read_state(store, name)
+        last = dict((state or {}).get("last_run") or {})
+        if state is None or last.get("firing") != firing:
+            holder = last.get("firing") or "none"
+            return (
+                f"the state of trigger '{name}' no longer holds firing {firing} "
+                f"(it holds {holder}: taken over as stale?); the outcome is in its history"
+            )
+        merged = {**state, "last_run": {**last, **update}}
+        try:
+            store.compare_and_swap(state_key(name), canonical_json(merged), etag)
+        except Conflict:
+            continue
+        return None
+    return f"the state of trigger '{name}' changed {tries} times while recording firing {firing}"
 
 
 def raise_for_run(result: dict[str, Any]) -> None:
@@ -422,21 +530,31 @@ def _schedule(
     return {**base, "fired": False, "why": why, "since": iso(since)}
 
 
+def _input_digests(plan: Any) -> dict[str, str]:
+    """The digests of every data input of the plan, as step.param (as a run records them)."""
+    from mlopsctl.pipeline.executor import _data_digests
+
+    found: dict[str, str] = {}
+    for step_name, step in plan.steps.items():
+        for key, digest in _data_digests(step, plan.project_root).items():
+            found[f"{step_name}.{key}"] = digest
+    return found
+
+
 def _new_data(
     spec: dict[str, Any],
     plan: Any,
     store: ObjectStore,
+    inputs: dict[str, str],
     champion: dict[str, Any] | None,
     model: str | None,
     alias: str,
+    previous: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    from mlopsctl.pipeline.executor import _data_digests
-
+    """Fires when the watched inputs differ from the champion's run and from the last
+    triggered run (`previous`, the state's last_run), each by min_new_rows rows if set."""
     options = spec["new_data"] if isinstance(spec["new_data"], dict) else {}
-    current: dict[str, str] = {}
-    for step_name, step in plan.steps.items():
-        for key, digest in _data_digests(step, plan.project_root).items():
-            current[f"{step_name}.{key}"] = digest
+    current = dict(inputs)
     wanted = options.get("inputs")
     if wanted:
         unknown = [w for w in wanted if w not in current]
@@ -452,31 +570,53 @@ def _new_data(
             "give a step a file parameter (like ingest's path), or drop new_data",
         )
     base: dict[str, Any] = {"condition": "new_data", "inputs": current}
-    if champion is None:
+    # The references the data must have moved away from: (who, digests, run record).
+    references: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
+    if champion is not None:
+        recorded = dict((champion.get("data") or {}).get("sources") or {})
+        run_record = _champion_run(store, champion)
+        if run_record is not None:
+            recorded = {**recorded, **(run_record.get("data") or {})}
+        version, run_id = champion["version"], (champion.get("run") or {}).get("id")
+        references.append((f"{model}@{alias} (v{version}, run {run_id})", recorded, run_record))
+    if previous and previous.get("inputs"):
+        run_id = previous.get("run")
+        who = (
+            f"the last triggered run ({previous.get('status')}, started {previous.get('started')}"
+            + (f", run {run_id})" if run_id else ")")
+        )
+        references.append((who, dict(previous["inputs"]), _load_run(store, run_id)))
+    if not references:
         return {**base, "fired": True, "why": _no_champion(model, alias)}
-    recorded = dict((champion.get("data") or {}).get("sources") or {})
-    run_record = _champion_run(store, champion)
-    if run_record is not None:
-        recorded = {**recorded, **(run_record.get("data") or {})}
-    changed = {k: v for k, v in current.items() if recorded.get(k) != v}
-    who = f"{model}@{alias} (v{champion['version']}, run {(champion.get('run') or {}).get('id')})"
-    if not changed:
-        return {**base, "fired": False, "why": f"same data as {who}"}
-    shown = ", ".join(
-        f"{k} {_short(recorded.get(k))} -> {_short(v)}" for k, v in sorted(changed.items())
-    )
-    result = {**base, "changed": sorted(changed), "why": f"{shown} since {who}"}
-    minimum = options.get("min_new_rows")
-    if minimum:
-        now_rows = sum(_count_rows(plan, key) for key in changed)
-        then_rows = sum(_rows_then(run_record, key) for key in changed)
-        new_rows = now_rows - then_rows
-        result["new_rows"] = new_rows
-        if new_rows < int(minimum):
-            why = f"data changed since {who}, but {new_rows} new row(s) < min_new_rows {minimum}"
-            return {**result, "fired": False, "why": why}
-        result["why"] += f" ({new_rows} new rows)"
-    return {**result, "fired": True}
+    minimum = int(options.get("min_new_rows") or 0)
+    counted: dict[str, int] = {}
+    whys: list[str] = []
+    result = dict(base)
+    for index, (who, recorded, run_record) in enumerate(references):
+        changed = {k: v for k, v in current.items() if recorded.get(k) != v}
+        if not changed:
+            return {**base, "fired": False, "why": f"same data as {who}"}
+        shown = ", ".join(
+            f"{k} {_short(recorded.get(k))} -> {_short(v)}" for k, v in sorted(changed.items())
+        )
+        why = f"{shown} since {who}"
+        if index == 0:
+            result["changed"] = sorted(changed)
+        if minimum:
+            for key in changed:
+                if key not in counted:
+                    counted[key] = _count_rows(plan, key)
+            new_rows = sum(counted[k] - _rows_then(run_record, k) for k in changed)
+            # The fewest new rows over the references is what min_new_rows is held to.
+            result["new_rows"] = min(new_rows, result.get("new_rows", new_rows))
+            if new_rows < minimum:
+                why = (
+                    f"data changed since {who}, but {new_rows} new row(s) < min_new_rows {minimum}"
+                )
+                return {**result, "fired": False, "why": why}
+            why += f" ({new_rows} new rows)"
+        whys.append(why)
+    return {**result, "fired": True, "why": "; ".join(whys)}
 
 
 def _short(digest: str | None) -> str:
@@ -486,9 +626,12 @@ def _short(digest: str | None) -> str:
 
 
 def _champion_run(store: ObjectStore, champion: dict[str, Any]) -> dict[str, Any] | None:
+    return _load_run(store, (champion.get("run") or {}).get("id"))
+
+
+def _load_run(store: ObjectStore, run_id: Any) -> dict[str, Any] | None:
     from mlopsctl.runs import load_run
 
-    run_id = (champion.get("run") or {}).get("id")
     if not run_id:
         return None
     try:

@@ -119,13 +119,57 @@ def test_new_data_fires_and_run_retrains_naming_the_trigger(demo: Path, cli: Inv
     assert len(trigger_events) == 1 and trigger_events[0]["run"] == run_id
     assert trigger_events[0]["model"] == MODEL
 
-    # The champion is still v1 (promotion is release's job), so the data still differs from
-    # its run; the cooldown holds the next check back.
+    assert decision["state"]["last_run"]["status"] == "succeeded"
+    assert decision["state"]["last_run"]["inputs"] == record["data"]
+
+    # The champion is still v1 (promotion is release's job, and its gates may never promote
+    # v2), so the data still differs from its run, but not from the retrain's: nothing fires,
+    # now or after the cooldown.
     again = cli("ct", "check", "trigger.yaml", "--run", "--json", cwd=demo)
     decision = json.loads(again.stdout)
-    assert decision["fired"] == ["new_data"] and not decision["due"] and decision["run"] is None
-    assert "cooling down until" in decision["why"]
+    assert decision["fired"] == [] and not decision["due"] and decision["run"] is None
+    started = decision["state"]["last_run"]["started"]
+    assert decision["conditions"][0]["why"] == (
+        f"same data as the last triggered run (succeeded, started {started}, run {run_id})"
+    )
     assert len(list((demo / ".mlops/ct/bc-retrain/history").iterdir())) == 1
+
+
+def test_a_triggered_run_in_progress_is_reported_and_not_doubled(demo: Path, cli: Invoke) -> None:
+    """A claim left `running` by a triggered run still training: `ct check --run` starts no
+    second run (exit 0, also with --exit-code); once older than max_run it is stale, and the
+    check is due again."""
+    from datetime import datetime, timedelta, timezone
+
+    from mlopsctl.config import load_project, open_project_store
+    from mlopsctl.ct import iso, write_state
+
+    _rows().to_csv(demo / "data/bc.csv", index=False)  # new_data fires (169 new rows)
+    store = open_project_store(load_project(demo))
+    started = datetime.now(timezone.utc) - timedelta(minutes=20)
+    claim = {"firing": "f1", "started": iso(started), "status": "running", "run": None}
+    etag = write_state(store, "bc-retrain", {"trigger": "bc-retrain", "last_run": claim}, None)
+    runs_before = sorted((demo / ".mlops/runs").rglob("*.json"))
+    assert runs_before  # the champion's run
+
+    busy = cli("ct", "check", "trigger.yaml", "--run", "--exit-code", cwd=demo)
+    assert busy.exit_code == 0, busy.stdout + busy.stderr
+    assert busy.stdout.startswith("trigger bc-retrain: fired, a triggered run is still running\n")
+    assert f"running      ACTIVE since {iso(started)}" in busy.stdout
+    decision = json.loads(cli("ct", "check", "trigger.yaml", "--json", cwd=demo).stdout)
+    assert decision["why"].startswith(f"a triggered run started at {iso(started)} is still running")
+    assert sorted((demo / ".mlops/runs").rglob("*.json")) == runs_before
+    assert not (demo / ".mlops/ct/bc-retrain/history").exists()
+
+    crashed = {**claim, "started": iso(started - timedelta(hours=6))}
+    write_state(store, "bc-retrain", {"trigger": "bc-retrain", "last_run": crashed}, etag)
+    store.close()
+    stale = cli("ct", "check", "trigger.yaml", "--exit-code", cwd=demo)
+    assert stale.exit_code == 4, stale.stdout + stale.stderr
+    assert "running      STALE" in stale.stdout
+    decision = json.loads(cli("ct", "check", "trigger.yaml", "--json", cwd=demo).stdout)
+    assert decision["due"] and decision["running"]["stale"]
+    assert decision["why"].endswith("did not finish within max_run 6h and is taken as crashed")
 
 
 def test_missing_pipeline_and_bad_spec(demo: Path, cli: Invoke) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from mlopsctl.config import load_project, open_project_store
 from mlopsctl.ct import check_trigger, count_rows, read_state, state_key, write_state
-from mlopsctl.errors import Conflict, ExitCode, SpecError, UsageError
+from mlopsctl.errors import Conflict, ExitCode, MlopsError, SpecError, UsageError
 from mlopsctl.pipeline.hashing import canonical_json, path_digest
 from mlopsctl.store.base import ObjectStore
 
@@ -308,7 +308,6 @@ def test_source_events_judges_recorded_monitor_checks_since_the_last_run(demo: D
 
 def test_a_failed_triggered_run_is_recorded_and_counts_for_the_cooldown(demo: Demo) -> None:
     from mlopsctl.ct import list_history, raise_for_run
-    from mlopsctl.errors import MlopsError
 
     (demo.root / "pipeline.yaml").write_text(
         "apiVersion: mlopsctl/v1\nkind: Pipeline\nname: tiny\n"
@@ -326,3 +325,199 @@ def test_a_failed_triggered_run_is_recorded_and_counts_for_the_cooldown(demo: De
     assert [h["run"]["status"] for h in list_history(demo.store, "retrain")] == ["failed"]
     again = demo.check(spec, at(hours=1), run=True)
     assert again["fired"] == ["schedule"] and not again["due"] and again["run"] is None
+
+
+# -- a run in progress, stale claims, and the outcome's state write -----------------------
+WAIT = """\
+import pathlib, sys, time
+deadline = time.monotonic() + 30
+while not pathlib.Path("go").exists():
+    if time.monotonic() > deadline:
+        sys.exit(9)
+    time.sleep(0.02)
+"""
+
+
+def test_a_run_in_progress_holds_a_second_check_back_and_its_outcome_is_recorded(
+    demo: Demo,
+) -> None:
+    """A check during a triggered run's training starts nothing (its conditions still show),
+    a state edit during the run does not cost the run its outcome, and afterwards new_data
+    compares with the data that run read (no champion yet: nothing else to compare with)."""
+    import sys
+    import threading
+
+    from mlopsctl.ct import list_history
+    from mlopsctl.events import list_events
+
+    (demo.root / "wait.py").write_text(WAIT)
+    (demo.root / "pipeline.yaml").write_text(
+        PIPELINE + f"  wait: {{run: {json.dumps(sys.executable + ' wait.py')}}}\n"
+    )
+    spec = demo.trigger(schedule="*/5 * * * *", new_data=True)
+    first: list[Any] = []
+
+    def triggered() -> None:
+        store = open_project_store(demo.project)
+        try:
+            first.append(check_trigger(spec, now=T0, project=demo.project, store=store, run=True))
+        except MlopsError as exc:  # handed to the test's thread, which fails on it
+            first.append(exc)
+        finally:
+            store.close()
+
+    thread = threading.Thread(target=triggered)
+    thread.start()
+    try:
+        for _ in range(500):  # the claim is written before the pipeline starts
+            state, etag = read_state(demo.store, "retrain")
+            if state or first:
+                break
+            thread.join(0.02)
+        assert state and state["last_run"]["status"] == "running", first
+        assert set(state["last_run"]["inputs"]) == {"ingest.path"}
+
+        second = demo.check(spec, at(minutes=5), run=True)
+        assert second["fired"] == ["schedule"] and not second["due"] and second["run"] is None
+        assert second["running"]["stale"] is False
+        assert second["running"]["stale_at"] == "2026-01-05T09:30:00Z"  # default max_run 6h
+        assert second["why"].startswith(
+            "a triggered run started at 2026-01-05T03:30:00Z is still running"
+        )
+        assert "same data as the last triggered run (running" in only(second, "new_data")["why"]
+        # Someone edits the state meanwhile: the run's final write re-reads and merges.
+        write_state(demo.store, "retrain", {**state, "note": "edited"}, etag)
+    finally:
+        (demo.root / "go").write_text("")
+        thread.join(60)
+    assert not thread.is_alive()
+    result = first[0]
+    assert not isinstance(result, Exception), result
+    assert result["run"]["status"] == "succeeded" and "state_error" not in result["run"]
+    state = read_state(demo.store, "retrain")[0]
+    assert state["note"] == "edited" and state["firings"] == 1
+    assert state["last_run"]["status"] == "succeeded"
+    assert state["last_run"]["run"] == result["run"]["id"]
+    assert [h["run"]["id"] for h in list_history(demo.store, "retrain")] == [result["run"]["id"]]
+    events = list_events(demo.store, kind="trigger")
+    assert [e["run"] for e in events] == [result["run"]["id"]]
+    assert len(list(demo.store.list("runs/"))) == 1
+
+    after = demo.check(spec, at(minutes=10))
+    assert after["running"] is None and after["fired"] == ["schedule"]
+    assert only(after, "new_data")["fired"] is False
+    assert "same data as the last triggered run (succeeded" in only(after, "new_data")["why"]
+
+
+def test_a_stale_claim_is_taken_over_and_its_late_outcome_leaves_the_new_claim(
+    demo: Demo,
+) -> None:
+    from mlopsctl.ct import finish_state
+
+    started = at(hours=-3)
+    claim = {"last_run": {"firing": "old", "started": iso_z(started), "status": "running"}}
+    write_state(demo.store, "retrain", {"trigger": "retrain", "firings": 4, **claim}, None)
+    spec = demo.trigger(schedule="@hourly", max_run="2h")
+
+    busy = demo.check(spec, at(hours=-2), run=True)
+    assert busy["fired"] == ["schedule"] and not busy["due"] and busy["run"] is None
+    assert "still running (taken as crashed from 2026-01-05T02:30:00Z)" in busy["why"]
+
+    stale = demo.check(spec, T0)
+    assert stale["due"] and stale["running"]["stale"] is True
+    assert "did not finish within max_run 2h and is taken as crashed" in stale["why"]
+    took = demo.check(spec, T0, run=True)
+    assert took["run"]["status"] == "succeeded"
+    state = read_state(demo.store, "retrain")[0]
+    assert state["abandoned"] == {"firing": "old", "started": "2026-01-05T00:30:00Z"}
+    assert state["firings"] == 5 and state["last_run"]["status"] == "succeeded"
+
+    # The old run was only slow: when it finishes, the newer claim stands.
+    late = finish_state(demo.store, "retrain", "old", {"status": "succeeded"})
+    assert late and "no longer holds firing old" in late
+    assert read_state(demo.store, "retrain")[0] == state
+    # Without max_run, a claim is in progress for 6 hours.
+    write_state(demo.store, "retrain", claim, read_state(demo.store, "retrain")[1])
+    default = demo.check(demo.trigger(schedule="@hourly"), at(hours=2, minutes=59))
+    assert not default["due"] and default["running"]["stale_at"] == "2026-01-05T06:30:00Z"
+    assert demo.check(demo.trigger(schedule="@hourly"), at(hours=3))["due"]
+
+
+def iso_z(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class RacingWriter:
+    """The store, with another writer changing the state just before each of the next
+    `races` compare-and-swaps (a fault a real store only shows by chance)."""
+
+    def __init__(self, store: ObjectStore, races: int) -> None:
+        self.store, self.races = store, races
+
+    def get_versioned(self, key: str) -> tuple[bytes, str]:
+        return self.store.get_versioned(key)
+
+    def compare_and_swap(self, key: str, data: bytes, expected_etag: str | None) -> str:
+        if self.races:
+            self.races -= 1
+            state, etag = read_state(self.store, "retrain")
+            write_state(self.store, "retrain", {**(state or {}), "note": self.races}, etag)
+        return self.store.compare_and_swap(key, data, expected_etag)
+
+
+def test_the_outcome_is_merged_into_the_state_with_retries(demo: Demo) -> None:
+    from mlopsctl.ct import STATE_TRIES, finish_state
+
+    claim = {"last_run": {"firing": "f1", "started": "2026-01-05T03:30:00Z", "status": "running"}}
+    write_state(demo.store, "retrain", claim, None)
+    racing: Any = RacingWriter(demo.store, races=2)
+    assert finish_state(racing, "retrain", "f1", {"status": "succeeded", "run": "r9"}) is None
+    state = read_state(demo.store, "retrain")[0]
+    assert state["note"] == 0  # the last concurrent write is kept
+    assert state["last_run"] == {**claim["last_run"], "status": "succeeded", "run": "r9"}
+
+    write_state(demo.store, "retrain", claim, read_state(demo.store, "retrain")[1])
+    endless: Any = RacingWriter(demo.store, races=STATE_TRIES)
+    problem = finish_state(endless, "retrain", "f1", {"status": "failed"})
+    assert (
+        problem
+        == f"the state of trigger 'retrain' changed {STATE_TRIES} times while recording firing f1"
+    )
+    assert read_state(demo.store, "retrain")[0]["last_run"]["status"] == "running"
+
+
+def test_new_data_also_compares_with_the_last_triggered_run(demo: Demo) -> None:
+    """A retrain that was not promoted: the champion still has the old data, and the same new
+    data does not fire again; with min_new_rows, new rows count from both runs."""
+    demo.champion(rows=5)
+    demo.write_rows(12)
+    digest = path_digest(demo.root / "data/rows.csv")
+    demo.store.put(
+        "runs/r2.json",
+        canonical_json(
+            {"id": "r2", "status": "succeeded", "steps": {"ingest": {"info": {"rows": 12}}}}
+        ),
+    )
+    last = {"firing": "f", "started": "2026-01-05T04:00:00Z", "status": "succeeded", "run": "r2"}
+    state = {"last_run": {**last, "inputs": {"ingest.path": digest}}}
+    write_state(demo.store, "retrain", state, None)
+    spec = demo.trigger(new_data=True)
+    same = demo.check(spec, at(hours=2))
+    assert same["fired"] == [] and not same["due"]
+    assert only(same, "new_data")["why"] == (
+        "same data as the last triggered run (succeeded, started 2026-01-05T04:00:00Z, run r2)"
+    )
+    demo.write_rows(14)
+    moved = demo.check(spec, at(hours=2))
+    assert moved["fired"] == ["new_data"]
+    assert "since tiny-model@champion (v1, run r1); ingest.path" in moved["why"]
+    assert "since the last triggered run (succeeded" in moved["why"]
+
+    counted = demo.trigger(new_data={"min_new_rows": 5})
+    few = demo.check(counted, at(hours=2))  # 9 rows more than the champion's, 2 than r2's
+    assert few["fired"] == [] and only(few, "new_data")["new_rows"] == 2
+    assert "but 2 new row(s) < min_new_rows 5" in only(few, "new_data")["why"]
+    demo.write_rows(20)
+    enough = demo.check(counted, at(hours=2))
+    assert enough["fired"] == ["new_data"] and only(enough, "new_data")["new_rows"] == 8
+    assert "(15 new rows)" in enough["why"] and "(8 new rows)" in enough["why"]
