@@ -410,6 +410,7 @@ def _start_logs(
 
     predictor = app.router.weighted[0].predictor
     classification = predictor.task == "classification"
+    app.classification = classification  # /feedback checks 'actual' against the log's type
     writers = []
     if options.log:
         app.log = BufferedWriter(

@@ -4,6 +4,10 @@
 a prediction takes a fraction of a millisecond, less than a hop to a thread pool would. The
 served models live in `Arm` objects whose `predictor` is replaced as a whole by the follower
 thread; a request reads it once, so a swap never changes the model under a request.
+
+Every answer to a prediction request carries its request id (X-Request-ID) and is counted in
+the request metrics, errors included: a bad request is a 400 with ``{error_code, message}``,
+and an exception nobody foresaw a 500 in the same shape.
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ class App:
         log: BufferedWriter | None = None,
         feedback: BufferedWriter | None = None,
         log_sample: float = 1.0,
+        classification: bool | None = None,
     ) -> None:
         self.model = model
         self.router = router
@@ -85,6 +90,8 @@ class App:
         self.log = log
         self.feedback = feedback
         self.log_sample = log_sample
+        # The task the feedback log's ``actual`` column is typed for (None: not known).
+        self.classification = classification
         self.ready = True
         self._model_bytes = model.encode()
         self._get: dict[bytes, Callable[[dict[bytes, bytes]], Result]] = {
@@ -103,6 +110,18 @@ class App:
 
     # -- dispatch -------------------------------------------------------------------------
     def handle(
+        self, method: bytes, target: bytes, headers: dict[bytes, bytes], body: bytes
+    ) -> Result:
+        try:
+            return self._dispatch(method, target, headers, body)
+        except Exception as exc:  # noqa: BLE001 - a route's bug must still answer in shape
+            # The prediction routes answer their own failures; this is the net for the rest.
+            self.metrics.observe("", "", 0.0, True)
+            status, extra, payload = _internal(exc)
+            request_id = _request_id(headers)
+            return status, extra + b"X-Request-ID: " + request_id.encode() + b"\r\n", payload
+
+    def _dispatch(
         self, method: bytes, target: bytes, headers: dict[bytes, bytes], body: bytes
     ) -> Result:
         path, _, query = target.partition(b"?")
@@ -273,6 +292,8 @@ class App:
             return self._failed(
                 arm, start, request_id, error_body(400, "INVALID_PARAMETER_VALUE", exc.one_line())
             )
+        except Exception as exc:  # noqa: BLE001 - answered 500, counted, with the request id
+            return self._failed(arm, start, request_id, _internal(exc))
         elapsed = time.perf_counter() - start
         self._record(request_id, arm, predictor, inputs, prediction, elapsed)
         return 200, _answer_headers(request_id, predictor, arm), payload
@@ -361,6 +382,25 @@ class App:
             return self._failed(
                 arm, start, request_id, error_body(400, "INVALID_PARAMETER_VALUE", exc.one_line())
             )
+        except Exception as exc:  # noqa: BLE001 - answered 500, counted, with the request id
+            return self._failed(arm, start, request_id, _internal(exc))
+        try:
+            return self._infer_answer(
+                request, request_id, arm, predictor, inputs, prediction, start
+            )
+        except Exception as exc:  # noqa: BLE001 - answered 500, counted, with the request id
+            return self._failed(arm, start, request_id, _internal(exc))
+
+    def _infer_answer(
+        self,
+        request: codecs.OipRequest,
+        request_id: str,
+        arm: Arm,
+        predictor: Predictor,
+        inputs: codecs.Inputs,
+        prediction: Prediction,
+        start: float,
+    ) -> Result:
         labels = prediction.labels
         outputs = [
             {
@@ -423,11 +463,37 @@ class App:
                     "INVALID_PARAMETER_VALUE",
                     'feedback is {"request_id": "...", "actual": VALUE} or a list of them',
                 )
-            entries.append((item["request_id"], now, item["actual"]))
+            actual = item["actual"]
+            if self.classification is False and not _is_number(actual):
+                # The regression log's actual column is float64: a text value could not be
+                # written there and would cost the whole batch its place in the store.
+                return error_body(
+                    400,
+                    "INVALID_PARAMETER_VALUE",
+                    f"{self.model} is a regression model: 'actual' must be a number or null, "
+                    f"not {json.dumps(actual)[:40]}",
+                )
+            entries.append((item["request_id"], now, actual))
         for entry in entries:
             self.feedback.append(entry, 1)
         self.metrics.add("feedback_rows", len(entries))
         return _json(202, {"recorded": len(entries)})
+
+
+def _is_number(value: Any) -> bool:
+    if value is None or isinstance(value, float):
+        return True
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            float(value)
+        except OverflowError:
+            return False
+        return True
+    return False
+
+
+def _internal(exc: Exception) -> Result:
+    return error_body(500, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
 
 
 def _predict(predictor: Predictor, inputs: codecs.Inputs) -> Prediction:
@@ -437,15 +503,13 @@ def _predict(predictor: Predictor, inputs: codecs.Inputs) -> Prediction:
 
 
 def _request_id(headers: dict[bytes, bytes]) -> str:
+    """The client's X-Request-ID when it may be echoed (`codecs.valid_request_id`), else a
+    fresh random one."""
     given = headers.get(b"x-request-id")
-    if (
-        given
-        and len(given) <= 200
-        and given.isascii()
-        and b"\r" not in given
-        and b"\n" not in given
-    ):
-        return given.decode()
+    if given and len(given) <= codecs.MAX_REQUEST_ID and given.isascii():
+        text = given.decode()
+        if text.isprintable():
+            return text
     return os.urandom(12).hex()
 
 

@@ -6,6 +6,12 @@ Two protocols: MLflow's scoring format (``dataframe_split``, ``dataframe_records
 a `Table` that does not depend on the model, so the serving arm can be chosen from its key
 column before the arm's own signature is applied. Every problem is a `BadRequest` with the HTTP
 status and an MLflow-style error code, naming the missing, extra or mistyped features.
+
+A value reaches the model as it was sent, whatever the content type: CSV cells stay text until
+the signature says a feature is numeric, JSON integers stay integers, and categorical columns are
+built with dtype object, so that ``1`` is the category ``"1"`` from CSV, JSON and a binary
+integer tensor alike, whatever else the batch holds. The sticky-arm key is normalised the same
+way (a whole float is written as an integer).
 """
 
 from __future__ import annotations
@@ -22,6 +28,13 @@ if TYPE_CHECKING:
 
 _NUMERIC_TYPES = frozenset({int, float, bool, type(None)})
 _LIST_LIMIT = 8  # how many feature names an error message lists before "..."
+MAX_REQUEST_ID = 200
+
+
+def valid_request_id(value: str) -> bool:
+    """Whether ``value`` may be echoed in the X-Request-ID header: printable ASCII (no CR, LF or
+    other control characters), 1 to 200 characters."""
+    return 0 < len(value) <= MAX_REQUEST_ID and value.isascii() and value.isprintable()
 
 
 class BadRequest(Exception):
@@ -53,6 +66,8 @@ def parse_json(body: bytes) -> Any:
         raise
     except (ValueError, UnicodeDecodeError) as exc:
         raise malformed(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise malformed("the JSON body is nested too deeply") from None
 
 
 @dataclass
@@ -64,6 +79,9 @@ class Table:
     kind: str
     data: Any
     columns: list[str] | None = None
+    # CSV: every value is the cell's text (None for an empty cell) until the signature says
+    # which features are numbers.
+    text: bool = False
 
     def __len__(self) -> int:
         if self.kind == "columnar":
@@ -86,7 +104,12 @@ class Table:
             value = values[0] if isinstance(values, list) and values else None
         else:
             return None
-        return None if value is None else str(value)
+        if value is None:
+            return None
+        if isinstance(value, float) and value.is_integer():
+            # 42 from JSON, 42.0 from a float tensor: the same customer, the same arm.
+            return str(int(value))
+        return str(value)
 
 
 # -- MLflow ------------------------------------------------------------------------------------
@@ -156,17 +179,36 @@ def csv_table(body: bytes) -> Table:
     for row in data:
         if len(row) != len(header):
             raise invalid(f"a CSV row has {len(row)} values; the header names {len(header)}")
-        converted.append([_csv_value(v) for v in row])
-    return Table("split", converted, header)
+        converted.append([None if v == "" else v for v in row])
+    return Table("split", converted, header, text=True)
 
 
-def _csv_value(text: str) -> Any:
-    if text == "":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        return text
+def _numbers_from_text(
+    predictor: Predictor, names: list[str], row_lists: list[list[Any]]
+) -> list[list[Any]]:
+    """CSV rows in signature order with the numeric features' text parsed as floats."""
+    numeric = [i for i, n in enumerate(names) if predictor.kinds[n] == "numeric"]
+    if not numeric:
+        return row_lists
+    out = []
+    bad: list[str] = []
+    for row in row_lists:
+        row = list(row)
+        for i in numeric:
+            value = row[i]
+            if value is not None:
+                try:
+                    row[i] = float(value)
+                except ValueError:
+                    if names[i] not in bad:
+                        bad.append(names[i])
+        out.append(row)
+    if bad:
+        raise invalid(
+            f"feature(s) {_names(bad)} must be numbers (or empty) for "
+            f"{predictor.name}:{predictor.version}"
+        )
+    return out
 
 
 # -- signature checks ----------------------------------------------------------------------------
@@ -180,13 +222,22 @@ class Inputs:
     rows: int
     matrix: np.ndarray | None = None
     columns: dict[str, list[Any]] | None = None
+    # The features whose column holds values as sent (not numbers): built with dtype object so
+    # that pandas cannot infer float64 from an int and a null and turn 1 into "1.0".
+    categorical: frozenset[str] = frozenset()
 
     def frame(self, names: list[str]) -> Any:
+        import numpy as np
         import pandas as pd
 
         if self.matrix is not None:
             return pd.DataFrame(self.matrix, columns=names)
-        return pd.DataFrame(self.columns, columns=names)
+        assert self.columns is not None
+        data = {
+            n: np.array(self.columns[n], dtype=object if n in self.categorical else "float64")
+            for n in names
+        }
+        return pd.DataFrame(data, columns=names)
 
 
 def _names(items: list[str]) -> str:
@@ -230,8 +281,6 @@ def _mistyped(predictor: Predictor, columns: dict[str, list[Any]]) -> BadRequest
 
 
 def to_inputs(table: Table, predictor: Predictor, key: str | None = None) -> Inputs:
-    import numpy as np
-
     names = predictor.names
     rows = len(table)
     if rows == 0:
@@ -279,34 +328,54 @@ def to_inputs(table: Table, predictor: Predictor, key: str | None = None) -> Inp
             flat = [v for n in names for v in columns[n]]
             if not set(map(type, flat)) <= _NUMERIC_TYPES:
                 raise _mistyped(predictor, columns)
-            matrix = np.array([columns[n] for n in names], dtype="float64").T.copy()
+            matrix = _float_matrix([columns[n] for n in names]).T.copy()
             return Inputs(rows, matrix=matrix)
         return _categorical_inputs(predictor, columns, rows)
 
     if columns_list is not names and columns_list != names:
         order = [columns_list.index(n) for n in names]
         row_lists = [[row[i] for i in order] for row in row_lists]
+    if table.text:
+        row_lists = _numbers_from_text(predictor, names, row_lists)
     if predictor.numeric:
         types: set[type] = set()
         for row in row_lists:
             types.update(map(type, row))
         if not types <= _NUMERIC_TYPES:
             raise _mistyped(predictor, {n: [r[i] for r in row_lists] for i, n in enumerate(names)})
-        return Inputs(rows, matrix=np.array(row_lists, dtype="float64"))
+        return Inputs(rows, matrix=_float_matrix(row_lists))
     columns = {n: [r[i] for r in row_lists] for i, n in enumerate(names)}
     return _categorical_inputs(predictor, columns, rows)
 
 
+def _float_matrix(values: list[Any]) -> np.ndarray:
+    import numpy as np
+
+    try:
+        return np.array(values, dtype="float64")
+    except OverflowError:
+        raise invalid(_TOO_LARGE) from None
+
+
+_TOO_LARGE = "a feature value is too large for a 64-bit float"
+
+
 def _categorical_inputs(predictor: Predictor, columns: dict[str, list[Any]], rows: int) -> Inputs:
+    categorical = []
     for name in predictor.names:
         values = columns[name]
         if predictor.kinds[name] == "numeric":
             if any(type(v) not in _NUMERIC_TYPES for v in values):
                 raise _mistyped(predictor, columns)
-            columns[name] = [math.nan if v is None else float(v) for v in values]
-        elif any(isinstance(v, (list, dict)) for v in values):
-            raise invalid(f"feature {name!r} must hold single values, not lists or objects")
-    return Inputs(rows, columns=columns)
+            try:
+                columns[name] = [math.nan if v is None else float(v) for v in values]
+            except OverflowError:
+                raise invalid(f"{_TOO_LARGE} (feature {name!r})") from None
+        else:
+            if any(isinstance(v, (list, dict)) for v in values):
+                raise invalid(f"feature {name!r} must hold single values, not lists or objects")
+            categorical.append(name)
+    return Inputs(rows, columns=columns, categorical=frozenset(categorical))
 
 
 # -- Open Inference Protocol v2 ------------------------------------------------------------------
@@ -368,19 +437,33 @@ def oip_request(body: bytes, header_length: int | None) -> OipRequest:
             raise invalid(f"input {tensor['name']!r} needs a 'shape' list of sizes")
         if not isinstance(datatype, str):
             raise invalid(f"input {tensor['name']!r} needs a 'datatype'")
-        size = (tensor.get("parameters") or {}).get("binary_data_size")
+        parameters = tensor.get("parameters")
+        if parameters is None:
+            parameters = {}
+        elif not isinstance(parameters, dict):
+            raise invalid(f"the 'parameters' of input {tensor['name']!r} must be an object")
+        size = parameters.get("binary_data_size")
         if size is not None:
             if datatype not in _OIP_NUMERIC:
                 raise invalid(f"binary input {tensor['name']!r} must have a numeric datatype")
-            chunk = body[offset : offset + int(size)]
-            offset += int(size)
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise invalid(
+                    f"binary_data_size of input {tensor['name']!r} must be a whole number of "
+                    "bytes, 0 or more"
+                )
+            if offset + size > len(body):
+                raise malformed(
+                    f"binary_data_size of input {tensor['name']!r} runs past the end of the body"
+                )
+            chunk = body[offset : offset + size]
+            offset += size
             try:
-                data: Any = np.frombuffer(chunk, dtype=_OIP_NUMERIC[datatype]).astype("float64")
+                # Integer tensors stay integers (a categorical code 1 is "1", not "1.0").
+                data: Any = np.frombuffer(chunk, dtype=_OIP_NUMERIC[datatype]).tolist()
             except ValueError:
                 raise malformed(
                     f"binary data of input {tensor['name']!r} does not fit its datatype"
                 ) from None
-            data = data.tolist()
         else:
             if "data" not in tensor:
                 raise invalid(f"input {tensor['name']!r} has no 'data'")
@@ -398,12 +481,19 @@ def oip_request(body: bytes, header_length: int | None) -> OipRequest:
     if isinstance(wanted, list):
         names = [str(o["name"]) for o in wanted if isinstance(o, dict) and o.get("name")]
     request_id = payload.get("id")
-    return OipRequest(
-        None if request_id is None else str(request_id),
-        inputs,
-        names or None,
-        payload.get("parameters") or {},
-    )
+    if request_id is not None:
+        if isinstance(request_id, (list, dict)):
+            raise invalid("the request 'id' must be a string")
+        request_id = str(request_id)
+        if not valid_request_id(request_id):
+            raise invalid(
+                f"the request 'id' must be 1 to {MAX_REQUEST_ID} printable ASCII characters "
+                "(it is returned in the X-Request-ID header)"
+            )
+    parameters = payload.get("parameters")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise invalid("the request 'parameters' must be an object")
+    return OipRequest(request_id, inputs, names or None, parameters or {})
 
 
 def oip_table(request: OipRequest, predictor: Predictor) -> Table:

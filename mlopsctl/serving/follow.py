@@ -8,6 +8,12 @@ and swapped in as a whole Predictor; the swap is a ``deployment`` audit event. A
 smoke load refuses is reported, counted and recorded as an audit event, and not tried again
 until the alias moves once more. When the deployment record changes, the new weights apply at
 once and arms it names that are not served yet are loaded the same way.
+
+Only the model itself can be refused: a failed smoke load (`Refused`), bytes that do not match
+their digest (`IntegrityError`) or an artifact this process cannot load (`ModelError`). Any other
+error while fetching a new version (the store unreachable for a moment, a record not readable
+yet) leaves everything as it was, the alias's or record's etag included, so the next poll tries
+again; it is warned about at most once per ``WARN_EVERY_S``.
 """
 
 from __future__ import annotations
@@ -15,10 +21,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from mlopsctl.errors import MlopsError
+from mlopsctl.errors import IntegrityError, MlopsError
 
 if TYPE_CHECKING:
     from mlopsctl.serving.app import App, Arm
@@ -27,6 +34,7 @@ if TYPE_CHECKING:
     from mlopsctl.store.base import ObjectStore
 
 SMOKE_TIMEOUT_S = 120.0
+WARN_EVERY_S = 60.0
 
 
 class Refused(MlopsError):
@@ -95,6 +103,7 @@ class Follower:
         self._thread = threading.Thread(target=self._run, name="follow", daemon=True)
         # Refused versions per alias: not retried until the alias moves again.
         self._refused: set[tuple[str, int]] = set()
+        self._last_warning = -1e9
 
     def start(self) -> None:
         self._thread.start()
@@ -102,6 +111,19 @@ class Follower:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=SMOKE_TIMEOUT_S + 5)
+
+    def _refusal(self, exc: MlopsError) -> bool:
+        """Whether ``exc`` says the model itself is unusable (and not the store, for now)."""
+        from mlopsctl.models.artifact import ModelError
+
+        return isinstance(exc, (Refused, IntegrityError, ModelError))
+
+    def _warn_transient(self, what: str, exc: MlopsError) -> None:
+        now = time.monotonic()
+        if now - self._last_warning < WARN_EVERY_S:
+            return
+        self._last_warning = now
+        self.say(f"warning: cannot load {what} now, will retry: {exc.one_line()}")
 
     def _run(self) -> None:
         while not self._stop.wait(self.poll):
@@ -148,6 +170,9 @@ class Follower:
         try:
             predictor = load_predictor(self.store, self.model, version, smoke=True)
         except MlopsError as exc:
+            if not self._refusal(exc):
+                self._warn_transient(f"{self.model}:{version} for {self.model}@{arm.alias}", exc)
+                return
             arm.etag = etag
             self._refused.add((arm.alias, version))
             self.metrics.add("refused")
@@ -202,6 +227,10 @@ class Follower:
                 try:
                     predictor = load_predictor(self.store, self.model, version, smoke=True)
                 except MlopsError as exc:
+                    if not self._refusal(exc):
+                        # The whole record waits for the next poll: its etag is not taken.
+                        self._warn_transient(f"arm {spec.label} ({self.model}:{version})", exc)
+                        return
                     self.metrics.add("refused")
                     self.say(f"refused arm {spec.label} ({self.model}:{version}): {exc.one_line()}")
                     continue

@@ -7,7 +7,15 @@ and UTC date under ``logs/predictions/<model>/date=YYYY-MM-DD/<HHMMSS>-<pid>-<se
 have passed, whichever comes first. A failed write keeps its rows for the next try; the buffer is
 bounded by ``max_rows`` and anything past it is dropped, counted, and warned about at most once
 per interval. ``close`` flushes everything that is left (bounded in time), so a graceful stop
-loses nothing while the store answers.
+loses nothing while the store answers. Rows that cannot be turned into a table at all (a bug or
+a value the converter cannot take) are dropped, counted with the other drops and warned about
+once; the flusher thread never dies of them, and the other rows of their batch are written.
+
+The prediction log's fixed columns (``request_id``, ``ts``, ``model``, ``version``, ``arm``,
+``latency_ms``, ``prediction``, ``score``: the format README "Serving" documents and
+mlopsctl/monitor reads) always hold what they say. A model feature named like one of them is
+logged as ``feature.<name>`` (``feature.ts``), so that it can neither overwrite nor be
+overwritten by the fixed column.
 """
 
 from __future__ import annotations
@@ -30,6 +38,10 @@ if TYPE_CHECKING:
 
 PREDICTIONS = "logs/predictions"
 FEEDBACK = "logs/feedback"
+FIXED_COLUMNS = frozenset(
+    {"request_id", "ts", "model", "version", "arm", "latency_ms", "prediction", "score"}
+)
+FEATURE_PREFIX = "feature."
 
 # (request_id, ts_ms, version, arm, latency_ms, inputs, labels, scores, LogSchema) per request;
 # feedback entries are (request_id, ts_ms, actual)
@@ -76,6 +88,7 @@ class BufferedWriter:
         self._seq = 0
         # One clock per kind of warning, so a stream of write failures cannot hide drops.
         self._last_warning = {"drop": -1e9, "write": -1e9}
+        self._warned_unwritable = False
         self.dropped = 0
         self.written = 0
         # Imported now, before the server is ready: a first import inside the flusher thread
@@ -98,9 +111,8 @@ class BufferedWriter:
             self._wake.set()
 
     def _drop(self, rows: int) -> None:
-        self.dropped += rows
-        if self.metrics is not None:
-            self.metrics.add("log_dropped", rows)
+        # Called with self._lock held: both the request path and the flusher drop rows.
+        self._drop_counted(rows)
         if self._may_warn("drop"):
             self.warn(
                 f"warning: {self.prefix} buffer full ({self.max_rows} rows): dropped "
@@ -120,7 +132,12 @@ class BufferedWriter:
             self._wake.clear()
             if self._stop.is_set():
                 break
-            self.flush()
+            try:
+                self.flush()
+            except Exception as exc:  # noqa: BLE001 - the flusher must outlive any one batch
+                if self._may_warn("write"):
+                    failure = f"{type(exc).__name__}: {exc}"
+                    self.warn(f"warning: flushing {self.prefix} failed: {failure}")
 
     def flush(self) -> bool:
         """Write everything buffered; False when a write failed (its rows are kept)."""
@@ -131,8 +148,9 @@ class BufferedWriter:
             self._retry_rows = self._pending_rows = 0
         if not batch:
             return True
+        tables, batch, rows = self._convert(batch, rows)
         try:
-            self._write([entry for _, entry in batch])
+            self._write(tables)
         except (MlopsError, OSError) as exc:
             if self.metrics is not None:
                 self.metrics.add("log_failures")
@@ -154,16 +172,64 @@ class BufferedWriter:
             if self._may_warn("write"):
                 self.warn(f"warning: cannot write {self.prefix} to the store: {exc}")
             return False
+        except Exception as exc:  # noqa: BLE001 - not the store's fault: retrying cannot help
+            self._unwritable(rows, exc)
+            return True
         self.written += rows
         if self.metrics is not None:
             self.metrics.add("log_written", rows)
         return True
 
-    def _write(self, batch: list[Entry]) -> None:
+    def _convert(
+        self, batch: list[tuple[int, Entry]], rows: int
+    ) -> tuple[list[pa.Table], list[tuple[int, Entry]], int]:
+        """The batch as tables; entries that cannot be converted are dropped and counted, and
+        the batch and row count that remain are returned with the tables."""
+        try:
+            return self.to_table([entry for _, entry in batch]), batch, rows
+        except Exception:  # noqa: BLE001 - found below, one entry at a time
+            pass
+        good: list[tuple[int, Entry]] = []
+        error: Exception | None = None
+        for n, entry in batch:
+            try:
+                self.to_table([entry])
+            except Exception as exc:  # noqa: BLE001 - any failure: this entry cannot be logged
+                error = error or exc
+                continue
+            good.append((n, entry))
+        kept = sum(n for n, _ in good)
+        if error is not None:
+            self._unwritable(rows - kept, error)
+        try:
+            return (self.to_table([entry for _, entry in good]) if good else []), good, kept
+        except Exception as exc:  # noqa: BLE001 - entries fine alone but not together
+            self._unwritable(kept, exc)
+            return [], [], 0
+
+    def _unwritable(self, rows: int, exc: Exception) -> None:
+        with self._lock:
+            if rows:
+                self._drop_counted(rows)
+            first = not self._warned_unwritable
+            self._warned_unwritable = True
+        if first:
+            self.warn(
+                f"warning: dropped {rows} {self.prefix} row(s) that cannot be written "
+                f"({type(exc).__name__}: {exc}); further such rows are dropped and counted "
+                "in mlopsctl_log_dropped_rows_total without a warning"
+            )
+
+    def _drop_counted(self, rows: int) -> None:
+        self.dropped += rows
+        if self.metrics is not None:
+            self.metrics.add("log_dropped", rows)
+
+    def _write(self, tables: list[pa.Table]) -> None:
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
-        for table in self.to_table(batch):
+        for table in tables:
             dates = pc.strftime(table.column("ts"), format="%Y-%m-%d", locale="C")
             distinct = sorted(set(dates.to_pylist()))
             for date in distinct:
@@ -186,8 +252,8 @@ class BufferedWriter:
             time.sleep(min(0.5, self.interval))
         with self._lock:
             lost = self._retry_rows + self._pending_rows
-        if lost:
-            self._drop(lost)
+            if lost:
+                self._drop(lost)
 
     @property
     def buffered(self) -> int:
@@ -241,19 +307,20 @@ def _prediction_table(model: str, schema: LogSchema, batch: list[Entry]) -> pa.T
         "latency_ms": pa.array(repeat(4), pa.float64()),
     }
     matrices = [e[5] for e in batch]
+    logged = log_names(schema.names)
     if all(isinstance(m, np.ndarray) for m in matrices):
         stacked = np.vstack(matrices)
-        for i, name in enumerate(schema.names):
-            columns[name] = pa.array(stacked[:, i], pa.float64())
+        for i, column in enumerate(logged):
+            columns[column] = pa.array(stacked[:, i], pa.float64())
     else:
         for i, (name, kind) in enumerate(zip(schema.names, schema.kinds, strict=True)):
             values: list[Any] = []
             for m in matrices:
                 values.extend(m[:, i].tolist() if isinstance(m, np.ndarray) else m[name])
             if kind == "numeric":
-                columns[name] = pa.array(values, pa.float64(), from_pandas=True)
+                columns[logged[i]] = pa.array(values, pa.float64(), from_pandas=True)
             else:
-                columns[name] = pa.array(
+                columns[logged[i]] = pa.array(
                     [None if v is None or v != v else str(v) for v in values], pa.string()
                 )
     labels = np.concatenate([np.asarray(e[6]) for e in batch])
@@ -266,6 +333,22 @@ def _prediction_table(model: str, schema: LogSchema, batch: list[Entry]) -> pa.T
             np.concatenate([np.asarray(e[7], dtype="float64") for e in batch]), pa.float64()
         )
     return pa.table(columns)
+
+
+def log_names(names: tuple[str, ...]) -> list[str]:
+    """The log column of each feature: its name, or ``feature.<name>`` where the name is one
+    of the fixed columns (prefixed again in the odd case that name is a feature too)."""
+    taken = set(names) | FIXED_COLUMNS
+    out = []
+    for name in names:
+        if name in FIXED_COLUMNS:
+            column = FEATURE_PREFIX + name
+            while column in taken:
+                column = FEATURE_PREFIX + column
+            taken.add(column)
+            name = column
+        out.append(name)
+    return out
 
 
 def feedback_table(classification: bool | None) -> Callable[[list[Entry]], list[pa.Table]]:

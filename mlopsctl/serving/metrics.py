@@ -6,7 +6,9 @@ rename when a series is added, which happens once per model version). ``/metrics
 worker reads every worker's files and adds them up, so a scrape that lands on one worker still
 sees the whole server, with no lock and no message passing on the request path. Counters only
 ever grow and each is written by one process, so a reader sees, at worst, a value one request
-old.
+old. Within a process, the request series are written by the event loop thread alone; the
+scalar counters are also added to by the log flusher and follower threads, so `add` holds a
+lock (a read-add-write of a slot is not atomic); it is off the hot path.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import bisect
 import json
 import mmap
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,7 @@ class Metrics:
         self.values = np.ndarray((_HEAD + _CAPACITY * _SLOT,), dtype="float64", buffer=self._map)
         self._slots: dict[tuple[str, str], int] = {}
         self._labels: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
 
     def _slot(self, version: str, arm: str) -> int:
         key = (version, arm)
@@ -78,7 +82,9 @@ class Metrics:
         values[base + 3 + bisect.bisect_left(BUCKETS, seconds)] += 1
 
     def add(self, name: str, amount: float = 1) -> None:
-        self.values[_SCALAR_INDEX[name]] += amount
+        index = _SCALAR_INDEX[name]
+        with self._lock:
+            self.values[index] += amount
 
     def get(self, name: str) -> float:
         return float(self.values[_SCALAR_INDEX[name]])

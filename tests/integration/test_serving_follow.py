@@ -128,16 +128,23 @@ def test_alias_move_is_followed_and_a_corrupt_version_refused(
         set_alias(root, "production", good)
         wait_for(lambda: served_version(server) == str(good), what="the alias move")
         assert server.metric("mlopsctl_model_swaps_total") == 1
-        swap = [e for e in events(root, "deployment") if e.get("action") == "swap"]
-        assert swap and swap[-1]["version"] == good and swap[-1]["previous"] == 1
+
+        # The audit event is written just after the swap, by the follower's thread.
+        def deployment_events(action: str) -> list[dict[str, Any]]:
+            return [e for e in events(root, "deployment") if e.get("action") == action]
+
+        wait_for(lambda: bool(deployment_events("swap")), what="the swap event")
+        swap = deployment_events("swap")
+        assert swap[-1]["version"] == good and swap[-1]["previous"] == 1
 
         bad = register_copy(root, tmp_path, corrupt=True)
         set_alias(root, "production", bad)
         wait_for(lambda: server.metric("mlopsctl_model_refused_total") == 1, what="the refusal")
         for _ in range(5):
             assert served_version(server) == str(good)
-        refused = [e for e in events(root, "deployment") if e.get("action") == "refused"]
-        assert refused and refused[-1]["version"] == bad and refused[-1]["serving"] == good
+        wait_for(lambda: bool(deployment_events("refused")), what="the refusal event")
+        refused = deployment_events("refused")
+        assert refused[-1]["version"] == bad and refused[-1]["serving"] == good
         assert f"refused {MODEL}:{bad}" in server.output()
         time.sleep(1.0)  # several polls: a refused version is not tried again
         assert server.metric("mlopsctl_model_refused_total") == 1
@@ -282,3 +289,55 @@ def test_logs_land_in_a_seaweedfs_store(
     total = sum(pq.read_table(io.BytesIO(s3.get(k))).num_rows for k in keys)
     assert total == 24
     assert len(list(s3.list(f"logs/feedback/{MODEL}/"))) == 1
+
+
+def test_a_store_error_while_loading_a_new_version_is_retried_not_refused(
+    cache_env: Path, tmp_path: Path
+) -> None:
+    """The new version's record cannot be read for a while (as in a network blip): the follower
+    keeps serving the old version, refuses nothing and records no refusal, and picks the move
+    (and a deployment record naming that version) up once the store answers again."""
+    from mlopsctl.registry import _version_key, get_alias
+    from mlopsctl.serving.app import App, Arm, make_router
+    from mlopsctl.serving.arms import parse_arm, set_traffic
+    from mlopsctl.serving.follow import Follower, load_predictor
+    from mlopsctl.serving.metrics import Metrics
+
+    root = cache_env
+    set_alias(root, "production", 1)
+    good = register_copy(root, tmp_path)
+    record = root / ".mlops" / _version_key(MODEL, good)
+    hidden = record.with_name("hidden.json")
+    said: list[str] = []
+    metrics = Metrics(tmp_path / "metrics", 0, MODEL)
+    with LocalStore(root / ".mlops") as store:
+        arm = Arm("production", "production", load_predictor(store, MODEL, 1, smoke=False))
+        found = get_alias(store, MODEL, "production")
+        assert found is not None
+        arm.etag = found[1]
+        app = App(MODEL, make_router([arm], [1.0]), metrics, tmp_path / "metrics")
+        follower = Follower(
+            app, store, MODEL, deployment=None, poll=60, metrics=metrics, say=said.append
+        )
+        try:
+            set_alias(root, "production", good)
+            set_traffic(store, MODEL, [parse_arm("production=50"), parse_arm(f"{good}=50")])
+            record.rename(hidden)
+            follower.check_once()
+            follower.check_once()
+            assert arm.predictor.version == 1 and arm.etag == found[1]
+            assert follower.deployment_etag is None and len(app.router.arms) == 1
+            assert metrics.get("refused") == 0
+            assert len([s for s in said if "will retry" in s]) == 1  # rate-limited
+
+            hidden.rename(record)  # the store answers again
+            follower.check_once()
+            assert arm.predictor.version == good and metrics.get("swaps") == 1
+            assert follower.deployment_etag is not None
+            assert [a.label for a in app.router.arms] == ["production", str(good)]
+            assert metrics.get("refused") == 0
+        finally:
+            if hidden.exists():
+                hidden.rename(record)
+            metrics.close()
+    assert not [e for e in events(root, "deployment") if e.get("action") == "refused"]

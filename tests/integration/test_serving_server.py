@@ -406,6 +406,102 @@ def test_bad_inputs_get_4xx_with_error_bodies(server: ServerProcess) -> None:
     assert status == 400 and "shape" in payload["message"]
 
 
+def test_malformed_requests_are_counted_400s_with_a_request_id(server: ServerProcess) -> None:
+    frame = rows(1)
+    tensor = {"name": "x", "shape": [1, 30], "datatype": "FP64", "data": frame.values.tolist()}
+    raw = frame.to_numpy(dtype="<f8").tobytes()
+    head = json.dumps(
+        {"inputs": [{**tensor, "data": None, "parameters": {"binary_data_size": "abc"}}]}
+    ).encode()
+    infer = f"/v2/models/{MODEL}/infer"
+    cases: list[tuple[str, bytes, dict[str, str]]] = [
+        # an id that would end the X-Request-ID header line and add one of its own
+        (
+            infer,
+            json.dumps({"id": "a\r\nSet-Cookie: s=1", "inputs": [tensor]}).encode(),
+            {"Content-Type": "application/json"},
+        ),
+        (infer, head + raw, {"Inference-Header-Content-Length": str(len(head))}),
+        (
+            infer,
+            json.dumps({"inputs": [{**tensor, "parameters": ["binary_data_size", 8]}]}).encode(),
+            {"Content-Type": "application/json"},
+        ),
+        (
+            "/invocations",
+            b'{"instances": [[1' + b"0" * 400 + b"]]}",
+            {"Content-Type": "application/json"},
+        ),
+    ]
+    assert server.request("POST", "/invocations", split_body(frame))[0] == 200
+    before = server.metric("mlopsctl_request_errors_total")
+    for path, body, headers in cases:
+        status, answer_headers, payload = server.request("POST", path, body, headers)
+        assert status == 400, (body[:80], payload)
+        answer = json.loads(payload)
+        assert answer["error_code"] == "INVALID_PARAMETER_VALUE" and answer["message"]
+        assert "set-cookie" not in answer_headers
+        assert len(answer_headers["x-request-id"]) >= 16
+    assert server.metric("mlopsctl_request_errors_total") == before + len(cases)
+
+
+def test_an_unexpected_error_is_a_counted_500_with_the_request_id(
+    served_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No real request makes the fast path raise; the fault is injected to see the answer."""
+    from mlopsctl.models.artifact import load_model_dir
+    from mlopsctl.registry import cached_model_dir, get_version
+    from mlopsctl.serving.app import App, Arm, make_router
+    from mlopsctl.serving.metrics import Metrics, render
+    from mlopsctl.serving.predictor import Predictor
+    from mlopsctl.store.local import LocalStore
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(served_project.parent / "cache"))
+    with LocalStore(served_project / ".mlops") as store:
+        folder = cached_model_dir(store, get_version(store, MODEL, 1))
+    predictor = Predictor(load_model_dir(folder), MODEL, 1)
+
+    def broken(matrix: Any) -> Any:
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(predictor, "predict_matrix", broken)
+    metrics = Metrics(tmp_path / "metrics", 0, MODEL)
+    try:
+        app = App(
+            MODEL, make_router([Arm("1", None, predictor)], [1.0]), metrics, tmp_path / "metrics"
+        )
+        body = json.dumps(split_body(rows(1))).encode()
+        for path in (b"/invocations", f"/v2/models/{MODEL}/infer".encode()):
+            payload = (
+                body
+                if path == b"/invocations"
+                else json.dumps(
+                    {
+                        "inputs": [
+                            {
+                                "name": "x",
+                                "shape": [1, 30],
+                                "datatype": "FP64",
+                                "data": rows(1).values.tolist(),
+                            }
+                        ]
+                    }
+                ).encode()
+            )
+            status, extra, answer = app.handle(
+                b"POST",
+                path,
+                {b"content-type": b"application/json", b"x-request-id": b"boom-1"},
+                payload,
+            )
+            assert status == 500 and json.loads(answer)["error_code"] == "INTERNAL_ERROR"
+            assert b"X-Request-ID: boom-1\r\n" in extra
+        text = render(tmp_path / "metrics", MODEL).decode()
+        assert f'mlopsctl_request_errors_total{{model="{MODEL}",version="1",arm="1"}} 2' in text
+    finally:
+        metrics.close()
+
+
 def _raw(port: int, data: bytes, read_until_close: bool = True) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(data)
@@ -441,6 +537,17 @@ def test_http_edge_cases(served_project: Path) -> None:
         assert reply.startswith(b"HTTP/1.1 411 ")
         # a malformed request line
         assert _raw(port, b"NONSENSE\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+        # a Content-Length int() cannot take is answered, not a dropped connection
+        reply = _raw(
+            port,
+            b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: %s\r\n\r\n" % (b"9" * 5000),
+        )
+        assert reply.startswith(b"HTTP/1.1 413 ") and b"REQUEST_TOO_LARGE" in reply
+        reply = _raw(port, b"POST /invocations HTTP/1.1\r\nContent-Length: -1\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 400 ")
+        # empty lines before a request line are ignored (RFC 9112 section 2.2)
+        reply = _raw(port, b"\r\n\r\nGET /ping HTTP/1.1\r\nConnection: close\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 200 OK")
         # Expect: 100-continue, then the body
         body = json.dumps(split_body(rows(1))).encode()
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
@@ -662,3 +769,66 @@ def test_share_port_lets_a_second_server_take_over_the_port(served_project: Path
         for running in (first, second):
             if running is not None and running.proc.poll() is None:
                 running.stop()
+
+
+def test_a_client_that_does_not_read_cannot_grow_the_servers_buffers() -> None:
+    """Pipelined requests from a client that reads no answer: the server stops handling them
+    once its write buffer passes the high-water mark, instead of buffering every answer; when
+    the client reads, the rest are answered."""
+    import asyncio
+
+    from mlopsctl.serving.http import Server, response
+
+    answer = b"x" * 4096
+    count = 5000  # 20 MB of answers, were they all buffered
+    seen = {"handled": 0, "most_buffered": 0}
+
+    def handler(method: bytes, target: bytes, headers: dict[bytes, bytes], body: bytes) -> Any:
+        seen["handled"] += 1
+        for conn in http.connections:
+            if conn.transport is not None:
+                size = conn.transport.get_write_buffer_size()
+                seen["most_buffered"] = max(seen["most_buffered"], size)
+        return 200, b"", answer
+
+    http = Server(handler, 1 << 20)
+
+    async def scenario() -> tuple[int, int, bytes]:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(http.protocol, "127.0.0.1", 0)
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.setblocking(False)
+        try:
+            await loop.sock_connect(client, server.sockets[0].getsockname())
+            requests = b"".join(b"GET /r%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(count))
+            sender = asyncio.ensure_future(loop.sock_sendall(client, requests))
+            last, stable_since = -1, loop.time()
+            deadline = loop.time() + 10
+            while loop.time() < deadline and loop.time() - stable_since < 0.3:
+                await asyncio.sleep(0.02)
+                if seen["handled"] != last:
+                    last, stable_since = seen["handled"], loop.time()
+            stalled_at = seen["handled"]
+            received = bytearray()
+            deadline = loop.time() + 20
+            while len(received) < count * len(response(200, answer)) and loop.time() < deadline:
+                chunk = await asyncio.wait_for(loop.sock_recv(client, 1 << 16), 10)
+                if not chunk:
+                    break
+                received += chunk
+            await asyncio.wait_for(sender, 10)
+            return stalled_at, seen["handled"], bytes(received)
+        finally:
+            client.close()
+            server.close()
+            await server.wait_closed()
+
+    loop = asyncio.new_event_loop()
+    try:
+        stalled_at, handled, received = loop.run_until_complete(scenario())
+    finally:
+        loop.close()
+    assert stalled_at < count // 2  # it stopped handling while nobody read
+    assert seen["most_buffered"] < 256 << 10  # the 64 KiB high-water mark plus one answer
+    assert handled == count and received.count(b"HTTP/1.1 200 OK") == count

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mlopsctl.serving import codecs
@@ -166,3 +168,148 @@ def test_oip_tensors() -> None:
     )
     with pytest.raises(BadRequest, match="numeric"):
         codecs.oip_table(bad, SIG)  # type: ignore[arg-type]
+
+
+def _oip(payload: dict[str, object], tail: bytes = b"") -> codecs.OipRequest:
+    head = json.dumps(payload).encode()
+    return codecs.oip_request(head + tail, len(head) if tail else None)
+
+
+def _tensor(**extra: object) -> dict[str, object]:
+    return {"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3], **extra}
+
+
+def test_oip_request_id_must_be_safe_in_a_header() -> None:
+    assert _oip({"id": "order-7", "inputs": [_tensor()]}).id == "order-7"
+    assert _oip({"id": 7, "inputs": [_tensor()]}).id == "7"
+    for bad in ("x\r\nSet-Cookie: a=b", "tab\there", "", "é", "x" * 201, ["a"]):
+        with pytest.raises(BadRequest) as info:
+            _oip({"id": bad, "inputs": [_tensor()]})
+        assert info.value.status == 400 and info.value.error_code == "INVALID_PARAMETER_VALUE"
+        assert "'id'" in info.value.message
+    assert codecs.valid_request_id("x" * 200) and not codecs.valid_request_id("a\nb")
+
+
+def test_malformed_oip_and_huge_numbers_are_400s() -> None:
+    raw = np.array([1, 2, 3], dtype="<f8").tobytes()
+    cases: list[tuple[dict[str, object], bytes, str]] = [
+        ({"inputs": [_tensor(parameters={"binary_data_size": "abc"})]}, raw, "binary_data_size"),
+        ({"inputs": [_tensor(parameters={"binary_data_size": -8})]}, raw, "binary_data_size"),
+        ({"inputs": [_tensor(parameters={"binary_data_size": True})]}, raw, "binary_data_size"),
+        ({"inputs": [_tensor(parameters={"binary_data_size": 9999})]}, raw, "past the end"),
+        ({"inputs": [_tensor(parameters=["binary_data_size", 24])]}, b"", "'parameters'"),
+        ({"inputs": [_tensor()], "parameters": [1]}, b"", "'parameters'"),
+    ]
+    for payload, tail, words in cases:
+        with pytest.raises(BadRequest) as info:
+            _oip(payload, tail)
+        assert info.value.status == 400 and words in info.value.message, payload
+    huge = 10**400
+    for payload in (
+        {"instances": [[huge, 2, 3]]},
+        {"inputs": {"a": [huge], "b": [2], "c": [3]}},
+        {"dataframe_records": [{"a": 1, "b": huge, "c": 3}]},
+    ):
+        assert "too large" in _error(payload).message
+    mixed = Signature(["a", "color"], {"a": "numeric", "color": "categorical"})
+    assert "too large" in _error({"instances": [[huge, "red"]]}, mixed).message
+    with pytest.raises(BadRequest, match="nested too deeply"):
+        codecs.parse_json(b"[" * 100_000 + b"]" * 100_000)
+
+
+def test_sticky_key_does_not_depend_on_the_content_type() -> None:
+    json_int, _ = codecs.mlflow_table({"dataframe_records": [{"a": 1, "customer": 42}]})
+    json_float, _ = codecs.mlflow_table({"inputs": {"a": [1], "customer": [42.0]}})
+    csv = codecs.csv_table(b"a,customer\n1,42\n")
+    binary = _oip(
+        {
+            "inputs": [
+                {"name": "a", "shape": [1], "datatype": "FP64", "data": [1]},
+                {
+                    "name": "customer",
+                    "shape": [1],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 4},
+                },
+            ]
+        },
+        np.array([42], dtype="<f4").tobytes(),
+    )
+    oip = codecs.oip_table(binary, Signature(["a"]))  # type: ignore[arg-type]
+    keys = {t.key_value("customer") for t in (json_int, json_float, csv, oip)}
+    assert keys == {"42"}
+    text, _ = codecs.mlflow_table({"dataframe_records": [{"customer": "c-9", "a": 1.5}]})
+    assert text.key_value("customer") == "c-9"
+
+
+CATEGORICAL = Signature(["tenure", "plan"], {"tenure": "numeric", "plan": "categorical"})
+
+
+def test_categorical_values_are_kept_as_sent() -> None:
+    """CSV text stays text for a categorical feature, JSON integers stay integers, and the
+    column is built as objects, so a null in another row cannot turn 1 into 1.0."""
+    csv = codecs.to_inputs(codecs.csv_table(b"tenure,plan\n5,1\n,\n"), CATEGORICAL)  # type: ignore[arg-type]
+    assert csv.columns is not None and csv.columns["plan"] == ["1", None]
+    assert csv.columns["tenure"][0] == 5.0 and math.isnan(csv.columns["tenure"][1])
+    sent = _inputs(
+        {"dataframe_records": [{"tenure": 5, "plan": 1}, {"tenure": 6, "plan": None}]}, CATEGORICAL
+    )
+    frame = sent.frame(CATEGORICAL.names)
+    assert frame["plan"].dtype == object and frame["plan"].tolist()[0] == 1
+    assert frame["tenure"].dtype == "float64"
+    with pytest.raises(BadRequest, match="'tenure' must be numbers"):
+        codecs.to_inputs(codecs.csv_table(b"tenure,plan\nlong,1\n"), CATEGORICAL)  # type: ignore[arg-type]
+
+
+def test_a_categorical_model_predicts_the_same_row_the_same_way(tmp_path: Path) -> None:
+    from mlopsctl.models.artifact import load_model_dir
+    from mlopsctl.serving.app import _predict
+    from mlopsctl.serving.predictor import Predictor
+    from tests.unit.test_components_train import run_train
+
+    rng = np.random.default_rng(0)
+    n = 120
+    plan = rng.choice(np.array(["1", "2", "3"], dtype=object), n)
+    frame = pd.DataFrame(
+        {
+            "tenure": rng.integers(1, 72, n),
+            "plan": plan,
+            "churned": np.where(plan == "1", "yes", "no"),
+        }
+    )
+    run_train(
+        tmp_path,
+        frame,
+        {"target": "churned", "estimator": {"class": "sklearn.linear_model.LogisticRegression"}},
+    )
+    predictor = Predictor(load_model_dir(tmp_path / "model"), "m", 1)
+    assert predictor.kinds["plan"] == "categorical"
+
+    def proba(inputs: codecs.Inputs) -> list[float]:
+        got = _predict(predictor, inputs).proba
+        assert got is not None
+        return [round(float(p), 12) for p in got[0]]
+
+    alone = proba(_inputs({"dataframe_records": [{"tenure": 5, "plan": 1}]}, predictor))  # type: ignore[arg-type]
+    with_null = _inputs(
+        {"dataframe_records": [{"tenure": 5, "plan": 1}, {"tenure": 9, "plan": None}]},
+        predictor,  # type: ignore[arg-type]
+    )
+    csv = codecs.to_inputs(codecs.csv_table(b"plan,tenure\n1,5\n,9\n"), predictor)
+    head = json.dumps(
+        {
+            "inputs": [
+                {"name": "tenure", "shape": [2], "datatype": "FP64", "data": [5, 9]},
+                {
+                    "name": "plan",
+                    "shape": [2],
+                    "datatype": "INT64",
+                    "parameters": {"binary_data_size": 16},
+                },
+            ]
+        }
+    ).encode()
+    request = codecs.oip_request(head + np.array([1, 2], dtype="<i8").tobytes(), len(head))
+    binary = codecs.to_inputs(codecs.oip_table(request, predictor), predictor)
+    assert proba(with_null) == proba(csv) == proba(binary) == alone
+    assert alone[1] > 0.5  # "1" is the churning plan: seen, not an unknown category

@@ -12,10 +12,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlopsctl.serving.logs import (
+    FEEDBACK,
     PREDICTIONS,
     BufferedWriter,
     LogSchema,
     feedback_table,
+    log_names,
     prediction_table,
 )
 from mlopsctl.serving.metrics import Metrics, render
@@ -173,3 +175,119 @@ def test_nothing_written_when_nothing_appended(tmp_path: Path) -> None:
     with LocalStore(tmp_path / "s") as store:
         _writer(store, interval=0.05).close()
     assert _table(tmp_path / "s") is None
+
+
+def test_a_row_the_converter_cannot_take_is_dropped_and_the_flusher_survives(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "s"
+    warnings: list[str] = []
+    with LocalStore(root) as store:
+        metrics = Metrics(tmp_path / "metrics", 0, "m")
+        # A regression model's feedback: float("abc") raises ValueError in the converter.
+        writer = BufferedWriter(
+            store,
+            FEEDBACK,
+            "m",
+            feedback_table(False),
+            batch_rows=3,
+            interval=60,
+            metrics=metrics,
+            warn=warnings.append,
+        )
+        try:
+            for entry in (("a", 0, 1.5), ("b", 0, "abc"), ("c", 0, 2.5)):
+                writer.append(entry, 1)
+            deadline = time.monotonic() + 10
+            while writer.written < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert writer.written == 2 and writer.dropped == 1
+            for entry in (("d", 0, "worse"), ("e", 0, 3.5), ("f", 0, None)):  # thread alive
+                writer.append(entry, 1)
+            deadline = time.monotonic() + 10
+            while writer.written < 4 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert writer.written == 4 and writer.dropped == 2 and writer.buffered == 0
+            assert metrics.get("log_dropped") == 2
+            assert len(warnings) == 1 and "cannot be written" in warnings[0]
+            assert "ValueError" in warnings[0]
+        finally:
+            writer.close()
+            metrics.close()
+    files = sorted((root / FEEDBACK / "m").rglob("*.parquet"))
+    table = pa.concat_tables([pq.read_table(f) for f in files])
+    assert sorted(table.column("request_id").to_pylist()) == ["a", "c", "e", "f"]
+
+
+def test_a_feature_named_like_a_fixed_column_is_logged_under_a_prefix(tmp_path: Path) -> None:
+    schema = LogSchema(("ts", "x", "score"), ("numeric", "categorical", "numeric"), True, True)
+    entry = (
+        "r1",
+        1_700_000_000_000,
+        3,
+        "production",
+        0.5,
+        {"ts": [7.0], "x": ["a"], "score": [0.25]},
+        np.array([1]),
+        np.array([0.9]),
+        schema,
+    )
+    (table,) = prediction_table("m")([entry])
+    assert table.column_names == [
+        "request_id",
+        "ts",
+        "model",
+        "version",
+        "arm",
+        "latency_ms",
+        "feature.ts",
+        "x",
+        "feature.score",
+        "prediction",
+        "score",
+    ]
+    assert table.schema.field("ts").type == pa.timestamp("ms", tz="UTC")
+    assert table.column("feature.ts").to_pylist() == [7.0]
+    assert table.column("score").to_pylist() == [0.9]
+    assert table.column("feature.score").to_pylist() == [0.25]
+    assert log_names(("ts", "feature.ts")) == ["feature.feature.ts", "feature.ts"]
+
+
+def test_feedback_for_a_regression_model_must_be_a_number(tmp_path: Path) -> None:
+    import json
+
+    from mlopsctl.serving.app import App
+
+    with LocalStore(tmp_path / "s") as store:
+        metrics = Metrics(tmp_path / "metrics", 0, "m")
+        writer = BufferedWriter(store, FEEDBACK, "m", feedback_table(False), interval=60)
+        app = App("m", None, metrics, tmp_path / "metrics", classification=False)  # type: ignore[arg-type]
+        app.feedback = writer
+        try:
+
+            def post(body: object) -> tuple[int, dict[str, object]]:
+                status, _, payload = app.handle(
+                    b"POST",
+                    b"/feedback",
+                    {b"content-type": b"application/json"},
+                    json.dumps(body).encode(),
+                )
+                return status, json.loads(payload)
+
+            for bad in ("abc", True, "1.5", 10**400):
+                status, answer = post({"request_id": "r1", "actual": bad})
+                assert status == 400 and answer["error_code"] == "INVALID_PARAMETER_VALUE"
+                assert "must be a number" in str(answer["message"])
+            assert post(
+                [{"request_id": "r1", "actual": 2.5}, {"request_id": "r2", "actual": None}]
+            ) == (
+                202,
+                {"recorded": 2},
+            )
+            assert writer.buffered == 2
+            app.classification = True  # any scalar is a class label
+            assert post({"request_id": "r3", "actual": "yes"})[0] == 202
+            assert post({"request_id": "r3", "actual": [1]})[0] == 400
+        finally:
+            writer.close()
+            metrics.close()
