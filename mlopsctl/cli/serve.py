@@ -75,6 +75,13 @@ def serve(
             "without downtime; mlopsctl deploy uses it.",
         ),
     ] = False,
+    trust: Annotated[
+        bool,
+        typer.Option(
+            "--trust",
+            help="Allow a pickle model (pickle can run any code): only for artifacts you made.",
+        ),
+    ] = False,
 ) -> None:
     """Serve a registered model over HTTP (MLflow /invocations and Open Inference Protocol v2),
     logging requests to the store and following the alias as it moves."""
@@ -98,6 +105,7 @@ def serve(
         key=key,
         deployment=deployment,
         share_port=share_port,
+        trust=trust,
     )
     code = run_server(options, on_ready=lambda url: err(f"serving {ref} on {url}"), say=err)
     raise typer.Exit(code)

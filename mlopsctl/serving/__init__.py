@@ -56,6 +56,8 @@ class ServeOptions:
     # SO_REUSEPORT on a single worker too, so that a second server can bind the same port while
     # this one still answers: the zero-downtime handover of `mlopsctl deploy`.
     share_port: bool = False
+    # Load pickle-flavoured models (pickle can run any code): only for artifacts you made.
+    trust: bool = False
 
 
 def check_options(options: ServeOptions) -> None:
@@ -245,7 +247,9 @@ def _load_arms(
         from mlopsctl.serving.predictor import Predictor
 
         assert ref.version is not None
-        predictor = Predictor(load_model_dir(options.model_dir), model, ref.version)
+        predictor = Predictor(
+            load_model_dir(options.model_dir, trust_pickle=options.trust), model, ref.version
+        )
         return model, [Arm(str(ref.version), None, predictor)], [1.0]
     assert store is not None
     if options.arms:
@@ -272,7 +276,9 @@ def _load_arms(
                 )
             version, etag = int(found[0]["version"]), found[1]
         if version not in loaded:
-            loaded[version] = load_predictor(store, model, version, smoke=False)
+            loaded[version] = load_predictor(
+                store, model, version, smoke=False, trust_pickle=options.trust
+            )
         arm = Arm(spec.label, spec.label if spec.version is None else None, loaded[version])
         arm.etag = etag
         arms.append(arm)
@@ -320,6 +326,7 @@ def _worker(
                 metrics=metrics,
                 say=say,
                 worker=index,
+                trust_pickle=options.trust,
             )
             if options.arms and index == 0:
                 _publish_arms(store, model, options, say)

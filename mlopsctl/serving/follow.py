@@ -54,7 +54,8 @@ def load_predictor(
     if smoke:
         try:
             proc = subprocess.run(
-                [sys.executable, "-m", "mlopsctl.serving.smoke", str(folder)],
+                [sys.executable, "-m", "mlopsctl.serving.smoke", str(folder)]
+                + (["--trust"] if trust_pickle else []),
                 capture_output=True,
                 text=True,
                 timeout=SMOKE_TIMEOUT_S,
@@ -89,8 +90,10 @@ class Follower:
         metrics: Metrics,
         say: Callable[[str], None],
         worker: int = 0,
+        trust_pickle: bool = False,
     ) -> None:
         self.app = app
+        self.trust_pickle = trust_pickle
         self.store = store
         self.model = model
         self.deployment = deployment
@@ -168,7 +171,9 @@ class Follower:
             arm.etag = etag
             return
         try:
-            predictor = load_predictor(self.store, self.model, version, smoke=True)
+            predictor = load_predictor(
+                self.store, self.model, version, smoke=True, trust_pickle=self.trust_pickle
+            )
         except MlopsError as exc:
             if not self._refusal(exc):
                 self._warn_transient(f"{self.model}:{version} for {self.model}@{arm.alias}", exc)
@@ -225,7 +230,9 @@ class Follower:
                         continue
                     version, alias_etag = int(alias[0]["version"]), alias[1]
                 try:
-                    predictor = load_predictor(self.store, self.model, version, smoke=True)
+                    predictor = load_predictor(
+                        self.store, self.model, version, smoke=True, trust_pickle=self.trust_pickle
+                    )
                 except MlopsError as exc:
                     if not self._refusal(exc):
                         # The whole record waits for the next poll: its etag is not taken.

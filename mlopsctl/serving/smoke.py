@@ -1,5 +1,6 @@
-"""``python -m mlopsctl.serving.smoke DIR``: load a model folder and predict one row made up
-from its training profile; exit 0 when both work, 1 (with one line on stderr) otherwise.
+"""``python -m mlopsctl.serving.smoke DIR [--trust]``: load a model folder and predict one row
+made up from its training profile; exit 0 when both work, 1 (with one line on stderr)
+otherwise. ``--trust`` allows a pickle-flavoured model, as `mlopsctl serve --trust` does.
 
 The server runs this in a separate process before it loads a new version itself: a damaged
 artifact that passes its digest check can still crash a deserialiser or the native library
@@ -31,14 +32,14 @@ def synthetic_row(meta: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def smoke(folder: str) -> None:
+def smoke(folder: str, *, trust_pickle: bool = False) -> None:
     import numpy as np
     import pandas as pd
 
     from mlopsctl.models.artifact import load_model_dir
     from mlopsctl.serving.predictor import Predictor
 
-    model = load_model_dir(folder)
+    model = load_model_dir(folder, trust_pickle=trust_pickle)
     frame = pd.DataFrame([synthetic_row(model.meta)])
     expected = model.predict(frame)
     predictor = Predictor(model, "smoke", 0)
@@ -51,11 +52,13 @@ def smoke(folder: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        sys.stderr.write("usage: python -m mlopsctl.serving.smoke MODEL_DIR\n")
+    trust = "--trust" in argv
+    args = [a for a in argv if a != "--trust"]
+    if len(args) != 1:
+        sys.stderr.write("usage: python -m mlopsctl.serving.smoke MODEL_DIR [--trust]\n")
         return 2
     try:
-        smoke(argv[0])
+        smoke(args[0], trust_pickle=trust)
     except Exception as exc:  # noqa: BLE001 - any failure means: do not serve this model
         sys.stderr.write(f"smoke load failed: {type(exc).__name__}: {' '.join(str(exc).split())}\n")
         return 1
