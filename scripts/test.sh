@@ -23,7 +23,9 @@ fi
 
 # The monitoring report is checked in a real headless browser (Debian's chromium).
 if [ "$(id -u)" -eq 0 ] && ! command -v chromium >/dev/null 2>&1; then
-    apt-get install -y --no-install-recommends chromium >/dev/null ||
+    # The package lists may be missing or stale on a fresh machine: refresh them once if needed.
+    apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 ||
+        { apt-get update -qq && apt-get install -y --no-install-recommends chromium >/dev/null; } ||
         echo "== could not install chromium; the report browser test will fail" >&2
 fi
 
