@@ -169,6 +169,29 @@ def _arm_of(server: ServerProcess, customer: str) -> str:
     return headers["x-arm"]
 
 
+def _arms_of(server: ServerProcess, customers: list[str]) -> list[str]:
+    """The arm of each customer's request, over one keep-alive connection (10,000 requests in
+    a few seconds)."""
+    import http.client
+
+    row = rows(1).to_dict("records")[0]
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    arms = []
+    try:
+        for customer in customers:
+            body = json.dumps({"dataframe_records": [{**row, "customer": customer}]})
+            conn.request(
+                "POST", "/invocations", body=body, headers={"Content-Type": "application/json"}
+            )
+            response = conn.getresponse()
+            payload = response.read()
+            assert response.status == 200, payload
+            arms.append(response.getheader("X-Arm") or "")
+    finally:
+        conn.close()
+    return arms
+
+
 def test_arms_are_sticky_and_traffic_set_applies_live(cache_env: Path, tmp_path: Path) -> None:
     from mlopsctl.serving.arms import assign, cumulative
 
@@ -192,15 +215,14 @@ def test_arms_are_sticky_and_traffic_set_applies_live(cache_env: Path, tmp_path:
     try:
         labels = ["production", "candidate"]
         bounds = cumulative([70, 30])
-        seen = {}
-        for i in range(300):
-            key = f"customer-{i}"
-            seen[key] = _arm_of(server, key)
-            assert seen[key] == labels[assign(key, bounds)]
+        keys = [f"customer-{i}" for i in range(10_000)]
+        seen = dict(zip(keys, _arms_of(server, keys), strict=True))
+        assert all(seen[key] == labels[assign(key, bounds)] for key in keys)
         share = sum(v == "candidate" for v in seen.values()) / len(seen)
-        assert 0.2 < share < 0.4  # 30 % +- 4 sigma over 300 keys
-        for key in list(seen)[:20]:  # sticky: the same customer, the same arm
-            assert _arm_of(server, key) == seen[key]
+        # 30 % within 4.5 sigma over 10,000 keys (sigma = 0.0046).
+        assert abs(share - 0.30) < 4.5 * (0.3 * 0.7 / len(seen)) ** 0.5, share
+        again = keys[:500]  # sticky: the same customer, the same arm
+        assert _arms_of(server, again) == [seen[key] for key in again]
         _, version = server.json("GET", "/version")
         assert {a["arm"] for a in version["arms"]} == {"production", "candidate"}
 
