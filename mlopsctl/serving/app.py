@@ -284,16 +284,8 @@ class App:
             else:
                 predictions = prediction.labels.tolist()
             payload = json.dumps({"predictions": predictions}).encode()
-        except BadRequest as exc:
-            return self._failed(
-                arm, start, request_id, error_body(exc.status, exc.error_code, exc.message)
-            )
-        except MlopsError as exc:
-            return self._failed(
-                arm, start, request_id, error_body(400, "INVALID_PARAMETER_VALUE", exc.one_line())
-            )
-        except Exception as exc:  # noqa: BLE001 - answered 500, counted, with the request id
-            return self._failed(arm, start, request_id, _internal(exc))
+        except Exception as exc:  # noqa: BLE001 - every failure is answered, counted, with the id
+            return self._failed(arm, start, request_id, _error_answer(exc))
         elapsed = time.perf_counter() - start
         self._record(request_id, arm, predictor, inputs, prediction, elapsed)
         return 200, _answer_headers(request_id, predictor, arm), payload
@@ -374,16 +366,8 @@ class App:
             predictor = arm.predictor
             inputs = codecs.to_inputs(table, predictor, self.key)
             prediction = _predict(predictor, inputs)
-        except BadRequest as exc:
-            return self._failed(
-                arm, start, request_id, error_body(exc.status, exc.error_code, exc.message)
-            )
-        except MlopsError as exc:
-            return self._failed(
-                arm, start, request_id, error_body(400, "INVALID_PARAMETER_VALUE", exc.one_line())
-            )
-        except Exception as exc:  # noqa: BLE001 - answered 500, counted, with the request id
-            return self._failed(arm, start, request_id, _internal(exc))
+        except Exception as exc:  # noqa: BLE001 - every failure is answered, counted, with the id
+            return self._failed(arm, start, request_id, _error_answer(exc))
         try:
             return self._infer_answer(
                 request, request_id, arm, predictor, inputs, prediction, start
@@ -490,6 +474,16 @@ def _is_number(value: Any) -> bool:
             return False
         return True
     return False
+
+
+def _error_answer(exc: Exception) -> Result:
+    """A failed prediction's answer: the request's own fault (400/4xx with its error code), or
+    ours (500)."""
+    if isinstance(exc, BadRequest):
+        return error_body(exc.status, exc.error_code, exc.message)
+    if isinstance(exc, MlopsError):
+        return error_body(400, "INVALID_PARAMETER_VALUE", exc.one_line())
+    return _internal(exc)
 
 
 def _internal(exc: Exception) -> Result:
