@@ -18,6 +18,13 @@ alias_app = typer.Typer(
 app.add_typer(alias_app, name="alias")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print as JSON.")]
+TrustOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust",
+        help="Allow a pickle model (pickle can run any code): only for artifacts you made.",
+    ),
+]
 ReasonOpt = Annotated[
     str | None, typer.Option("--reason", "-m", help="Why (kept in the audit log).")
 ]
@@ -277,13 +284,7 @@ def predict(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the predictions CSV here.")
     ] = None,
-    trust: Annotated[
-        bool,
-        typer.Option(
-            "--trust",
-            help="Allow a pickle model (pickle can run any code): only for artifacts you made.",
-        ),
-    ] = False,
+    trust: TrustOpt = False,
 ) -> None:
     """Score DATA with a registered model: one CSV row per input row (prediction, and
     proba_<class> for classifiers), to stdout or --output. The artifact is verified before

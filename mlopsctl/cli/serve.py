@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from mlopsctl.cli.models import JsonOpt, TrustOpt
 from mlopsctl.cli.output import emit_json, err, out
 
 traffic_app = typer.Typer(
@@ -18,7 +19,6 @@ DeploymentOpt = Annotated[
     str | None,
     typer.Option("--deployment", "-d", help="Deployment name (default: the model name)."),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print as JSON.")]
 
 
 def _store() -> Any:
@@ -75,13 +75,7 @@ def serve(
             "without downtime; mlopsctl deploy uses it.",
         ),
     ] = False,
-    trust: Annotated[
-        bool,
-        typer.Option(
-            "--trust",
-            help="Allow a pickle model (pickle can run any code): only for artifacts you made.",
-        ),
-    ] = False,
+    trust: TrustOpt = False,
 ) -> None:
     """Serve a registered model over HTTP (MLflow /invocations and Open Inference Protocol v2),
     logging requests to the store and following the alias as it moves."""
