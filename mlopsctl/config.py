@@ -50,7 +50,7 @@ def find_project_file(start: Path) -> Path | None:
     return None
 
 
-def _repo_root(start: Path) -> Path:
+def repo_root(start: Path) -> Path:
     here = start.resolve()
     for folder in (here, *here.parents):
         if (folder / ".git").exists():
@@ -70,7 +70,7 @@ def load_project(start: Path | None = None, *, required: bool = False) -> Projec
                 f"no {PROJECT_FILE} found in {start} or its parents",
                 "run 'mlopsctl init' to create one, or cd into your project",
             )
-        root = _repo_root(start)
+        root = repo_root(start)
         data: dict[str, Any] = {"name": root.name}
     else:
         from mlopsctl.spec import load_spec

@@ -205,7 +205,7 @@ def _project_files(project: Project) -> list[ContextFile]:
             if p.is_file() and not any(part in _ALWAYS_SKIPPED for part in p.parts)
         ]
     skipped = _ignore_patterns(root)
-    store = _local_store_dir(project)
+    store = local_store_dir(project)
     found = []
     for name in names:
         path = root / name
@@ -261,12 +261,12 @@ def _inside(path: Path, folder: Path) -> bool:
     return True
 
 
-def _local_store_dir(project: Project) -> Path | None:
-    from mlopsctl.store import _local_root
+def local_store_dir(project: Project) -> Path | None:
+    from mlopsctl.store import local_root
 
     if project.store_url.startswith("s3://"):
         return None
-    return _local_root(project.store_url, project.root).resolve()
+    return local_root(project.store_url, project.root).resolve()
 
 
 def _mlopsctl_files() -> list[ContextFile]:
@@ -345,7 +345,7 @@ def build_image(
             "content_tag": tag,
             "git_tag": plan.git_tag,
             "base": {"ref": plan.base, "id": base_id},
-            "image_id": _image_id(client, ref),
+            "image_id": engine_image_id(client, ref),
             "built": False,
             "skipped": None,
             "pushed": False,
@@ -361,7 +361,7 @@ def build_image(
                 result["skipped"] = "an image with this content tag is in the registry"
                 result["digest"] = registry_digest
                 if push or need_local:
-                    result["image_id"] = _pull(client, plan.repository, tag, log)
+                    result["image_id"] = pull_image(client, plan.repository, tag, log)
         if result["skipped"] is None:
             if not allow_build:
                 raise NotFound(
@@ -429,9 +429,9 @@ def _pull_problem(client: docker.APIClient, repo: str, tag: str, log: Log | None
     return None
 
 
-def _pull(client: docker.APIClient, repo: str, tag: str, log: Log | None) -> str:
+def pull_image(client: docker.APIClient, repo: str, tag: str, log: Log | None) -> str:
     problem = _pull_problem(client, repo, tag, log)
-    image_id = _image_id(client, f"{repo}:{tag}")
+    image_id = engine_image_id(client, f"{repo}:{tag}")
     if image_id is None:
         raise RegistryUnreachable(
             f"could not pull {repo}:{tag}" + (f": {problem}" if problem else ""),
@@ -440,7 +440,7 @@ def _pull(client: docker.APIClient, repo: str, tag: str, log: Log | None) -> str
     return image_id
 
 
-def _image_id(client: docker.APIClient, ref: str) -> str | None:
+def engine_image_id(client: docker.APIClient, ref: str) -> str | None:
     from docker.errors import ImageNotFound
 
     try:
@@ -518,7 +518,7 @@ def _run_build(
             "the last lines of that build step are above; fix it and rebuild",
             tail=[step, *tail] if step else tail,
         )
-    image_id = _image_id(client, ref)
+    image_id = engine_image_id(client, ref)
     if image_id is None:  # the builder said nothing wrong, yet there is no image
         raise BuildFailed(f"image build of {ref} ended without an image", tail=tail)
     return image_id

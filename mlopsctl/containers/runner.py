@@ -244,9 +244,9 @@ def prepare_docker_run(
         profile = s3_options.pop("profile", None)  # no ~/.aws in the container: see _aws_env
         store_task: dict[str, Any] = {"url": store_url, "s3_options": s3_options}
     else:
-        from mlopsctl.store import _local_root
+        from mlopsctl.store import local_root
 
-        store_mount = _local_root(store_url, store_config.get("base_dir")).resolve()
+        store_mount = local_root(store_url, store_config.get("base_dir")).resolve()
         store_mount.mkdir(parents=True, exist_ok=True)
         store_task = {"url": str(store_mount), "s3_options": {}}
         profile = None
@@ -309,7 +309,7 @@ def _resolve_image(
     lacks it pulls it from the registry, which it is pushed to first."""
     from docker.utils import parse_repository_tag
 
-    from mlopsctl.containers.build import _image_id, _pull, build_image
+    from mlopsctl.containers.build import build_image, engine_image_id, pull_image
 
     image: dict[str, Any] = {}
     pushed = False
@@ -336,7 +336,7 @@ def _resolve_image(
     for engine in used.values():
         client = engine.client()
         try:
-            image_id = _image_id(client, ref)
+            image_id = engine_image_id(client, ref)
             if image_id is None:
                 if not options.image_ref and not pushed:
                     if not (project.registry or {}).get("url"):
@@ -348,7 +348,7 @@ def _resolve_image(
                     image["repo_digest"] = build(push=True)["digest"]
                     pushed = True
                 repo, tag = parse_repository_tag(ref)
-                image_id = _pull(client, repo, tag or "latest", options.build_log)
+                image_id = pull_image(client, repo, tag or "latest", options.build_log)
             ids[engine.name] = image_id
             labels = client.inspect_image(image_id)["Config"].get("Labels") or labels
         finally:

@@ -303,7 +303,7 @@ def build_serving_image(
                 "content_tag": tag,
                 "tags": [tag, version_tag],
                 "base": {"ref": plan.base, "id": base_id},
-                "image_id": pipeline_build._image_id(client, ref_tag),
+                "image_id": pipeline_build.engine_image_id(client, ref_tag),
                 "built": False,
                 "skipped": None,
                 "pushed": False,
@@ -318,7 +318,9 @@ def build_serving_image(
                 if digest:
                     result["skipped"] = "an image with this content tag is in the registry"
                     result["digest"] = digest
-                    result["image_id"] = pipeline_build._pull(client, plan.repository, tag, log)
+                    result["image_id"] = pipeline_build.pull_image(
+                        client, plan.repository, tag, log
+                    )
             if result["skipped"] is None:
                 labels = _labels(plan, record, tag, port)
                 result["image_id"] = pipeline_build._run_build(
@@ -409,9 +411,9 @@ def deploy(
     try:
         image = built["image_id"]
         if remote:
-            from mlopsctl.containers.build import _pull
+            from mlopsctl.containers.build import pull_image
 
-            image = _pull(client, built["image"], built["content_tag"], log)
+            image = pull_image(client, built["image"], built["content_tag"], log)
         old = client.containers(all=True, filters={"label": f"{DEPLOYMENT_LABEL}={deployment}"})
         mode = network_mode or engine.network_mode or "host"
         taken = {_port_of(c) for c in old if c.get("State") == "running"}
@@ -567,9 +569,9 @@ def _store_access(
         if endpoint and "AWS_ENDPOINT_URL" not in environment:
             environment["AWS_ENDPOINT_URL"] = str(endpoint)
     elif engine.local:
-        from mlopsctl.containers.build import _local_store_dir
+        from mlopsctl.containers.build import local_store_dir
 
-        folder = _local_store_dir(project)
+        folder = local_store_dir(project)
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
             environment[STORE_ENV] = str(folder)

@@ -532,11 +532,11 @@ def _schedule(
 
 def _input_digests(plan: Any) -> dict[str, str]:
     """The digests of every data input of the plan, as step.param (as a run records them)."""
-    from mlopsctl.pipeline.executor import _data_digests
+    from mlopsctl.pipeline.executor import data_digests
 
     found: dict[str, str] = {}
     for step_name, step in plan.steps.items():
-        for key, digest in _data_digests(step, plan.project_root).items():
+        for key, digest in data_digests(step, plan.project_root).items():
             found[f"{step_name}.{key}"] = digest
     return found
 

@@ -464,7 +464,7 @@ def _load_pickle(data: bytes, flavor: str, where: Path) -> Any:
         raise ModelError(f"cannot load {where}: {_one_line(exc)}") from None
 
 
-class _Passthrough:
+class Passthrough:
     """The preprocessing of a pickled bare estimator: the prepared features as they are."""
 
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -478,7 +478,7 @@ def _split_pipeline(obj: Any, where: Path) -> tuple[Any, Any]:
     if isinstance(steps, list) and len(steps) >= 2:
         return obj[:-1], obj[-1]
     if callable(getattr(obj, "predict", None)):
-        return _Passthrough(), obj
+        return Passthrough(), obj
     raise ModelError(
         f"{where} holds a {type(obj).__name__}, not a model",
         "pickle a fitted scikit-learn Pipeline or estimator",

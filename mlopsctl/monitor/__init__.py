@@ -347,7 +347,7 @@ def _model_meta(store: ObjectStore, ref: str) -> tuple[dict[str, Any], dict[str,
     from mlopsctl import registry
 
     record = registry.resolve(store, ref)
-    meta, digest = registry._model_facts(store, record["artifact"]["digest"])
+    meta, digest = registry.model_facts(store, record["artifact"]["digest"])
     expected = record["artifact"].get("model_json")
     if expected and digest != expected:
         raise IntegrityError(

@@ -99,7 +99,7 @@ def _code_digest(step: StepPlan, root: Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def _data_digests(step: StepPlan, root: Path) -> dict[str, str]:
+def data_digests(step: StepPlan, root: Path) -> dict[str, str]:
     found: dict[str, str] = {}
     for key in step.file_params:
         value = step.params.get(key)
@@ -157,7 +157,7 @@ class Executor:
                 name: self.results[up][out]["digest"] for name, (up, out) in step.inputs.items()
             },
             "outputs": sorted(step.outputs),
-            "data": _data_digests(step, root),
+            "data": data_digests(step, root),
             "environment": self._environment(step),
         }
 

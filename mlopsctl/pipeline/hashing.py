@@ -4,34 +4,18 @@ database), plus canonical JSON for cache keys."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
 from pathlib import Path
 from typing import Any
 
-_CHUNK = 4 << 20
+from mlopsctl.digest import canonical_json, sha256_bytes, sha256_file
+
+__all__ = ["canonical_json", "path_digest", "sha256_bytes", "sha256_file"]
+
 _lock = threading.Lock()
 _memo: dict[str, Any] | None = None
-
-
-def canonical_json(data: Any) -> bytes:
-    return json.dumps(
-        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-    ).encode()
-
-
-def sha256_bytes(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return "sha256:" + digest.hexdigest()
 
 
 def _state_path() -> Path:

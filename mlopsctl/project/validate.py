@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlopsctl.config import _repo_root, find_project_file, load_project
+from mlopsctl.config import find_project_file, load_project, repo_root
 from mlopsctl.errors import Diagnostic, NotFound, SpecError
 
 
@@ -32,7 +32,7 @@ def validate_specs(paths: list[Path], start: Path | None = None) -> ValidationRe
 
     start = (start or Path.cwd()).resolve()
     project_file = find_project_file(start)
-    root = project_file.parent if project_file else _repo_root(start)
+    root = project_file.parent if project_file else repo_root(start)
     exclude: tuple[str, ...] = ()
     try:
         exclude = load_project(start).exclude

@@ -233,7 +233,7 @@ def _registered_as(store: ObjectStore, name: str, version: int) -> str | None:
         return None
 
 
-def _model_facts(store: ObjectStore, digest: str) -> tuple[dict[str, Any], str]:
+def model_facts(store: ObjectStore, digest: str) -> tuple[dict[str, Any], str]:
     """model.json of a stored model artifact (a folder blob), and its sha256.
 
     Folder blobs are tars with sorted names, so model.json is nearly always the first member:
@@ -350,7 +350,7 @@ def register_from_run(
         if latest["artifact"]["digest"] == artifact["digest"]:
             # A re-run served from the cache made the very same model: no new version.
             return {**latest, "existing": True}
-    model_json, model_json_digest = _model_facts(store, artifact["digest"])
+    model_json, model_json_digest = model_facts(store, artifact["digest"])
     artifact.update(
         format=model_json.get("format"),
         flavor=model_json.get("flavor"),

@@ -95,10 +95,10 @@ def _score(proba: np.ndarray | None) -> np.ndarray | None:
 def _compile_transform(model: LoadedModel) -> Callable[[np.ndarray], np.ndarray] | None:
     """The preprocessing as plain numpy, or None when it is not one this module can reproduce
     exactly."""
-    from mlopsctl.models.artifact import _Passthrough
+    from mlopsctl.models.artifact import Passthrough
 
     pre = model.preprocess
-    if isinstance(pre, _Passthrough):
+    if isinstance(pre, Passthrough):
         return lambda matrix: matrix
     steps = getattr(pre, "steps", None)
     if not isinstance(steps, list) or len(steps) != 1:

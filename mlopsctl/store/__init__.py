@@ -47,7 +47,7 @@ def _known() -> str:
     return ", ".join(f"{scheme}://" for scheme in sorted(BACKENDS)) + ", or a plain folder path"
 
 
-def _local_root(url: str, base_dir: str | Path | None) -> Path:
+def local_root(url: str, base_dir: str | Path | None) -> Path:
     if url.startswith("file://"):
         parts = urlsplit(url)
         if parts.netloc not in ("", "localhost"):
@@ -99,7 +99,7 @@ def open_store(
     if scheme not in BACKENDS:
         raise ConfigError(f"unknown store scheme {scheme}:// in {url!r}", hint=f"use {_known()}")
     if scheme == "file":
-        root = _local_root(url, base_dir)
+        root = local_root(url, base_dir)
         local: Any = _backend("file")
         store: ObjectStore = local(root)
         return store

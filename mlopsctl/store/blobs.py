@@ -8,49 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from pathlib import Path
 
-from mlopsctl.errors import AlreadyExists, IntegrityError, NotFound, StoreError, UsageError
+from mlopsctl.digest import ALGORITHM, format_digest, parse_digest, sha256_file
+from mlopsctl.errors import AlreadyExists, IntegrityError, NotFound, StoreError
 from mlopsctl.store.base import ObjectStore
 
-ALGORITHM = "sha256"
 PREFIX = f"blobs/{ALGORITHM}/"
-HASH_CHUNK = 4 << 20
-_HEX_RE = re.compile(r"^[0-9a-f]{64}$")
-
-
-def parse_digest(digest: str) -> str:
-    """The 64-hex part of ``sha256:<hex>``; UsageError for anything else."""
-    if isinstance(digest, str):
-        algorithm, sep, hex_part = digest.strip().partition(":")
-        if sep and algorithm == ALGORITHM and _HEX_RE.match(hex_part.lower()):
-            return hex_part.lower()
-    raise UsageError(
-        f"invalid digest {digest!r}",
-        hint="a digest is 'sha256:' followed by 64 hexadecimal characters",
-    )
-
-
-def format_digest(hex_digest: str) -> str:
-    return f"{ALGORITHM}:{hex_digest}"
 
 
 def blob_key(digest: str) -> str:
     hex_digest = parse_digest(digest)
     return f"{PREFIX}{hex_digest[:2]}/{hex_digest}"
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file. Large reads into one reused buffer: hashlib releases the GIL on
-    big updates, so other threads keep running while this one hashes at full speed."""
-    digest = hashlib.sha256()
-    buf = bytearray(HASH_CHUNK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(view):
-            digest.update(view[:n])
-    return digest.hexdigest()
 
 
 def _corrupt(store: ObjectStore, key: str, got: str, expected: str) -> IntegrityError:
@@ -72,7 +41,7 @@ def put_blob_file(store: ObjectStore, path: str | Path) -> str:
     path = Path(path)
     try:
         before = os.stat(path)
-        hex_digest = sha256_file(path)
+        hex_digest = parse_digest(sha256_file(path))
     except OSError as exc:
         raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
     digest = format_digest(hex_digest)
