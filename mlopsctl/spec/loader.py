@@ -18,13 +18,14 @@ of them elsewhere, and `mlopsctl validate` should say the same thing on every ma
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from mlopsctl.errors import Diagnostic, SpecError
+from mlopsctl.errors import Diagnostic, SpecError, UsageError
 
 JsonPath = tuple[Any, ...]
 Position = tuple[int, int]
@@ -34,6 +35,12 @@ Position = tuple[int, int]
 # for values reached a second time stops a bomb within milliseconds and never a real spec.
 MAX_ALIAS_VALUES = 10_000
 MAX_DEPTH = 100
+
+# The pure-Python parser needs about a second and 40 MB of memory per MiB of YAML, so a spec is
+# capped by size before it is read: a real spec is a few KiB, and a huge file (a data file
+# given by mistake, or a crafted one) fails at once instead of holding a CI job for minutes.
+MAX_SPEC_BYTES = 1 << 20
+SPEC_BYTES_ENV = "MLOPSCTL_MAX_SPEC_BYTES"
 
 _STD = "tag:yaml.org,2002:"
 _STR, _INT, _FLOAT, _BOOL, _NULL = (_STD + t for t in ("str", "int", "float", "bool", "null"))
@@ -144,13 +151,64 @@ def read_yaml(path: Path, display: str | None = None) -> tuple[LoadedYaml | None
     validation can report the other mistakes in the same run.
     """
     shown = display if display is not None else str(path)
+    limit = max_spec_bytes()
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        return None, [Diagnostic(shown, 1, 1, f"not UTF-8 text ({exc.reason}); save it as UTF-8")]
+        # Sized first, then read no further than one byte past the cap: a file that grows
+        # between the two, or a FIFO, cannot make the loader read more than that either.
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > limit:
+                return None, [too_big(shown, size, limit)]
+            raw = handle.read(limit + 1)
     except OSError as exc:
         return None, [Diagnostic(shown, 1, 1, f"cannot read the file: {exc.strerror or exc}")]
-    return parse_yaml(text, path, shown)
+    return parse_yaml_bytes(raw, path, shown)
+
+
+def max_spec_bytes() -> int:
+    """The size cap for one spec: MLOPSCTL_MAX_SPEC_BYTES when set, else MAX_SPEC_BYTES."""
+    value = os.environ.get(SPEC_BYTES_ENV, "").strip()
+    if not value:
+        return MAX_SPEC_BYTES
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if limit <= 0:
+        raise UsageError(
+            f"{SPEC_BYTES_ENV}={value!r} is not a size in bytes",
+            f"set it to a positive whole number, like {4 * MAX_SPEC_BYTES}, or unset it",
+        )
+    return limit
+
+
+def too_big(display: str, size: int, limit: int) -> Diagnostic:
+    """The one-line problem of a spec over the size cap."""
+    return Diagnostic(
+        display,
+        1,
+        1,
+        f"the file is {size} bytes, over the limit of {limit} bytes for a spec; "
+        f"if it really is a spec, raise the limit with {SPEC_BYTES_ENV}={max(size, limit * 2)}",
+    )
+
+
+def parse_yaml_bytes(
+    raw: bytes, path: Path, display: str
+) -> tuple[LoadedYaml | None, list[Diagnostic]]:
+    """Check the size and encoding of a spec's bytes (a file's or a git blob's), then parse
+    them; see read_yaml."""
+    limit = max_spec_bytes()
+    if len(raw) > limit:
+        return None, [too_big(display, len(raw), limit)]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, [Diagnostic(display, 1, 1, f"not UTF-8 text ({exc.reason}); save it as UTF-8")]
+    # Universal newlines, as text-mode reading does: \r\n and a lone \r end a line.
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return parse_yaml(text, path, display)
 
 
 def parse_yaml(text: str, path: Path, display: str) -> tuple[LoadedYaml | None, list[Diagnostic]]:

@@ -232,3 +232,68 @@ def test_unreadable_files(tmp_path: Path) -> None:
         load_yaml(tmp_path / "latin1.yaml")
     with pytest.raises(SpecError, match="cannot read the file"):
         load_yaml(tmp_path / "missing.yaml")
+
+
+# -- size cap -------------------------------------------------------------------------------
+
+
+def _big_spec(path: Path, size: int) -> Path:
+    """A Pipeline spec padded to `size` bytes with a long list of parameter values."""
+    head = "apiVersion: mlopsctl/v1\nkind: Pipeline\nname: big\nparams:\n  values:\n"
+    item = "    - 0123456789abcdef\n"
+    body = item * ((size - len(head)) // len(item) + 1)
+    path.write_text((head + body)[:size])
+    return path
+
+
+def test_a_spec_over_the_size_cap_fails_fast_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from mlopsctl.cli.main import app
+    from mlopsctl.spec.loader import MAX_SPEC_BYTES, SPEC_BYTES_ENV
+
+    monkeypatch.delenv(SPEC_BYTES_ENV, raising=False)
+    assert MAX_SPEC_BYTES == 1 << 20
+    path = _big_spec(tmp_path / "big.yaml", 2 << 20)
+    started = time.perf_counter()
+    with pytest.raises(SpecError) as caught:
+        load_yaml(path, display="big.yaml")
+    assert time.perf_counter() - started < 0.5
+    assert caught.value.exit_code == ExitCode.INVALID_SPEC
+    [only] = [d.render() for d in caught.value.diagnostics]
+    assert only.startswith("big.yaml:1:1: ")
+    assert "2097152 bytes" in only and "1048576" in only and SPEC_BYTES_ENV in only
+    assert "\n" not in only
+
+    monkeypatch.chdir(tmp_path)
+    started = time.perf_counter()
+    result = CliRunner().invoke(app, ["validate", "big.yaml"], catch_exceptions=False)
+    assert time.perf_counter() - started < 2
+    assert result.exit_code == ExitCode.INVALID_SPEC
+    assert result.stdout.strip().splitlines() == [only]
+
+
+def test_the_size_cap_is_set_by_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlopsctl.errors import UsageError
+    from mlopsctl.spec.loader import SPEC_BYTES_ENV
+
+    path = _big_spec(tmp_path / "spec.yaml", 3000)
+    monkeypatch.setenv(SPEC_BYTES_ENV, "2999")
+    with pytest.raises(SpecError, match=r"3000 bytes.*over the limit of 2999"):
+        load_yaml(path)
+    monkeypatch.setenv(SPEC_BYTES_ENV, "3000")
+    assert load_yaml(path).data["name"] == "big"
+    monkeypatch.setenv(SPEC_BYTES_ENV, "lots")
+    with pytest.raises(UsageError, match=SPEC_BYTES_ENV):
+        load_yaml(path)
+
+
+def test_windows_line_ends_read_as_before(tmp_path: Path) -> None:
+    (tmp_path / "crlf.yaml").write_bytes(b"a: 1\r\nb:\r\n  c: x\r\n")
+    loaded = load_yaml(tmp_path / "crlf.yaml")
+    assert loaded.data == {"a": 1, "b": {"c": "x"}}
+    assert loaded.value_position(("b", "c")) == (3, 6)
