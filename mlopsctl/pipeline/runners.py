@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mlopsctl.pipeline.plan import StepPlan
+    from mlopsctl.config import Project
+    from mlopsctl.pipeline.executor import RunOptions
+    from mlopsctl.pipeline.plan import PipelinePlan, StepPlan
 
 
 @dataclass
@@ -131,3 +133,12 @@ class LocalRunner(StepRunner):
             except subprocess.TimeoutExpired:
                 pass
             signal_group(proc, signal.SIGKILL)  # whatever of the group is still alive
+
+
+def prepare_local_run(
+    project: Project, plan: PipelinePlan, store_config: dict[str, Any], options: RunOptions
+) -> LocalRunner:
+    """The runner factory of the `local` backend (mlopsctl.app.runners): nothing to check
+    before the run, each step is a child process started in the project's root."""
+    del project, store_config, options  # the same signature as every backend's factory
+    return LocalRunner(plan.project_root)
