@@ -13,7 +13,7 @@ SPEC_SUFFIXES = (".yaml", ".yml")
 
 # Enough to hold a spec's header under any sensible comment block; a large YAML data file is
 # not read to the end just to learn it is not a spec.
-_HEAD_BYTES = 256 * 1024
+HEAD_BYTES = 256 * 1024
 _API_LINE = re.compile(r"^apiVersion:.*mlopsctl/", re.MULTILINE)
 
 
@@ -51,10 +51,31 @@ def find_specs(root: Path, exclude: Iterable[str] = ()) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
+def spec_candidates(paths: Iterable[str], exclude: Iterable[str] = ()) -> list[str]:
+    """The root-relative POSIX paths (of a git tree, say) that find_specs would open: a YAML
+    suffix, no tool folder on the way, not excluded (the file or any folder above it). Whether
+    each is a spec is then up to `declares_mlopsctl` on its first HEAD_BYTES."""
+    patterns = [p.rstrip("/") for p in exclude if p.strip("/")]
+    chosen = []
+    for path in paths:
+        parts = path.split("/")
+        if not path.endswith(SPEC_SUFFIXES) or SKIP_DIRS.intersection(parts[:-1]):
+            continue
+        prefixes = ("/".join(parts[: i + 1]) for i in range(len(parts)))
+        if not any(fnmatchcase(prefix, p) for prefix in prefixes for p in patterns):
+            chosen.append(path)
+    return sorted(chosen)
+
+
+def declares_mlopsctl(head: bytes) -> bool:
+    """Whether the start of a file declares `apiVersion: mlopsctl/...` at the top level."""
+    return _API_LINE.search(head.decode("utf-8", errors="replace")) is not None
+
+
 def _declares_mlopsctl(path: str) -> bool:
     try:
         with open(path, "rb") as handle:
-            head = handle.read(_HEAD_BYTES)
+            head = handle.read(HEAD_BYTES)
     except OSError:
         return False
-    return _API_LINE.search(head.decode("utf-8", errors="replace")) is not None
+    return declares_mlopsctl(head)

@@ -14,7 +14,7 @@ from typing import Any
 
 from mlopsctl.errors import Diagnostic, SpecError
 from mlopsctl.memo import memo_key, passed_before, remember_pass
-from mlopsctl.spec.loader import LoadedYaml, read_yaml
+from mlopsctl.spec.loader import LoadedYaml, parse_yaml_bytes, read_yaml
 from mlopsctl.spec.messages import Explainer, did_you_mean, found
 
 API_VERSION = "mlopsctl/v1"
@@ -56,6 +56,18 @@ def validate_file(
         problems += check(loaded, kind)
         if memo is not None and not problems:
             remember_pass(memo)
+    unique = dict.fromkeys(problems)
+    return loaded, sorted(unique, key=lambda d: (d.line, d.column))
+
+
+def validate_text(
+    display: str, raw: bytes, kind: str | None = None
+) -> tuple[LoadedYaml | None, list[Diagnostic]]:
+    """validate_file for a spec that is not a file here (say, a blob of a commit being pushed):
+    the same size cap, loader and checks; `display` names it in the diagnostics."""
+    loaded, problems = parse_yaml_bytes(raw, Path(display), display)
+    if loaded is not None:
+        problems += check(loaded, kind)
     unique = dict.fromkeys(problems)
     return loaded, sorted(unique, key=lambda d: (d.line, d.column))
 
