@@ -296,7 +296,7 @@ def test_register_finds_model_json_anywhere_in_the_folder(cli: Invoke, trained: 
     version = show_json(cli, trained, "slow-path:1")
     model_json = (folder / "model.json").read_bytes()
     assert version["artifact"]["model_json"] == "sha256:" + hashlib.sha256(model_json).hexdigest()
-    from mlopsctl.registry import _head_model_json
+    from mlopsctl.registry.fetch import _head_model_json
 
     assert _head_model_json(trained.store, version["artifact"]["digest"]) is None
     quick = trained.run["steps"]["train"]["outputs"]["model"]["digest"]

@@ -319,7 +319,8 @@ def test_a_store_error_while_loading_a_new_version_is_retried_not_refused(
     """The new version's record cannot be read for a while (as in a network blip): the follower
     keeps serving the old version, refuses nothing and records no refusal, and picks the move
     (and a deployment record naming that version) up once the store answers again."""
-    from mlopsctl.registry import _version_key, get_alias
+    from mlopsctl.registry import get_alias
+    from mlopsctl.registry.keys import version_key
     from mlopsctl.serving.app import App, Arm, make_router
     from mlopsctl.serving.arms import parse_arm, set_traffic
     from mlopsctl.serving.follow import Follower, load_predictor
@@ -328,7 +329,7 @@ def test_a_store_error_while_loading_a_new_version_is_retried_not_refused(
     root = cache_env
     set_alias(root, "production", 1)
     good = register_copy(root, tmp_path)
-    record = root / ".mlops" / _version_key(MODEL, good)
+    record = root / ".mlops" / version_key(MODEL, good)
     hidden = record.with_name("hidden.json")
     said: list[str] = []
     metrics = Metrics(tmp_path / "metrics", 0, MODEL)

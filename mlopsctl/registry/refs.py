@@ -1,0 +1,89 @@
+"""Model references: names, aliases, ``name@alias`` / ``name:version`` / ``name:latest``, and
+resolving one to the version record it points at."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mlopsctl.errors import NotFound, UsageError
+
+if TYPE_CHECKING:
+    from mlopsctl.store.base import ObjectStore
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+_ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Ref:
+    name: str
+    alias: str | None = None
+    version: int | None = None
+
+    def __str__(self) -> str:
+        if self.alias:
+            return f"{self.name}@{self.alias}"
+        if self.version is not None:
+            return f"{self.name}:{self.version}"
+        return self.name
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise UsageError(
+            f"invalid model name {name!r}",
+            "use lowercase letters, digits, '.', '_' and '-' (start with a letter or digit)",
+        )
+    return name
+
+
+def check_alias(alias: str) -> str:
+    if not _ALIAS.match(alias):
+        raise UsageError(
+            f"invalid alias {alias!r}",
+            "aliases are names, not numbers: lowercase letters, digits, '_' and '-', "
+            "starting with a letter (e.g. production, staging)",
+        )
+    return alias
+
+
+def parse_ref(text: str) -> Ref:
+    """name, name@alias, name:version or name:latest."""
+    if "@" in text:
+        name, _, alias = text.partition("@")
+        return Ref(check_name(name), alias=check_alias(alias))
+    if ":" in text:
+        name, _, version = text.partition(":")
+        if version == "latest":
+            return Ref(check_name(name))
+        if not version.isdigit() or int(version) < 1:
+            raise UsageError(f"invalid version in {text!r}", "versions are whole numbers from 1")
+        return Ref(check_name(name), version=int(version))
+    return Ref(check_name(text))
+
+
+def resolve(store: ObjectStore, ref: Ref | str) -> dict[str, Any]:
+    """The version record a reference points at."""
+    # Imported here: versions.py and aliases.py check names with this module.
+    from mlopsctl.registry.aliases import get_alias
+    from mlopsctl.registry.versions import get_version, latest_version
+
+    ref = parse_ref(ref) if isinstance(ref, str) else ref
+    if ref.alias:
+        found = get_alias(store, ref.name, ref.alias)
+        if found is None:
+            raise NotFound(
+                f"model '{ref.name}' has no alias '{ref.alias}'",
+                f"set it with: mlopsctl models alias set {ref.name} {ref.alias} VERSION",
+            )
+        return get_version(store, ref.name, int(found[0]["version"]))
+    if ref.version is not None:
+        return get_version(store, ref.name, ref.version)
+    latest = latest_version(store, ref.name)
+    if latest is None:
+        raise NotFound(
+            f"no model named '{ref.name}' in the store", "list models: mlopsctl models list"
+        )
+    return get_version(store, ref.name, latest)
