@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from mlopsctl.cli.options import JsonOpt, QuietOpt
 from mlopsctl.cli.output import emit_json, err, out
 
 
@@ -24,46 +25,53 @@ def build(
     network: Annotated[
         str | None, typer.Option("--network", help="Network mode of build steps (default host).")
     ] = None,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Do not stream the build output.")
-    ] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Build the pipeline's container image (project code, requirements, mlopsctl), tagged
     by git commit and by content; an unchanged build is skipped. Prints the image reference
     (with --push: REPO@DIGEST). The build output streams to stderr."""
     from mlopsctl.config import load_project
-    from mlopsctl.containers.build import build_image
-    from mlopsctl.errors import BuildFailed
+    from mlopsctl.errors import BuildFailed, UsageError
 
-    def log(text: str) -> None:
-        sys.stderr.write(text)
-        sys.stderr.flush()
-
+    log = None if quiet else _log
     if serving is not None:
-        from mlopsctl.cli.deploy import build_serving
+        from mlopsctl.containers.deploy import build_serving_image
 
-        build_serving(serving, spec, port, push, network, None if quiet else log, json_out)
-        return
-    if spec is None:
-        from mlopsctl.errors import UsageError
-
-        raise UsageError("give a pipeline spec, or --serving REF", "mlopsctl build --help")
-    try:
-        result = build_image(
-            load_project(), spec, push=push, network=network, log=None if quiet else log
+        if spec is not None:
+            raise UsageError("give either a pipeline spec or --serving REF, not both")
+        result = build_serving_image(
+            load_project(), serving, push=push, network=network, port=port, log=log
         )
-    except BuildFailed as exc:
-        if quiet and exc.tail:  # streamed output already shows these lines
-            err("mlopsctl: the failing build step's last lines:")
-            for line in exc.tail:
-                err(f"    {line}")
-        raise
+    elif spec is None:
+        raise UsageError("give a pipeline spec, or --serving REF", "mlopsctl build --help")
+    else:
+        from mlopsctl.containers.build import build_image
+
+        try:
+            result = build_image(load_project(), spec, push=push, network=network, log=log)
+        except BuildFailed as exc:
+            if quiet and exc.tail:  # streamed output already shows these lines
+                err("mlopsctl: the failing build step's last lines:")
+                for line in exc.tail:
+                    err(f"    {line}")
+            raise
     if json_out:
         emit_json(result)
-        return
+    else:
+        _render(result, serving is not None)
+
+
+def _log(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def _render(result: dict[str, Any], serving: bool) -> None:
     if result["skipped"]:
         err(f"unchanged: {result['skipped']} (nothing built)")
+    if serving:
+        err(f"image size: {result['size'] / 1e6:.0f} MB ({result['size']} bytes)")
     if result["pushed"]:
         err(f"pushed {', '.join(result['tags'])}; digest recorded in {result['record']}")
         out(f"{result['image']}@{result['digest']}")

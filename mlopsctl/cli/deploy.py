@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from mlopsctl.cli.options import JsonOpt, NetworkOpt, QuietOpt
 from mlopsctl.cli.output import emit_json, err, out
 
 
@@ -23,38 +22,23 @@ def deploy(
         str | None,
         typer.Option("--name", help="Deployment name (default PROJECT-MODEL)."),
     ] = None,
-    network: Annotated[
-        str | None, typer.Option("--network", help="Container network mode (default host).")
-    ] = None,
+    network: NetworkOpt = None,
     env: Annotated[
         list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE for the server.")
     ] = None,
     timeout: Annotated[
         float, typer.Option("--ready-timeout", help="Seconds to wait for readiness.")
     ] = 120.0,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Do not stream the image build.")
-    ] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Build (or reuse) the model's serving image, run it on a Docker host, wait until
     /v2/health/ready answers, and only then stop the container it replaces. Prints the URL.
     A container that never gets ready is removed (exit 4) and the old one keeps serving."""
     from mlopsctl.config import load_project
-    from mlopsctl.containers.serving import NotReady, deploy
-    from mlopsctl.errors import UsageError
+    from mlopsctl.containers.deploy import NotReady, deploy, parse_env
 
-    pairs = {}
-    for item in env or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--env {item!r} is not KEY=VALUE", "e.g. --env LOG_LEVEL=debug")
-        pairs[key] = value
-
-    def log(text: str) -> None:
-        sys.stderr.write(text)
-        sys.stderr.flush()
-
+    pairs = parse_env(list(env or []))
     try:
         result = deploy(
             load_project(),
@@ -65,7 +49,7 @@ def deploy(
             network_mode=network,
             env=pairs,
             timeout=timeout,
-            log=None if quiet else log,
+            log=None if quiet else _log,
         )
     except NotReady as exc:
         for line in exc.tail:
@@ -85,33 +69,6 @@ def deploy(
     out(result["url"])
 
 
-def build_serving(
-    ref: str,
-    spec: Path | None,
-    port: int,
-    push: bool,
-    network: str | None,
-    log: Callable[[str], None] | None,
-    json_out: bool,
-) -> None:
-    """`mlopsctl build --serving REF`: the serving image of a model version."""
-    from mlopsctl.config import load_project
-    from mlopsctl.containers.serving import build_serving_image
-    from mlopsctl.errors import UsageError
-
-    if spec is not None:
-        raise UsageError("give either a pipeline spec or --serving REF, not both")
-    result = build_serving_image(
-        load_project(), ref, push=push, network=network, port=port, log=log
-    )
-    if json_out:
-        emit_json(result)
-        return
-    if result["skipped"]:
-        err(f"unchanged: {result['skipped']} (nothing built)")
-    err(f"image size: {result['size'] / 1e6:.0f} MB ({result['size']} bytes)")
-    if result["pushed"]:
-        err(f"pushed {', '.join(result['tags'])}; digest recorded in {result['record']}")
-        out(f"{result['image']}@{result['digest']}")
-    else:
-        out(result["ref"])
+def _log(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()

@@ -369,6 +369,17 @@ class Target:
         return cls(engine, urlsplit(url).hostname or "127.0.0.1")
 
 
+def parse_env(items: list[str]) -> dict[str, str]:
+    """`KEY=VALUE` strings (deploy's --env) as a mapping; a later key wins."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--env {item!r} is not KEY=VALUE", "e.g. --env LOG_LEVEL=debug")
+        pairs[key] = value
+    return pairs
+
+
 def deployment_name(project: Project, model: str, name: str | None) -> str:
     import re
 

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from mlopsctl.containers import serving
+from mlopsctl.containers import deploy
 from mlopsctl.testing.engines import BASE_IMAGE
 
 pytestmark = pytest.mark.docker
@@ -23,15 +23,15 @@ def test_created_times_order_even_with_trimmed_nanoseconds() -> None:
         "2026-11-27T02:50:01.9Z",
         "2026-11-27T02:50:02.000000001Z",
     ]
-    assert sorted(times, key=serving._created) == times
-    assert sorted(reversed(times), key=serving._created) == times
+    assert sorted(times, key=deploy._created) == times
+    assert sorted(reversed(times), key=deploy._created) == times
 
 
 def test_a_deploy_retires_only_the_containers_created_before_its_own(docker_bed: str) -> None:
     from mlopsctl.testing.engines import default_client
 
     deployment = f"order-{uuid.uuid4().hex[:8]}"
-    label = {serving.DEPLOYMENT_LABEL: deployment}
+    label = {deploy.DEPLOYMENT_LABEL: deployment}
     client = default_client()
     made: list[str] = []
     try:
@@ -39,11 +39,11 @@ def test_a_deploy_retires_only_the_containers_created_before_its_own(docker_bed:
             made.append(client.create_container(BASE_IMAGE, command=["true"], labels=label)["Id"])
             time.sleep(0.01)
         first, ours, later = made
-        older = [c["Id"] for c in serving._older_than(client, ours, deployment)]
+        older = [c["Id"] for c in deploy._older_than(client, ours, deployment)]
         assert older == [first]
-        assert {c["Id"] for c in serving._older_than(client, later, deployment)} == {first, ours}
+        assert {c["Id"] for c in deploy._older_than(client, later, deployment)} == {first, ours}
         client.remove_container(first, force=True)
-        assert serving._older_than(client, ours, deployment) == []
+        assert deploy._older_than(client, ours, deployment) == []
     finally:
         for container in made:
             try:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mlopsctl.config import project_from_data
-from mlopsctl.containers import serving, slim
+from mlopsctl.containers import deploy, slim
 from mlopsctl.containers.engine import Engine
 from mlopsctl.errors import UsageError
 
@@ -22,7 +22,7 @@ def _names(pins: list[str]) -> dict[str, str]:
 
 
 def test_the_xgboost_runtime_is_pinned_cpu_only_and_leaves_out_what_serving_never_loads() -> None:
-    pins = _names(serving.runtime_requirements("xgboost"))
+    pins = _names(deploy.runtime_requirements("xgboost"))
     assert pins["xgboost-cpu"] == md.version("xgboost")
     assert "xgboost" not in pins
     for needed in ("numpy", "pandas", "scikit-learn", "skops", "scipy", "pyarrow", "boto3"):
@@ -33,11 +33,11 @@ def test_the_xgboost_runtime_is_pinned_cpu_only_and_leaves_out_what_serving_neve
 
 
 def test_the_sklearn_runtime_has_no_xgboost_and_other_flavors_are_refused() -> None:
-    pins = _names(serving.runtime_requirements("sklearn"))
+    pins = _names(deploy.runtime_requirements("sklearn"))
     assert "scikit-learn" in pins and "skops" in pins
     assert not [n for n in pins if n.startswith("xgboost")]
     with pytest.raises(UsageError, match="flavor 'pickle'"):
-        serving.runtime_requirements("pickle")
+        deploy.runtime_requirements("pickle")
 
 
 def _record(digest: str = "sha256:" + "ab" * 32) -> dict:
@@ -74,33 +74,33 @@ def test_the_context_holds_runtime_source_and_model_and_its_digest_follows_the_m
     tmp_path: Path,
 ) -> None:
     project = _project(tmp_path)
-    plan = serving.plan_serving(project, _record(), _model_dir(tmp_path), port=9000)
+    plan = deploy.plan_serving(project, _record(), _model_dir(tmp_path), port=9000)
     names = {f.arcname for f in plan.files}
     assert {"Dockerfile", "_serving/requirements.txt", "_serving/slim.py"} <= names
     assert {"model/model.json", "model/model.skops"} <= names
-    assert "_mlopsctl/src/mlopsctl/containers/serving.py" in names
+    assert "_mlopsctl/src/mlopsctl/containers/deploy.py" in names
     assert plan.repository == "127.0.0.1:5000/team/serving-churn"
     dockerfile = next(f for f in plan.files if f.arcname == "Dockerfile").read().decode()
     assert "FROM mlopsctl-base:deps AS build" in dockerfile
     assert "\nFROM scratch\n" in dockerfile
     assert "{{" not in dockerfile
-    assert json.dumps(serving.serve_command("churn", 3, 9000)) in dockerfile
+    assert json.dumps(deploy.serve_command("churn", 3, 9000)) in dockerfile
     assert "127.0.0.1:9000/v2/health/ready" in dockerfile
     requirements = next(f for f in plan.files if f.arcname == "_serving/requirements.txt")
     assert b"scikit-learn==" in requirements.read()
 
     before = plan.content_digest("base")
-    same = serving.plan_serving(project, _record(), _model_dir(tmp_path), port=9000)
+    same = deploy.plan_serving(project, _record(), _model_dir(tmp_path), port=9000)
     assert same.content_digest("base") == before
     assert plan.content_digest("other-base") != before
-    other_port = serving.plan_serving(project, _record(), _model_dir(tmp_path), port=9001)
+    other_port = deploy.plan_serving(project, _record(), _model_dir(tmp_path), port=9001)
     assert other_port.content_digest("base") != before
-    changed = serving.plan_serving(project, _record(), _model_dir(tmp_path, b"other"), port=9000)
+    changed = deploy.plan_serving(project, _record(), _model_dir(tmp_path, b"other"), port=9000)
     assert changed.content_digest("base") != before
 
 
 def test_labels_carry_the_model_provenance() -> None:
-    labels = serving.model_labels(_record())
+    labels = deploy.model_labels(_record())
     assert labels == {
         "dev.mlopsctl.model.name": "churn",
         "dev.mlopsctl.model.version": "3",
@@ -164,13 +164,13 @@ def test_slim_runs_without_mlopsctl_on_the_path(tmp_path: Path) -> None:
 
 def test_deployment_names_and_where_containers_answer(tmp_path: Path) -> None:
     project = _project(tmp_path)
-    assert serving.deployment_name(project, "churn", None) == "team-churn"
-    assert serving.deployment_name(project, "churn", "blue.1") == "blue.1"
+    assert deploy.deployment_name(project, "churn", None) == "team-churn"
+    assert deploy.deployment_name(project, "churn", "blue.1") == "blue.1"
     with pytest.raises(UsageError, match="invalid deployment name"):
-        serving.deployment_name(project, "churn", "no spaces")
-    assert serving.Target.of(Engine("gpu", "tcp://10.0.0.7:2375")).address == "10.0.0.7"
-    assert serving.Target.of(Engine("gpu", "ssh://ops@box.example")).address == "box.example"
-    assert serving.Target.of(Engine("here", "unix:///var/run/docker.sock")).address == "127.0.0.1"
+        deploy.deployment_name(project, "churn", "no spaces")
+    assert deploy.Target.of(Engine("gpu", "tcp://10.0.0.7:2375")).address == "10.0.0.7"
+    assert deploy.Target.of(Engine("gpu", "ssh://ops@box.example")).address == "box.example"
+    assert deploy.Target.of(Engine("here", "unix:///var/run/docker.sock")).address == "127.0.0.1"
 
 
 def test_store_access_reaches_the_container_by_url_mount_or_not_at_all(
@@ -186,7 +186,7 @@ def test_store_access_reaches_the_container_by_url_mount_or_not_at_all(
         tmp_path,
         None,
     )
-    env, binds = serving._store_access(s3, far, {"EXTRA": "1"})
+    env, binds = deploy._store_access(s3, far, {"EXTRA": "1"})
     assert env == {
         "MLOPSCTL_STORE": "s3://b/p",
         "AWS_ACCESS_KEY_ID": "key",
@@ -196,8 +196,8 @@ def test_store_access_reaches_the_container_by_url_mount_or_not_at_all(
     }
     assert binds == []
     local = project_from_data({"name": "p"}, tmp_path, None)
-    env, binds = serving._store_access(local, here, None)
+    env, binds = deploy._store_access(local, here, None)
     folder = (tmp_path / ".mlops").resolve()
     assert env == {"MLOPSCTL_STORE": str(folder)}
     assert binds == [f"{folder}:{folder}:rw"]
-    assert serving._store_access(local, far, None) == ({}, [])
+    assert deploy._store_access(local, far, None) == ({}, [])
