@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlopsctl.pipeline.hashing import canonical_json
+from mlopsctl.digest import canonical_json
 from mlopsctl.provenance import where, who
 
 if TYPE_CHECKING:

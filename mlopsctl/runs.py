@@ -1,5 +1,8 @@
 """Run records and experiments: `runs/<id>.json` (immutable, put-if-absent) plus a small
-summary under `experiments/<name>/<id>.json` so listing one experiment reads only its runs."""
+summary under `experiments/<name>/<id>.json` so listing one experiment reads only its runs.
+
+Below pipeline/ in the layers: the executor writes records through here, and nothing here
+imports mlopsctl.pipeline."""
 
 from __future__ import annotations
 
@@ -11,8 +14,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from mlopsctl.digest import canonical_json
 from mlopsctl.errors import NotFound, UsageError
-from mlopsctl.pipeline.hashing import canonical_json
+from mlopsctl.timeutil import stamp
 
 if TYPE_CHECKING:
     from mlopsctl.store.base import ObjectStore
@@ -25,12 +29,24 @@ def new_run_id() -> str:
     """Sortable by start time to the millisecond, unique without coordination:
     20261126-235959-042-3fa9c1."""
     now = time.time()
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
-    return f"{stamp}-{int(now * 1000) % 1000:03d}-{secrets.token_hex(3)}"
+    second = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
+    return f"{second}-{int(now * 1000) % 1000:03d}-{secrets.token_hex(3)}"
 
 
 def now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    """A record timestamp for now (mlopsctl.timeutil.stamp), kept under this name for callers."""
+    return stamp()
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """{'model': {'depth': 4}} -> {'model.depth': 4}; lists and scalars are leaves. (Run
+    comparison and pipeline parameter overrides name parameters by these dotted paths.)"""
+    if isinstance(data, dict) and data:
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            flat.update(flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: data} if prefix else {}
 
 
 def run_key(run_id: str) -> str:
@@ -124,7 +140,6 @@ def list_runs(
 
 def compare_runs(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Params and metrics side by side; `differs` marks the rows whose values are not all equal."""
-    from mlopsctl.pipeline.params import flatten
 
     def table(kind: str) -> dict[str, list[Any]]:
         flat = [flatten(r.get(kind) or {}) for r in records]

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from mlopsctl.components import _fit
 from mlopsctl.components._metrics import CLASSIFICATION, REGRESSION, direction_of
 from mlopsctl.errors import MlopsError
+from mlopsctl.timeutil import stamp
 
 if TYPE_CHECKING:
     import numpy as np
@@ -131,7 +132,7 @@ def run(ctx: StepContext) -> None:
     trials: list[dict[str, Any]] = []
     for number, trial_params in enumerate(candidates, start=1):
         trial_id = f"{ctx.run_id}-t{number:03d}"
-        started, clock = _now(), time.perf_counter()
+        started, clock = stamp(), time.perf_counter()
         record: dict[str, Any] = {"id": trial_id, "params": trial_params}
         try:
             scores = problem.score({**fixed, **trial_params})
@@ -378,10 +379,6 @@ def _save_trial(
         "duration_s": round(seconds, 4),
     }
     save_run(ctx.store, full)
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _describe(number: int, total: int, record: dict[str, Any], metric: str) -> str:

@@ -56,7 +56,8 @@ class ContextFile:
     data: bytes | None = None
 
     def digest(self) -> str:
-        from mlopsctl.pipeline.hashing import path_digest, sha256_bytes
+        from mlopsctl.digest import sha256_bytes
+        from mlopsctl.pipeline.hashing import path_digest
 
         if self.path is not None:
             return path_digest(self.path)  # remembered by (size, mtime, inode): no re-read
@@ -88,7 +89,7 @@ class BuildPlan:
         return f"{commit[:12]}-dirty" if self.git.get("dirty") else str(commit[:12])
 
     def content_digest(self, base_id: str) -> str:
-        from mlopsctl.pipeline.hashing import canonical_json
+        from mlopsctl.digest import canonical_json
 
         material = {
             "base_id": base_id,
@@ -551,8 +552,8 @@ def _push(client: docker.APIClient, repo: str, tag: str, log: Log | None) -> str
 def _record_push(project: Project, plan: BuildPlan, result: dict[str, Any]) -> str:
     """images/<project>/<pipeline>/<content-tag>.json (put-if-absent) and an audit event."""
     from mlopsctl.config import open_project_store
+    from mlopsctl.digest import canonical_json
     from mlopsctl.events import record_event
-    from mlopsctl.pipeline.hashing import canonical_json
     from mlopsctl.provenance import who
     from mlopsctl.runs import now_iso
 

@@ -2,10 +2,11 @@
 
 Every step runs `python -m mlopsctl.exec TASK.json` in the pipeline's image, exactly as a
 local run does in a subprocess; only the place differs. Before the first step starts,
-`prepare_docker_run` places each step on an engine (GPU steps on a host that declares GPUs),
-checks that every engine answers and can reach the store, builds the image when its content
-changed (pushing it when a remote host must pull it) and makes sure each engine has it, so
-that nothing is found missing halfway through a run.
+`prepare_docker_run` (the `docker` backend's factory in mlopsctl.app.runners) places each
+step on an engine (GPU steps on a host that declares GPUs), checks that every engine answers
+and can reach the store, builds the image when its content changed (pushing it when a remote
+host must pull it) and makes sure each engine has it, so that nothing is found missing halfway
+through a run.
 
 - An engine on this machine (a unix socket) gets the step's work folder and a local store
   folder bind-mounted at the same paths, and runs the container as the calling user.

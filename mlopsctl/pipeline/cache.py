@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from mlopsctl.digest import canonical_json, parse_digest, sha256_bytes
 from mlopsctl.errors import AlreadyExists, NotFound
-from mlopsctl.pipeline.hashing import canonical_json, sha256_bytes
 
 if TYPE_CHECKING:
     from mlopsctl.store.base import ObjectStore
@@ -20,7 +20,7 @@ KEY_VERSION = 1
 
 
 def cache_key(material: dict[str, Any]) -> str:
-    return sha256_bytes(canonical_json({"v": KEY_VERSION, **material})).split(":", 1)[1]
+    return parse_digest(sha256_bytes(canonical_json({"v": KEY_VERSION, **material})))
 
 
 def entry_key(key: str) -> str:

@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlopsctl import __version__
+from mlopsctl.digest import format_digest
 from mlopsctl.pipeline import cache
 from mlopsctl.pipeline.hashing import path_digest
 from mlopsctl.pipeline.plan import PipelinePlan, StepPlan
 from mlopsctl.pipeline.runners import LocalRunner, LogSink, StepRunner
 from mlopsctl.provenance import git_info, library_versions, python_version, where, who
-from mlopsctl.runs import new_run_id, now_iso, save_run
+from mlopsctl.runs import new_run_id, save_run
+from mlopsctl.timeutil import stamp
 
 if TYPE_CHECKING:
     from mlopsctl.store.base import ObjectStore
@@ -96,7 +98,7 @@ def _code_digest(step: StepPlan, root: Path) -> str:
         sources.extend(sorted(p for p in root.glob(pattern) if p.is_file()))
     for source in sources:
         digest.update(source.name.encode() + b"\0" + path_digest(source).encode() + b"\0")
-    return "sha256:" + digest.hexdigest()
+    return format_digest(digest.hexdigest())
 
 
 def data_digests(step: StepPlan, root: Path) -> dict[str, str]:
@@ -176,7 +178,7 @@ class Executor:
     # -- running --------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         plan, options = self.plan, self.options
-        started_at, t0 = now_iso(), time.perf_counter()
+        started_at, t0 = stamp(), time.perf_counter()
         for name in plan.steps:
             options.progress(name, "waiting")
         pending = list(plan.steps)
@@ -287,7 +289,7 @@ class Executor:
                 "info": result.get("info", {}),
                 "run_id": self.run_id,
                 "step": step.name,
-                "created": now_iso(),
+                "created": stamp(),
             },
         )
         self.options.progress(step.name, f"done in {outcome.seconds:.1f} s")
@@ -354,7 +356,7 @@ class Executor:
             "params": plan.params,
             "overrides": plan.overrides,
             "started": started,
-            "ended": now_iso(),
+            "ended": stamp(),
             "duration_s": round(seconds, 3),
             "git": git_info(plan.project_root),
             "user": who(plan.project_root),

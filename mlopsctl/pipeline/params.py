@@ -10,6 +10,16 @@ from collections.abc import Callable
 from typing import Any
 
 from mlopsctl.errors import UsageError
+from mlopsctl.runs import flatten  # run records and -p overrides name params the same way
+
+__all__ = [
+    "InterpolationError",
+    "apply_overrides",
+    "flatten",
+    "interpolate",
+    "lookup",
+    "parse_override",
+]
 
 _REF = re.compile(r"\$\{\s*(params|env)\.([A-Za-z0-9_.\-]+)\s*\}")
 _MISSING = object()
@@ -17,16 +27,6 @@ _MISSING = object()
 
 class InterpolationError(Exception):
     """A reference that cannot be resolved; the caller attaches the spec position."""
-
-
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    """{'model': {'depth': 4}} -> {'model.depth': 4}; lists and scalars are leaves."""
-    if isinstance(data, dict) and data:
-        flat: dict[str, Any] = {}
-        for key, value in data.items():
-            flat.update(flatten(value, f"{prefix}{key}."))
-        return flat
-    return {prefix[:-1]: data} if prefix else {}
 
 
 def lookup(params: dict[str, Any], dotted: str) -> Any:

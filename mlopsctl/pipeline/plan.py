@@ -4,11 +4,11 @@ reported at its place in the spec (file:line:column), naming the step."""
 from __future__ import annotations
 
 import difflib
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlopsctl.digest import canonical_json, sha256_bytes
 from mlopsctl.errors import Diagnostic, SpecError
 from mlopsctl.pipeline.params import apply_overrides, interpolate
 
@@ -95,7 +95,7 @@ def load_plan(
         name=str(data["name"]),
         spec_path=spec,
         spec_display=display,
-        spec_digest="sha256:" + hashlib.sha256(spec.read_bytes()).hexdigest(),
+        spec_digest=sha256_bytes(spec.read_bytes()),
         project_root=root,
         params=params,
         overrides=list(overrides or []),
@@ -210,7 +210,6 @@ def _check_with(module: Any, params: dict[str, Any], err: Any) -> None:
     if not schema:
         return
     from mlopsctl.memo import memo_key, passed_before, remember_pass
-    from mlopsctl.pipeline.hashing import canonical_json
 
     memo = memo_key("with", canonical_json(schema), canonical_json(params))
     if passed_before(memo):
