@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from mlopsctl.cli.options import JsonOpt, project_store
 from mlopsctl.cli.output import emit_json, err, out
 
 
@@ -18,10 +19,9 @@ def audit(
     kind: Annotated[
         str | None, typer.Option("--type", help="Only this event type (register, alias_move, ...).")
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """The append-only audit log: registrations, alias moves, gate results, approvals."""
-    from mlopsctl.config import load_project, open_project_store
     from mlopsctl.errors import UsageError
     from mlopsctl.events import list_events
 
@@ -29,7 +29,7 @@ def audit(
         raise UsageError(
             f"bad --since {since!r}", "give a date like 2026-11-01 or 2026-11-01T12:00:00"
         )
-    with open_project_store(load_project()) as store:
+    with project_store() as store:
         events = list_events(store, since=since, model=model, kind=kind)
     if json_out:
         emit_json(events)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from mlopsctl.cli.options import JsonOpt
 from mlopsctl.cli.output import emit_json, err, out, stderr_is_terminal
 
 app = typer.Typer(
@@ -29,7 +30,7 @@ def check(
             help="Exit 4 when retraining is due and was not run (for a CI step to branch on).",
         ),
     ] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Check a trigger: which conditions fired and why. Not due while a triggered run is still
     running (up to the spec's max_run). Exit 0 once checked (fired or not); with --run, 1 if

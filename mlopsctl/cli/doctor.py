@@ -1,15 +1,14 @@
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
+from mlopsctl.cli.options import JsonOpt
 from mlopsctl.cli.output import emit_json, out
 from mlopsctl.errors import ExitCode
 
 
 def doctor(
-    json_out: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Check the set-up: config, git, store (reachable, honours conditional writes), Docker
     hosts and image registry when configured. Exit 4 when a check fails."""

@@ -4,6 +4,7 @@ from typing import Annotated
 
 import typer
 
+from mlopsctl.cli.options import JsonOpt, project_store
 from mlopsctl.cli.output import emit_json, out
 
 
@@ -25,14 +26,13 @@ def gc(
             "--grace", min=0, help="Hours: never delete anything younger (work in flight)."
         ),
     ] = 1.0,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Delete blobs and cache entries that no version or kept run reaches, and abort stale
     multipart uploads. Records (runs, versions, events) are never deleted."""
-    from mlopsctl.config import load_project, open_project_store
     from mlopsctl.gc import collect_garbage
 
-    with open_project_store(load_project()) as store:
+    with project_store() as store:
         report = collect_garbage(store, keep_last=keep_last, grace_s=grace * 3600, dry_run=dry_run)
     if json_out:
         emit_json(report.as_dict())

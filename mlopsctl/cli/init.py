@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from mlopsctl.cli.options import JsonOpt
 from mlopsctl.cli.output import emit_json, err
 
 
@@ -19,7 +20,7 @@ def init(
         str | None,
         typer.Option(help="Store URL to write into mlops.yaml (default: .mlops)."),
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Scaffold a project: mlops.yaml, an example pipeline and .gitignore entries.
     Never overwrites a file."""

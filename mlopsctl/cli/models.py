@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
+from mlopsctl.cli.options import JsonOpt, ReasonOpt, TrustOpt, project_store
 from mlopsctl.cli.output import emit_json, err, out
 
 app = typer.Typer(
@@ -17,27 +18,10 @@ alias_app = typer.Typer(
 )
 app.add_typer(alias_app, name="alias")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print as JSON.")]
-TrustOpt = Annotated[
-    bool,
-    typer.Option(
-        "--trust",
-        help="Allow a pickle model (pickle can run any code): only for artifacts you made.",
-    ),
-]
-ReasonOpt = Annotated[
-    str | None, typer.Option("--reason", "-m", help="Why (kept in the audit log).")
-]
 ExpectOpt = Annotated[
     int | None,
     typer.Option("--expect", help="Only move if the alias still points at this version."),
 ]
-
-
-def _store() -> Any:
-    from mlopsctl.config import load_project, open_project_store
-
-    return open_project_store(load_project())
 
 
 @app.command("list")
@@ -48,7 +32,7 @@ def list_(
     """Models with their latest version and aliases; with NAME, that model's versions."""
     from mlopsctl.registry import check_name, list_models, list_versions
 
-    with _store() as store:
+    with project_store() as store:
         if name is None:
             models = list_models(store)
             if json_out:
@@ -82,7 +66,7 @@ def show(
     person, host."""
     from mlopsctl.registry import resolve
 
-    with _store() as store:
+    with project_store() as store:
         record = resolve(store, ref)
     if json_out:
         emit_json(record)
@@ -170,7 +154,7 @@ def register(
     from mlopsctl.registry import check_name, register_from_run
     from mlopsctl.runs import load_run
 
-    with _store() as store:
+    with project_store() as store:
         record = register_from_run(
             store, load_run(store, run), check_name(name), output, metrics, note
         )
@@ -192,7 +176,7 @@ def alias_set(
     """Move an alias by compare-and-swap. A lost race exits 7 naming the current holder."""
     from mlopsctl.registry import set_alias
 
-    with _store() as store:
+    with project_store() as store:
         record = set_alias(store, name, alias, version, expect=expect, reason=reason)
     _moved(record)
 
@@ -211,7 +195,7 @@ def alias_history(
     """Every move of an alias, oldest first: when, who, from, to, why."""
     from mlopsctl.registry import alias_history as history
 
-    with _store() as store:
+    with project_store() as store:
         moves = history(store, name, alias)
     if json_out:
         emit_json(moves)
@@ -236,7 +220,7 @@ def promote(
     """Point ALIAS at the version REF names (e.g. promote churn@staging production)."""
     from mlopsctl.registry import resolve, set_alias
 
-    with _store() as store:
+    with project_store() as store:
         target = resolve(store, ref)
         record = set_alias(
             store,
@@ -259,7 +243,7 @@ def rollback(
     """Move ALIAS back to the version it pointed at before its latest move."""
     from mlopsctl.registry import rollback as do_rollback
 
-    with _store() as store:
+    with project_store() as store:
         record = do_rollback(store, name, alias, reason)
     _moved(record)
 
@@ -272,7 +256,7 @@ def download(
     """Download a model artifact; its digest is verified before the folder appears."""
     from mlopsctl.registry import download as do_download
 
-    with _store() as store:
+    with project_store() as store:
         record, folder = do_download(store, ref, dest)
     err(f"{record['name']}:{record['version']} -> {folder}")
 
@@ -295,7 +279,7 @@ def predict(
     from mlopsctl.registry import load_model
 
     frame = read_input(data)
-    with _store() as store:
+    with project_store() as store:
         model = load_model(ref, store=store, trust_pickle=trust)
     predictions = predict_frame(model, frame)
     if output is None:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from mlopsctl.cli.options import JsonOpt, project_store
 from mlopsctl.cli.output import emit_json, err, out
 
 app = typer.Typer(
@@ -33,9 +34,7 @@ def check(
             "(the window before the current one; needs current.time_column and window).",
         ),
     ] = None,
-    json_out: Annotated[
-        bool, typer.Option("--json", help="Print the full result as JSON.")
-    ] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Run every check; record a drift event; exit 0 when all pass, 4 on drift or a drop."""
     from mlopsctl.errors import CheckFailed
@@ -77,11 +76,11 @@ def profile(
     """Profile a dataset as a baseline (for a spec's `baseline: FILE.json`)."""
     import json
 
-    from mlopsctl.config import load_project, open_project_store
+    from mlopsctl.config import load_project
     from mlopsctl.monitor import profile_data
 
     project = load_project()
-    with open_project_store(project) as store:
+    with project_store(project) as store:
         result = profile_data(data, project=project, store=store, columns=columns or None)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")

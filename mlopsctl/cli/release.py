@@ -5,6 +5,7 @@ from typing import Annotated, Any
 
 import typer
 
+from mlopsctl.cli.options import JsonOpt, ReasonOpt, project_store
 from mlopsctl.cli.output import emit_json, out
 
 app = typer.Typer(
@@ -13,15 +14,6 @@ app = typer.Typer(
 )
 
 SpecArg = Annotated[Path, typer.Argument(help="A Release spec (YAML).")]
-ReasonOpt = Annotated[
-    str | None, typer.Option("--reason", "-m", help="Why (kept in the audit log).")
-]
-
-
-def _store() -> Any:
-    from mlopsctl.config import load_project, open_project_store
-
-    return open_project_store(load_project())
 
 
 def _spec(path: Path) -> dict[str, Any]:
@@ -40,7 +32,7 @@ def check(
     junit_file: Annotated[
         Path | None, typer.Option("--junit", help="Also write the result as JUnit XML here.")
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    json_out: JsonOpt = False,
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed (recorded).")] = 0,
 ) -> None:
     """Judge every gate; record the result; exit 0 when all pass, 4 otherwise."""
@@ -49,7 +41,7 @@ def check(
     from mlopsctl.release.report import junit, table
 
     spec = _spec(spec_path)
-    with _store() as store:
+    with project_store() as store:
         result = run_check(store, spec, spec_path=str(spec_path), candidate=candidate, seed=seed)
     if junit_file is not None:
         policies = [str(g.get("on_inconclusive", "fail")) for g in spec["gates"]]
@@ -87,7 +79,7 @@ def approve(
     """Record an approval of a version."""
     from mlopsctl.release.actions import approve as approve_version
 
-    with _store() as store:
+    with project_store() as store:
         event = approve_version(store, ref, by, note)
     out(f"{event['model']}:{event['version']} approved by {by}")
 
@@ -98,7 +90,7 @@ def promote(spec_path: SpecArg, reason: ReasonOpt = None) -> None:
     from mlopsctl.release.actions import promote as promote_release
 
     spec = _spec(spec_path)
-    with _store() as store:
+    with project_store() as store:
         move = promote_release(store, spec, reason)
     out(f"{move['model']}@{move['alias']}: {move['previous'] or '(none)'} -> {move['version']}")
 
@@ -109,6 +101,6 @@ def rollback(spec_path: SpecArg, reason: ReasonOpt = None) -> None:
     from mlopsctl.release.actions import rollback as rollback_release
 
     spec = _spec(spec_path)
-    with _store() as store:
+    with project_store() as store:
         move = rollback_release(store, spec, reason)
     out(f"{move['model']}@{move['alias']}: {move['previous']} -> {move['version']} (rollback)")

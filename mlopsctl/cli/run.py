@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from mlopsctl.cli.options import JsonOpt, NetworkOpt
 from mlopsctl.cli.output import emit_json, err, out, stderr_is_terminal
 from mlopsctl.errors import ExitCode
 
@@ -55,10 +56,8 @@ def run(
         str | None,
         typer.Option("--image", help="Run in this image instead of building the pipeline's."),
     ] = None,
-    network: Annotated[
-        str | None, typer.Option("--network", help="Container network mode (default host).")
-    ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the run record as JSON.")] = False,
+    network: NetworkOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Run a pipeline: independent steps in parallel, unchanged steps from the shared cache,
     the run recorded in the store. With --backend docker every step runs in the pipeline's

@@ -5,15 +5,10 @@ from typing import Annotated, Any
 
 import typer
 
+from mlopsctl.cli.options import JsonOpt, project_store
 from mlopsctl.cli.output import emit_json, err, out
 
 app = typer.Typer(help="Pipeline runs and experiments: list, show, compare.", no_args_is_help=True)
-
-
-def _store() -> Any:
-    from mlopsctl.config import load_project, open_project_store
-
-    return open_project_store(load_project())
 
 
 @app.command("list")
@@ -25,12 +20,12 @@ def list_(
     trials: Annotated[
         bool, typer.Option("--trials", help="Include tune trials (child runs).")
     ] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Runs, newest first."""
     from mlopsctl.runs import list_runs
 
-    with _store() as store:
+    with project_store() as store:
         runs = list_runs(store, experiment=experiment, limit=limit or None, trials=trials)
     if json_out:
         emit_json(runs)
@@ -63,14 +58,12 @@ def _headline(metrics: dict[str, float], count: int = 4) -> list[tuple[str, floa
 @app.command("show")
 def show(
     run_id: Annotated[str, typer.Argument(help="Run id, a unique prefix of one, or 'latest'.")],
-    json_out: Annotated[
-        bool, typer.Option("--json", help="Print the whole record as JSON.")
-    ] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """One run: status, provenance, params, metrics and every step."""
     from mlopsctl.runs import load_run
 
-    with _store() as store:
+    with project_store() as store:
         record = load_run(store, run_id)
     if json_out:
         emit_json(record)
@@ -114,7 +107,7 @@ def compare(
     plot: Annotated[
         str | None, typer.Option("--plot", help="Also write a PNG chart of the metrics.")
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Params and metrics side by side; rows that differ are marked with '*'."""
     from mlopsctl.errors import UsageError
@@ -122,7 +115,7 @@ def compare(
 
     if len(run_ids) < 2:
         raise UsageError("compare needs at least two runs", "e.g. mlopsctl runs compare RUN1 RUN2")
-    with _store() as store:
+    with project_store() as store:
         records = [load_run(store, rid) for rid in run_ids]
     table = compare_runs(records)
     if plot:

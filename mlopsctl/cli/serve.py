@@ -4,11 +4,11 @@ work is in mlopsctl/serving/."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from mlopsctl.cli.models import JsonOpt, TrustOpt
+from mlopsctl.cli.options import JsonOpt, ReasonOpt, TrustOpt, project_store
 from mlopsctl.cli.output import emit_json, err, out
 
 traffic_app = typer.Typer(
@@ -19,12 +19,6 @@ DeploymentOpt = Annotated[
     str | None,
     typer.Option("--deployment", "-d", help="Deployment name (default: the model name)."),
 ]
-
-
-def _store() -> Any:
-    from mlopsctl.config import load_project, open_project_store
-
-    return open_project_store(load_project())
 
 
 def serve(
@@ -111,16 +105,14 @@ def traffic_set(
     arms: Annotated[list[str], typer.Argument(help="ALIAS=WEIGHT or VERSION=WEIGHT ...")],
     deployment: DeploymentOpt = None,
     key: Annotated[str | None, typer.Option("--key", help="Sticky key column.")] = None,
-    reason: Annotated[
-        str | None, typer.Option("--reason", "-m", help="Why (kept in the audit log).")
-    ] = None,
+    reason: ReasonOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Change the weights of a running deployment; servers apply them within --poll seconds."""
     from mlopsctl.serving.arms import parse_arm, set_traffic
 
     specs = [parse_arm(a) for a in arms]
-    with _store() as store:
+    with project_store() as store:
         record = set_traffic(store, model, specs, deployment=deployment, key=key, reason=reason)
     if json_out:
         emit_json(record)
@@ -139,7 +131,7 @@ def traffic_show(
     from mlopsctl.errors import NotFound
     from mlopsctl.serving.arms import read_deployment
 
-    with _store() as store:
+    with project_store() as store:
         found = read_deployment(store, model, deployment)
     if found is None:
         raise NotFound(
@@ -173,7 +165,7 @@ def feedback(
     """Record ground truth for earlier predictions, by request id."""
     from mlopsctl.serving.feedback import record_feedback_file
 
-    with _store() as store:
+    with project_store() as store:
         result = record_feedback_file(
             store, model, file, id_column=id_column, actual_column=actual_column
         )

@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from mlopsctl.cli.options import JsonOpt
 from mlopsctl.cli.output import emit_json, err, out, stderr_is_terminal
 from mlopsctl.errors import ExitCode
 
@@ -14,7 +15,7 @@ def validate(
         list[Path] | None,
         typer.Argument(help="Spec files or folders (default: every spec in the project)."),
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Check specs against their schemas; print every problem as file:line:column: message.
     Exit 3 when any spec is invalid."""
