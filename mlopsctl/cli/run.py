@@ -62,7 +62,7 @@ def run(
     """Run a pipeline: independent steps in parallel, unchanged steps from the shared cache,
     the run recorded in the store. With --backend docker every step runs in the pipeline's
     image (built first when its content changed). Exit 1 when a step fails."""
-    from mlopsctl.pipeline import run_pipeline
+    from mlopsctl.app.run import run_pipeline
     from mlopsctl.pipeline.executor import Progress, RunOptions
 
     verbose = bool(getattr(ctx.find_root().obj, "verbose", False))

@@ -1,63 +1,71 @@
-"""Repeatable pipelines: plan a spec into a DAG, then run it with the shared step cache."""
+"""Repeatable pipelines: plan a spec into a DAG (plan.py, params.py), run it step by step with
+the shared step cache (executor.py, cache.py, artifacts.py, hashing.py) on a StepRunner
+(runners.py: the interface, and the local one).
+
+Running a spec end to end (plan -> execute -> register) is a use case of the application layer:
+mlopsctl.app.run.run_pipeline. This package imports neither registry/ nor containers/ nor app/.
+
+The names below are re-exported lazily (PEP 562), so that importing one module of the package,
+such as the runner interface that containers/ builds on, does not load the executor.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from mlopsctl.errors import NotFound, UsageError
+if TYPE_CHECKING:
+    from mlopsctl.pipeline.executor import Executor, Progress, RunOptions, data_digests
+    from mlopsctl.pipeline.hashing import path_digest
+    from mlopsctl.pipeline.params import apply_overrides, interpolate, parse_override
+    from mlopsctl.pipeline.plan import PipelinePlan, StepPlan, load_plan
+    from mlopsctl.pipeline.runners import LocalRunner, LogSink, StepExit, StepRunner
+
+_EXPORTS = {
+    "Executor": "executor",
+    "Progress": "executor",
+    "RunOptions": "executor",
+    "data_digests": "executor",
+    "path_digest": "hashing",
+    "apply_overrides": "params",
+    "interpolate": "params",
+    "parse_override": "params",
+    "PipelinePlan": "plan",
+    "StepPlan": "plan",
+    "load_plan": "plan",
+    "LocalRunner": "runners",
+    "LogSink": "runners",
+    "StepExit": "runners",
+    "StepRunner": "runners",
+}
+
+__all__ = [
+    "Executor",
+    "LocalRunner",
+    "LogSink",
+    "PipelinePlan",
+    "Progress",
+    "RunOptions",
+    "StepExit",
+    "StepPlan",
+    "StepRunner",
+    "apply_overrides",
+    "data_digests",
+    "interpolate",
+    "load_plan",
+    "parse_override",
+    "path_digest",
+]
 
 
-def run_pipeline(
-    spec: Path,
-    overrides: list[str] | None = None,
-    *,
-    options: Any = None,
-    start: Path | None = None,
-) -> dict[str, Any]:
-    """Plan and run `spec` on the project's store; returns the run record (or, with
-    options.dry_run, {"dry_run": [...]} without running or recording anything)."""
-    from mlopsctl.config import load_project, open_project_store
-    from mlopsctl.pipeline.executor import Executor, RunOptions
-    from mlopsctl.pipeline.plan import load_plan
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
 
-    if not spec.is_file():
-        raise NotFound(f"no such pipeline spec: {spec}", "give the path of a kind: Pipeline file")
-    project = load_project(
-        start
-    )  # the project is where you stand, as with git; the spec can be anywhere
-    plan = load_plan(spec, overrides, project_root=project.root)
-    options = options or RunOptions()
-    store_config = {
-        "url": project.store_url,
-        "s3_options": project.s3_options,
-        "base_dir": str(project.root),
-    }
-    runner = None
-    if options.backend == "docker":
-        from mlopsctl.containers.runner import prepare_docker_run
 
-        runner = prepare_docker_run(project, plan, store_config, options)
-    elif options.backend != "local":
-        raise UsageError(f"unknown backend {options.backend!r}", "use local or docker")
-    with open_project_store(project) as store:
-        executor = Executor(plan, store, store_config, options, runner)
-        if options.dry_run:
-            return {"dry_run": executor.dry_run(), "pipeline": plan.name}
-        record = executor.run()
-        if record["status"] == "succeeded" and plan.register and options.register:
-            from mlopsctl.registry import register_from_run
-
-            version = register_from_run(
-                store,
-                record,
-                str(plan.register["model"]),
-                str(plan.register["from"]),
-                plan.register.get("metrics"),
-            )
-            record["registered"] = {
-                "model": version["name"],
-                "version": version["version"],
-                "new": not version.get("existing", False),
-            }
-        return record
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
