@@ -5,12 +5,13 @@ from typing import Annotated
 
 import typer
 
-from mlopsctl.cli.output import out
+from mlopsctl.cli.options import JsonOpt, project_store
+from mlopsctl.cli.output import emit_json, out
 
 
 class Format(str, Enum):
     text = "text"
-    json = "json"
+    json = "json"  # an alias of --json, kept for scripts written before it
     dot = "dot"
     mermaid = "mermaid"
 
@@ -23,13 +24,24 @@ def lineage(
             "data digest (sha256:...) for the runs and versions that used it."
         ),
     ],
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.text,
+    fmt: Annotated[
+        Format,
+        typer.Option(
+            "--format", "-f", metavar="[text|dot|mermaid]", help="Output format (or --json)."
+        ),
+    ] = Format.text,
+    json_out: JsonOpt = False,
 ) -> None:
     """Show what made a model version, or where a dataset went."""
-    from mlopsctl.config import load_project, open_project_store
+    from mlopsctl.errors import UsageError
     from mlopsctl.lineage import lineage as build
     from mlopsctl.lineage import render
 
-    with open_project_store(load_project()) as store:
+    if json_out and fmt not in (Format.text, Format.json):
+        raise UsageError(f"give either --json or --format {fmt.value}, not both")
+    with project_store() as store:
         graph = build(store, ref)
-    out(render(graph, fmt.value))
+    if json_out or fmt is Format.json:
+        emit_json(graph.as_dict())
+    else:
+        out(render(graph, fmt.value))

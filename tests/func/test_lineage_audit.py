@@ -62,7 +62,9 @@ def test_lineage_of_the_quickstart_in_every_format(cli: Invoke, trained: tuple[P
     root, run = trained
     ok(cli, root, "models", "alias", "set", MODEL, "production", "1")
 
-    graph = json.loads(ok(cli, root, "lineage", f"{MODEL}@production", "--format", "json"))
+    as_json = ok(cli, root, "lineage", f"{MODEL}@production", "--json")
+    assert ok(cli, root, "lineage", f"{MODEL}@production", "-f", "json") == as_json  # alias
+    graph = json.loads(as_json)
     assert graph["root"] == f"model:{MODEL}:1"
     edges = {(e["from"], e["to"], e["label"]) for e in graph["edges"]}
     assert edges == expected_edges(run)
@@ -117,8 +119,11 @@ def test_lineage_of_a_dataset_finds_its_runs_and_versions(
     text = ok(cli, root, "lineage", train)
     assert f"used by 1 run(s): run {run['id']} (quickstart)" in text
     assert f"in 1 model version(s): {MODEL}:1" in text
-    graph = json.loads(ok(cli, root, "lineage", train, "-f", "json"))
+    graph = json.loads(ok(cli, root, "lineage", train, "--json"))
     assert f"model:{MODEL}:1" in {n["id"] for n in graph["nodes"]}
+
+    both = cli("lineage", train, "--json", "-f", "dot", cwd=root)
+    assert both.exit_code == 2 and "either --json or --format dot" in both.stderr
 
     unknown = cli("lineage", f"{MODEL}:7", cwd=root)
     assert unknown.exit_code == 6 and f"model '{MODEL}' has no version 7" in unknown.stderr
