@@ -208,7 +208,7 @@ def plan_columns(
             threshold = tests[test]
         column = Column(name, kind, feature, test, float(threshold))
         if kind == "numeric":
-            column.sketch = _fresh_sketch(feature)
+            column.sketch = fresh_sketch(feature)
             if reference is not None and name in reference:
                 column.reference = reference[name]
                 column.raw = []
@@ -216,7 +216,7 @@ def plan_columns(
     return columns
 
 
-def _fresh_sketch(profile: dict[str, Any]) -> stats.NumericSketch | None:
+def fresh_sketch(profile: dict[str, Any]) -> stats.NumericSketch | None:
     base = stats.baseline_sketch(profile)
     return None if base is None else stats.NumericSketch(base.edges)
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlopsctl.errors import NotFound, UsageError
+from mlopsctl.timeutil import parse_duration, utc_now
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 BATCH_ROWS = 262_144
 SUFFIXES = (".parquet", ".pq", ".csv", ".csv.gz")
 STORE_SCHEME = "store:"
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DATE_PART = re.compile(r"(?:^|/)date=(\d{4}-\d{2}-\d{2})(?:/|$)")
 
 
@@ -44,12 +44,10 @@ class NoDataFiles(NotFound):
 
 
 def parse_window(text: str | None) -> timedelta | None:
+    """current.window (``30m``, ``24h``, ``7d``, ``2w``) as a timedelta; None without one."""
     if not text:
         return None
-    match = re.fullmatch(r"(\d+)([smhdw])", text.strip())
-    if not match:
-        raise UsageError(f"window '{text}' is not a duration", "write it like 30m, 24h, 7d or 2w")
-    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    return parse_duration(text, what="window")
 
 
 def _is_data(name: str) -> bool:
@@ -241,7 +239,7 @@ def window_start(window: str | None, now: datetime | None = None) -> datetime | 
     span = parse_window(window)
     if span is None:
         return None
-    return (now or datetime.now(timezone.utc)) - span
+    return (now or utc_now()) - span
 
 
 def previous_window(window: str, now: datetime | None = None) -> tuple[datetime, datetime]:
@@ -249,7 +247,7 @@ def previous_window(window: str, now: datetime | None = None) -> tuple[datetime,
     span = parse_window(window)
     if span is None:
         raise UsageError("the previous window needs a window", "set current.window, like 7d")
-    now = now or datetime.now(timezone.utc)
+    now = now or utc_now()
     return now - 2 * span, now - span
 
 
