@@ -17,12 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlopsctl.errors import Conflict, NotFound, UsageError
+from mlopsctl.timeutil import stamp
 
 if TYPE_CHECKING:
     from mlopsctl.store.base import ObjectStore
@@ -154,7 +154,7 @@ def set_traffic(
             "arms": [{"arm": a.label, "weight": a.weight} for a in arms],
             "key": key if key is not None else (previous or {}).get("key"),
             "seq": int((previous or {}).get("seq", 0)) + 1,
-            "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "updated": stamp(),
             "by": by,
             "reason": reason,
         }

@@ -72,7 +72,7 @@ def load_predictor(
 
 
 def _refreeze() -> None:
-    # A new model's objects join the frozen generation too (see serving._quiet_gc).
+    # A new model's objects join the frozen generation too (see worker._quiet_gc).
     import gc
 
     gc.freeze()
