@@ -4,6 +4,13 @@ Writes go to a temp file in the target's own directory, are fsynced, then rename
 so a reader (or a crash) only ever sees the old or the new object. Conditional writes take an
 exclusive ``flock`` on one lock file per store: flock locks belong to the open file description,
 so they exclude other threads of this process as well as other processes.
+
+The store writes only inside its own folder. A symbolic link anywhere below the root on the way
+to a key (a linked ``events/`` or blob folder, a linked object, a linked lock file) makes a write
+or delete fail with a StoreError naming the link: each folder is lstat-ed (and created with
+mkdir, which never follows a link) one component at a time, and files are created with O_EXCL
+and O_NOFOLLOW. The root itself may be a link (a store kept on another disk). Reads still follow
+links: they cannot put anything outside the store, and blobs are verified by digest on read.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import fcntl
 import hashlib
 import io
 import os
+import stat
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -71,10 +79,54 @@ class LocalStore(ObjectStore):
     def _not_found(self, key: str) -> NotFound:
         return NotFound(f"{key} not found in the store at {self.root}")
 
+    def _link_refused(self, action: str, key: str, link: str) -> StoreError:
+        return StoreError(
+            f"refusing to {action} {key}: {self.root}/{link} is a symbolic link, and the store "
+            "writes only inside its own folder",
+            hint="replace the link with a real folder (move what it points at into the store), "
+            "or point the store url at the linked folder itself",
+        )
+
+    def _check_write_path(self, key: str, *, create: bool, action: str = "write") -> Path | None:
+        """The key's path once no folder between the root and the key, nor the key itself, is a
+        symbolic link; with `create`, missing folders are made (mkdir never follows a link).
+        Without `create`, None when a folder on the way does not exist."""
+        return self._check_parts(check_key(key).split("/"), key, create=create, action=action)
+
+    def _check_parts(self, parts: list[str], key: str, *, create: bool, action: str) -> Path | None:
+        # Plain strings and os calls: a put pays a few microseconds per folder level.
+        root = str(self.root)
+        if create and not os.path.isdir(root):
+            os.makedirs(root, exist_ok=True)
+        folder = root
+        last = len(parts) - 1
+        for depth, name in enumerate(parts):
+            folder = f"{folder}/{name}"
+            try:
+                mode = os.lstat(folder).st_mode
+            except FileNotFoundError:
+                if depth == last:
+                    break  # a new key
+                if not create:
+                    return None
+                try:
+                    os.mkdir(folder)
+                    continue
+                except FileExistsError:
+                    mode = os.lstat(folder).st_mode  # made by another writer meanwhile
+            if stat.S_ISLNK(mode):
+                raise self._link_refused(action, key, "/".join(parts[: depth + 1]))
+        return Path(folder)
+
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise self._link_refused("lock", "the store", LOCK_NAME) from None
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -84,12 +136,11 @@ class LocalStore(ObjectStore):
     # -- writing ---------------------------------------------------------------------------
     def _write_temp(self, target: Path, chunks: Iterable[bytes]) -> tuple[Path, str]:
         """Write ``chunks`` durably to a temp file beside ``target``; returns it and the sha256.
-        The caller renames it into place or removes it."""
-        target.parent.mkdir(parents=True, exist_ok=True)
+        The caller has checked (and made) the folders on the way: see _check_write_path."""
         tmp = target.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
         # O_EXCL with mode 0o666 lets the umask decide the final permissions, as for any file
-        # the user creates.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        # the user creates; O_EXCL also refuses a link planted at the temp name.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
         try:
             digest = hashlib.sha256()
             for chunk in chunks:
@@ -125,7 +176,11 @@ class LocalStore(ObjectStore):
         expected: str | None = None,
         check_expected: bool = False,
     ) -> str:
-        target = self._path(key)
+        try:
+            target = self._check_write_path(key, create=True)
+        except OSError as exc:
+            raise self._os_error(exc, "write", key) from None
+        assert target is not None
         if if_absent and target.exists():
             # Fail fast before copying what may be a large file; re-checked under the lock.
             raise AlreadyExists(f"{key} already exists in the store at {self.root}")
@@ -137,6 +192,8 @@ class LocalStore(ObjectStore):
             raise self._os_error(exc, "write", key) from None
         try:
             with self._locked():
+                # Checked again under the lock: a link could have been put there meanwhile.
+                self._check_write_path(key, create=False)
                 if if_absent and target.exists():
                     raise AlreadyExists(f"{key} already exists in the store at {self.root}")
                 if check_expected:
@@ -261,7 +318,9 @@ class LocalStore(ObjectStore):
         # Empty directories are left behind on purpose: removing them would race with a
         # concurrent writer that has just created its temp file's parent.
         try:
-            self._path(key).unlink()
+            path = self._check_write_path(key, create=False, action="delete")
+            if path is not None:
+                path.unlink()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             pass
         except OSError as exc:
@@ -326,7 +385,10 @@ class LocalStore(ObjectStore):
         if not parts[-1].startswith(TEMP_PREFIX) or any(p in ("", ".", "..") for p in parts):
             raise UsageError(f"not a leftover temp file of this store: {upload!r}")
         with contextlib.suppress(FileNotFoundError):
-            self.root.joinpath(*parts).unlink()
+            # Temp names are reserved, so not valid keys: the parts were checked above.
+            path = self._check_parts(parts, upload, create=False, action="delete")
+            if path is not None:
+                path.unlink()
 
     # -- health ----------------------------------------------------------------------------
     def probe(self) -> None:
