@@ -35,7 +35,7 @@ def check(
     """Check a trigger: which conditions fired and why. Not due while a triggered run is still
     running (up to the spec's max_run). Exit 0 once checked (fired or not); with --run, 1 if
     the triggered run failed; 7 if another check claimed the trigger first."""
-    from mlopsctl.ct import check_trigger, raise_for_run
+    from mlopsctl.app.retrain import check_trigger, raise_for_run
     from mlopsctl.errors import CheckFailed
     from mlopsctl.pipeline.executor import Progress
 

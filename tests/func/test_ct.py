@@ -142,7 +142,8 @@ def test_a_triggered_run_in_progress_is_reported_and_not_doubled(demo: Path, cli
     from datetime import datetime, timedelta, timezone
 
     from mlopsctl.config import load_project, open_project_store
-    from mlopsctl.ct import iso, write_state
+    from mlopsctl.ct import write_state
+    from mlopsctl.timeutil import stamp as iso
 
     _rows().to_csv(demo / "data/bc.csv", index=False)  # new_data fires (169 new rows)
     store = open_project_store(load_project(demo))

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from mlopsctl.app.retrain import check_trigger
 from mlopsctl.config import load_project, open_project_store
-from mlopsctl.ct import check_trigger, count_rows, read_state, state_key, write_state
+from mlopsctl.ct import count_rows, read_state, state_key, write_state
 from mlopsctl.errors import Conflict, ExitCode, MlopsError, SpecError, UsageError
 from mlopsctl.pipeline.hashing import canonical_json, path_digest
 from mlopsctl.store.base import ObjectStore
@@ -307,7 +308,8 @@ def test_source_events_judges_recorded_monitor_checks_since_the_last_run(demo: D
 
 
 def test_a_failed_triggered_run_is_recorded_and_counts_for_the_cooldown(demo: Demo) -> None:
-    from mlopsctl.ct import list_history, raise_for_run
+    from mlopsctl.app.retrain import raise_for_run
+    from mlopsctl.ct import list_history
 
     (demo.root / "pipeline.yaml").write_text(
         "apiVersion: mlopsctl/v1\nkind: Pipeline\nname: tiny\n"
@@ -521,3 +523,25 @@ def test_new_data_also_compares_with_the_last_triggered_run(demo: Demo) -> None:
     enough = demo.check(counted, at(hours=2))
     assert enough["fired"] == ["new_data"] and only(enough, "new_data")["new_rows"] == 8
     assert "(15 new rows)" in enough["why"] and "(8 new rows)" in enough["why"]
+
+
+# -- the service and the application layer -------------------------------------------------
+def test_the_ct_service_checks_without_running_and_imports_no_app_layer(demo: Demo) -> None:
+    """mlopsctl.ct.check_trigger only checks (app.retrain acts on it); it says the same as
+    app.retrain.check_trigger without --run, and loading ct loads neither app nor cli."""
+    import subprocess
+    import sys
+
+    from mlopsctl import ct
+
+    demo.champion()
+    demo.write_rows(6)
+    spec = demo.trigger(new_data=True, schedule="0 3 * * mon")
+    checked = ct.check_trigger(spec, now=T0, project=demo.project, store=demo.store)
+    assert checked == demo.check(spec, T0)
+    assert checked["due"] and checked["run"] is None
+    assert read_state(demo.store, "retrain") == (None, None)  # a check writes nothing
+    code = "import sys, mlopsctl.ct; print(sorted(m for m in sys.modules if m.startswith(("
+    code += "'mlopsctl.app', 'mlopsctl.cli', 'mlopsctl.pipeline'))))"
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == "[]"
