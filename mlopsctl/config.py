@@ -31,6 +31,12 @@ class Project:
     docker: dict[str, Any] = field(default_factory=dict)
     image: dict[str, Any] = field(default_factory=dict)  # defaults for pipeline images
     exclude: tuple[str, ...] = ()
+    release: dict[str, Any] = field(default_factory=dict)  # rules for approve and promote
+
+    @property
+    def require_git_identity(self) -> bool:
+        """Whether `release approve --by` must be the git user.email of whoever runs it."""
+        return bool(self.release.get("require_git_identity", False))
 
     @property
     def docker_hosts(self) -> dict[str, dict[str, Any]]:
@@ -102,6 +108,7 @@ def project_from_data(data: dict[str, Any], root: Path, path: Path | None) -> Pr
         docker=dict(data.get("docker") or {}),
         image=dict(data.get("image") or {}),
         exclude=tuple(data.get("exclude") or ()),
+        release=dict(data.get("release") or {}),
     )
 
 

@@ -73,14 +73,30 @@ def check(
 @app.command("approve")
 def approve(
     ref: Annotated[str, typer.Argument(help="NAME:VERSION to approve.")],
-    by: Annotated[str, typer.Option("--by", help="Approver's email.")],
+    by: Annotated[
+        str,
+        typer.Option(
+            "--by",
+            help="Approver's email; must be your git user.email when mlops.yaml sets "
+            "release.require_git_identity.",
+        ),
+    ],
     note: Annotated[str | None, typer.Option("--note", help="Why (kept in the audit log).")] = None,
 ) -> None:
-    """Record an approval of a version."""
+    """Record an approval of a version, with the git identity and OS user who ran it."""
+    from mlopsctl.config import load_project
     from mlopsctl.release.actions import approve as approve_version
 
-    with project_store() as store:
-        event = approve_version(store, ref, by, note)
+    project = load_project()
+    with project_store(project) as store:
+        event = approve_version(
+            store,
+            ref,
+            by,
+            note,
+            root=project.root,
+            require_git_identity=project.require_git_identity,
+        )
     out(f"{event['model']}:{event['version']} approved by {by}")
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
+import socket
+import subprocess
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlopsctl.errors import CheckFailed, UsageError
@@ -12,7 +16,22 @@ if TYPE_CHECKING:
     from mlopsctl.store.base import ObjectStore
 
 
-def approve(store: ObjectStore, ref: str, by: str, note: str | None = None) -> dict[str, Any]:
+def approve(
+    store: ObjectStore,
+    ref: str,
+    by: str,
+    note: str | None = None,
+    *,
+    root: Path | None = None,
+    require_git_identity: bool = False,
+) -> dict[str, Any]:
+    """Record an approval of NAME:VERSION by `by` (an email).
+
+    Next to `by`, the event keeps who really ran the command: the git identity configured in
+    the project at `root` (user.email, user.name) and the OS user and host. With
+    `require_git_identity` (mlops.yaml's release.require_git_identity), `by` must equal the
+    git user.email, compared case-insensitively, or nothing is recorded (UsageError, exit 2).
+    """
     from mlopsctl.registry import parse_ref, resolve
 
     parsed = parse_ref(ref)
@@ -20,10 +39,62 @@ def approve(store: ObjectStore, ref: str, by: str, note: str | None = None) -> d
         raise UsageError(f"approve a fixed version, not {ref!r}", "give NAME:VERSION")
     if "@" not in by or by.startswith("@"):
         raise UsageError(f"--by {by!r} is not an email address", "e.g. --by alice@example.com")
+    git_user = git_identity(root or Path.cwd())
+    if require_git_identity:
+        expected = git_user["email"]
+        if not expected:
+            raise UsageError(
+                "this project requires --by to be your git user.email "
+                "(release.require_git_identity in mlops.yaml), and none is set",
+                "set it with: git config user.email YOU@example.com",
+            )
+        if by.strip().lower() != expected.strip().lower():
+            raise UsageError(
+                f"--by {by} is not your git identity: expected --by {expected} (your git "
+                "user.email), since mlops.yaml sets release.require_git_identity",
+                "approve as yourself, or ask the approver to run this command",
+            )
     record = resolve(store, parsed)
     return record_event(
-        store, "approval", model=record["name"], version=int(record["version"]), by=by, note=note
+        store,
+        "approval",
+        model=record["name"],
+        version=int(record["version"]),
+        by=by,
+        note=note,
+        git_user=git_user,
+        os_user=os_user(),
+        identity_checked=require_git_identity,
     )
+
+
+def git_identity(root: Path) -> dict[str, str | None]:
+    """user.email and user.name as git sees them in `root` (None for one that is not set)."""
+
+    def config(key: str) -> str | None:
+        try:
+            proc = subprocess.run(
+                ["git", "config", "--get", key],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return (proc.stdout.strip() or None) if proc.returncode == 0 else None
+
+    return {"email": config("user.email"), "name": config("user.name")}
+
+
+def os_user() -> dict[str, str]:
+    """The login name and host of whoever runs this."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        name = "unknown"
+    return {"name": name, "host": socket.gethostname()}
 
 
 def latest_check(

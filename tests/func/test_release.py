@@ -249,3 +249,110 @@ def test_slices_on_a_dataset_path(cli: Invoke, project: Path) -> None:
     assert regress["verdict"] == "fail" and "region in" in regress["note"]
     assert all(d["ci"][1] < 0 for d in regress["details"])
     assert code == 4
+
+
+# -- who approved: the --by email next to the git identity and the OS user who ran it ---------
+
+
+@pytest.fixture
+def registered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project whose store holds one registered version, m:1, and whose git identity is
+    alice@example.com (repository config only: global and system config are kept out)."""
+    from mlopsctl.registry import register_version
+    from mlopsctl.store.blobs import put_blob_bytes
+    from mlopsctl.store.local import LocalStore
+
+    from .conftest import git
+
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-global-gitconfig"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for var in ("GITHUB_ACTOR", "GITLAB_USER_EMAIL", "GITLAB_USER_LOGIN"):
+        monkeypatch.delenv(var, raising=False)
+    root = tmp_path / "approvals"
+    root.mkdir()
+    (root / "mlops.yaml").write_text(
+        "apiVersion: mlopsctl/v1\nkind: Project\nname: approvals\nstore: {url: .mlops}\n"
+    )
+    assert git(root, "init", "-q").returncode == 0
+    assert git(root, "config", "user.email", "alice@example.com").returncode == 0
+    assert git(root, "config", "user.name", "Alice Doe").returncode == 0
+    with LocalStore(root / ".mlops") as store:
+        register_version(store, "m", {"artifact": {"digest": put_blob_bytes(store, b"model")}})
+    return root
+
+
+def _approvals(cli: Invoke, root: Path) -> list[dict[str, Any]]:
+    audit = cli("audit", "--model", "m", "--type", "approval", "--json", cwd=root)
+    assert audit.exit_code == 0, audit.stderr
+    return [e for e in json.loads(audit.stdout) if e["type"] == "approval"]
+
+
+def test_approve_records_the_git_identity_and_os_user_next_to_by(
+    cli: Invoke, registered: Path
+) -> None:
+    import getpass
+    import socket
+
+    result = cli("release", "approve", "m:1", "--by", "bob@example.com", cwd=registered)
+    assert result.exit_code == 0, result.stderr  # --by is not checked unless the project says so
+    [event] = _approvals(cli, registered)
+    assert event["by"] == "bob@example.com"
+    assert event["git_user"] == {"email": "alice@example.com", "name": "Alice Doe"}
+    assert event["os_user"] == {"name": getpass.getuser(), "host": socket.gethostname()}
+    assert event["identity_checked"] is False
+
+
+def test_a_project_can_require_by_to_be_the_git_user(
+    cli: Invoke, registered: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from .conftest import git
+
+    config = registered / "mlops.yaml"
+    config.write_text(config.read_text() + "release: {require_git_identity: true}\n")
+    assert cli("validate", "mlops.yaml", cwd=registered).exit_code == 0
+
+    refused = cli("release", "approve", "m:1", "--by", "bob@example.com", cwd=registered)
+    assert refused.exit_code == 2
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert "bob@example.com" in refused.stderr and "alice@example.com" in refused.stderr
+    assert "require_git_identity" in refused.stderr
+    assert _approvals(cli, registered) == []
+
+    accepted = cli("release", "approve", "m:1", "--by", "Alice@Example.COM", cwd=registered)
+    assert accepted.exit_code == 0, accepted.stderr
+    [event] = _approvals(cli, registered)
+    assert event["by"] == "Alice@Example.COM" and event["identity_checked"] is True
+    assert event["git_user"]["email"] == "alice@example.com"
+
+    assert git(registered, "config", "--unset", "user.email").returncode == 0
+    unset = cli("release", "approve", "m:1", "--by", "alice@example.com", cwd=registered)
+    assert unset.exit_code == 2
+    assert "git config user.email" in unset.stderr
+    assert len(unset.stderr.strip().splitlines()) == 1
+
+    config.write_text(config.read_text().replace("true}", "yes please}"))
+    invalid = cli("validate", "mlops.yaml", cwd=registered)
+    assert invalid.exit_code == 3 and "require_git_identity" in invalid.stdout
+
+
+def test_check_and_promote_accept_approvals_recorded_before_identities(
+    cli: Invoke, project: Path
+) -> None:
+    from mlopsctl.events import record_event
+    from mlopsctl.store.local import LocalStore
+
+    config = project / "mlops.yaml"
+    config.write_text(config.read_text() + "release: {require_git_identity: true}\n")
+    _set(cli, project, "production", GOOD)
+    lenient = _spec(project, TWIN, on_inconclusive="pass")
+    with LocalStore(project / ".mlops") as store:  # the shape of an approval before the change
+        record_event(
+            store, "approval", model=MODEL, version=TWIN, by="alice@example.com", note=None
+        )
+    code, result = _check(cli, project, lenient)
+    assert code == 0 and _gate(result, "approval")["verdict"] == "pass", result
+    promoted = cli("release", "promote", str(lenient), cwd=project)
+    assert promoted.exit_code == 0, promoted.stderr
+    audit = json.loads(cli("audit", "--model", MODEL, "--json", cwd=project).stdout)
+    promotion = next(e for e in audit if e["type"] == "promotion")
+    assert promotion["approvals"] == ["alice@example.com"]
