@@ -2,8 +2,9 @@
 
 `check_trigger` reads a Trigger spec, evaluates each condition it names and says which fired
 and why (ct/trigger.py); the conditions are in ct/conditions.py, the trigger's state and
-history in the store in ct/state.py, the cron parser in ct/cron.py. Retraining on a due check
-(claim the trigger, run the pipeline, record the outcome) is mlopsctl/app/retrain.py.
+history in the store in ct/state.py; the cron parser is mlopsctl/cron.py (ground floor, shared
+with spec validation). Retraining on a due check (claim the trigger, run the pipeline, record the
+outcome) is mlopsctl/app/retrain.py.
 """
 
 from mlopsctl.ct.conditions import (

@@ -1,6 +1,6 @@
 """The conditions of a trigger, one function each, at the check's `now` (UTC):
 
-- `schedule` (cron, UTC; see ct/cron.py): due when a fire time of the expression lies after
+- `schedule` (cron, UTC; see mlopsctl/cron.py): due when a fire time of the expression lies after
   the start of the last trigger-started run and at or before `now`. Never run by this
   trigger: after the registration of the current champion (`model`, default the pipeline's
   `register.model` @ `champion`); no champion either: due.
@@ -111,7 +111,7 @@ class RunningClaim(TypedDict):
 
 # -- schedule -----------------------------------------------------------------------------
 def check_schedule(ctx: TriggerContext) -> ScheduleResult:
-    from mlopsctl.ct.cron import CronError, parse_cron
+    from mlopsctl.cron import CronError, parse_cron
 
     try:
         cron = parse_cron(ctx.spec["schedule"])

@@ -242,7 +242,7 @@ def _check_trigger_schedule(loaded: LoadedYaml, data: dict[str, Any]) -> list[Di
     schedule = data.get("schedule")
     if not isinstance(schedule, str):
         return []
-    from mlopsctl.ct.cron import CronError, parse_cron
+    from mlopsctl.cron import CronError, parse_cron
 
     try:
         parse_cron(schedule)

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from mlopsctl.ct.cron import CronError, parse_cron
+from mlopsctl.cron import CronError, parse_cron
 from mlopsctl.errors import ExitCode
 
 
