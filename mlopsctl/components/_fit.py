@@ -51,7 +51,7 @@ FEATURE_PARAMS: dict[str, Any] = {
 LIBRARIES = ("scikit-learn", "xgboost", "skops", "numpy", "pandas", "pyarrow")
 CODE_MODULES = (
     "mlopsctl.components._fit",
-    "mlopsctl.components._frames",
+    "mlopsctl.components.frames",
     "mlopsctl.models.artifact",
     "mlopsctl.models.profile",
 )
@@ -265,6 +265,6 @@ def fit_pipeline(pipeline: Any, X: pd.DataFrame, y: np.ndarray, class_path: str)
 
 
 def _require(frame: pd.DataFrame, columns: list[str], param: str) -> None:
-    from mlopsctl.components._frames import require_columns
+    from mlopsctl.components.frames import require_columns
 
     require_columns(frame, columns, "training data", param)

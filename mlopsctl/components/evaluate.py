@@ -38,14 +38,14 @@ PARAMS: dict[str, Any] = {
 LIBRARIES = ("scikit-learn", "xgboost", "skops", "numpy", "pandas", "pyarrow")
 FILE_PARAMS: tuple[str, ...] = ()
 CODE_MODULES = (
-    "mlopsctl.components._frames",
-    "mlopsctl.components._metrics",
+    "mlopsctl.components.frames",
+    "mlopsctl.components.metrics",
     "mlopsctl.models.artifact",
 )
 
 
 def run(ctx: StepContext) -> None:
-    from mlopsctl.components._frames import read_table, require_columns, write_table
+    from mlopsctl.components.frames import read_table, require_columns, write_table
     from mlopsctl.models.artifact import load_model_dir
 
     model = load_model_dir(ctx.inputs["model"])
@@ -80,7 +80,7 @@ def score(
     """(metrics, predictions table, notes) of ``model`` on the labelled rows of ``frame``."""
     import pandas as pd
 
-    from mlopsctl.components import _metrics
+    from mlopsctl.components import metrics as _metrics
 
     y_true = frame[target].to_numpy()
     y_pred = model.predict(frame)

@@ -50,7 +50,7 @@ PARAMS: dict[str, Any] = {
 }
 LIBRARIES = ("pandas", "pyarrow", "scikit-learn")
 FILE_PARAMS = ("path",)
-CODE_MODULES = ("mlopsctl.components._frames",)
+CODE_MODULES = ("mlopsctl.components.frames",)
 
 # Loaders of the datasets that ship inside scikit-learn (no download needed).
 BUNDLED = {
@@ -130,7 +130,7 @@ def run(ctx: StepContext) -> None:
 
     columns = params.get("columns")
     if columns:
-        from mlopsctl.components._frames import require_columns
+        from mlopsctl.components.frames import require_columns
 
         require_columns(frame, list(columns), "data", "columns")
         frame = frame[list(columns)]
@@ -138,7 +138,7 @@ def run(ctx: StepContext) -> None:
         ctx.log(f"ingest: the index of {source} has duplicates; rows are numbered 0..n-1")
         frame = frame.reset_index(drop=True)
 
-    from mlopsctl.components._frames import write_table
+    from mlopsctl.components.frames import write_table
 
     write_table(frame, ctx.outputs["dataset"])
     ctx.info.update(

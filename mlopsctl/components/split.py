@@ -50,7 +50,7 @@ PARAMS: dict[str, Any] = {
 }
 LIBRARIES = ("pandas", "pyarrow", "numpy", "scikit-learn")
 FILE_PARAMS: tuple[str, ...] = ()
-CODE_MODULES = ("mlopsctl.components._frames",)
+CODE_MODULES = ("mlopsctl.components.frames",)
 
 
 def check(params: dict[str, Any], project_root: Path) -> list[tuple[tuple[Any, ...], str]]:
@@ -68,7 +68,7 @@ def check(params: dict[str, Any], project_root: Path) -> list[tuple[tuple[Any, .
 
 
 def run(ctx: StepContext) -> None:
-    from mlopsctl.components._frames import read_table, require_columns, write_table
+    from mlopsctl.components.frames import read_table, require_columns, write_table
 
     for path, message in check(ctx.params, ctx.project_root):
         raise MlopsError(f"{'.'.join(map(str, path))}: {message}")

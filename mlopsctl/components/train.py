@@ -37,7 +37,7 @@ def check(params: dict[str, Any], project_root: Path) -> list[tuple[tuple[Any, .
 
 
 def run(ctx: StepContext) -> None:
-    from mlopsctl.components._frames import read_table
+    from mlopsctl.components.frames import read_table
     from mlopsctl.models.artifact import prepare_features, save_model
 
     params = ctx.params

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlopsctl.components import _fit
-from mlopsctl.components._metrics import CLASSIFICATION, REGRESSION, direction_of
+from mlopsctl.components.metrics import CLASSIFICATION, REGRESSION, direction_of
 from mlopsctl.errors import MlopsError
 from mlopsctl.timeutil import stamp
 
@@ -56,7 +56,7 @@ PARAMS: dict[str, Any] = {
 }
 LIBRARIES = _fit.LIBRARIES
 FILE_PARAMS: tuple[str, ...] = ()
-CODE_MODULES = (*_fit.CODE_MODULES, "mlopsctl.components._metrics")
+CODE_MODULES = (*_fit.CODE_MODULES, "mlopsctl.components.metrics")
 
 _RANGE_KEYS = {"low", "high", "log", "type"}
 
@@ -96,7 +96,7 @@ def check(params: dict[str, Any], project_root: Path) -> list[tuple[tuple[Any, .
 
 
 def run(ctx: StepContext) -> None:
-    from mlopsctl.components._frames import read_table
+    from mlopsctl.components.frames import read_table
     from mlopsctl.models.artifact import prepare_features, save_model
 
     params = ctx.params
@@ -260,7 +260,7 @@ def _holdout(
     """(features, encoded target) of the optional test table."""
     import pandas as pd
 
-    from mlopsctl.components._frames import read_table, require_columns
+    from mlopsctl.components.frames import read_table, require_columns
     from mlopsctl.models.artifact import prepare_features
 
     path = ctx.inputs.get("test")
@@ -334,7 +334,7 @@ def _score(
 ) -> dict[str, float]:
     import numpy as np
 
-    from mlopsctl.components import _metrics
+    from mlopsctl.components import metrics as _metrics
     from mlopsctl.models.artifact import normalised_proba
 
     predicted = np.asarray(pipeline.predict(X))

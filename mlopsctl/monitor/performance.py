@@ -53,7 +53,7 @@ def evaluate(
 ) -> dict[str, Any]:
     import numpy as np
 
-    from mlopsctl.components import _metrics
+    from mlopsctl.components import metrics as _metrics
 
     collected = extra.collected
     task = (meta or {}).get("task", "classification")

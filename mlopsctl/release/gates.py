@@ -186,7 +186,7 @@ def _evaluation_frame(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The rows both models are scored on: the spec's dataset, or else the test set recorded
     with the candidate (the store keeps it by digest)."""
-    from mlopsctl.components._frames import read_table
+    from mlopsctl.components.frames import read_table
     from mlopsctl.models.predict import read_input
     from mlopsctl.store.blobs import get_blob_file
 

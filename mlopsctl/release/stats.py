@@ -133,7 +133,7 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def higher_is_better(metric: str) -> bool:
-    from mlopsctl.components._metrics import LOWER_IS_BETTER
+    from mlopsctl.components.metrics import LOWER_IS_BETTER
 
     return metric not in LOWER_IS_BETTER
 
