@@ -45,7 +45,7 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mlopsctl.models.artifact import ModelError
+from mlopsctl.models.artifact import ModelError, Passthrough
 
 if TYPE_CHECKING:
     import numpy as np
@@ -256,8 +256,6 @@ def _dense(matrix: Any) -> np.ndarray:
 def _column_owners(model: LoadedModel, width: int) -> np.ndarray:
     """For each transformed column, the index of the input feature it comes from."""
     import numpy as np
-
-    from mlopsctl.models.artifact import Passthrough
 
     names = [f.name for f in model.features]
     pre = model.preprocess

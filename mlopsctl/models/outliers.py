@@ -35,6 +35,8 @@ import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from mlopsctl.models.profile import OTHER
+
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
@@ -350,8 +352,6 @@ def _numeric_from_profile(entry: dict[str, Any]) -> _NumericTail | None:
 
 
 def _categorical_from_profile(entry: dict[str, Any]) -> _CategoricalTail | None:
-    from mlopsctl.models.profile import OTHER
-
     frequencies = dict(entry.get("frequencies") or {})
     if not frequencies:
         return None
