@@ -53,6 +53,8 @@ CODE_MODULES = (
     "mlopsctl.components._fit",
     "mlopsctl.components.frames",
     "mlopsctl.models.artifact",
+    "mlopsctl.models.explain",
+    "mlopsctl.models.outliers",
     "mlopsctl.models.profile",
 )
 

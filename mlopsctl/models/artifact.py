@@ -7,8 +7,11 @@ Layout (``model.json`` "format": "mlopsctl-model/v1"):
                        model.ubj         the estimator, in XGBoost's own UBJSON format
 
 ``model.json`` records the sha256 of every file, the estimator class and hyperparameters, the task,
-the classes, the target, the signature (features with dtype and kind) and the training baseline
-profile (mlopsctl/models/profile.py) that monitoring compares serving data with.
+the classes, the target, the signature (features with dtype and kind), the training baseline
+profile (mlopsctl/models/profile.py) that monitoring compares serving data with, the tail tables
+outlier scores are computed from ("outliers", mlopsctl/models/outliers.py) and, for models that
+can be explained, the training mean |contribution| per feature ("explain",
+mlopsctl/models/explain.py), the baseline of attribution drift.
 
 Loading is built so that an artifact from a shared bucket cannot run code on the reader: every
 file is read once and checked against its recorded sha256 before any byte reaches a
@@ -39,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlopsctl.errors import IntegrityError, MlopsError, NotFound
+from mlopsctl.models.profile import profile_categorical, profile_frame, profile_numeric
 
 if TYPE_CHECKING:
     import numpy as np
@@ -157,8 +161,6 @@ def save_model(
     Returns the model.json content. Raises UnsafeModel when the fitted model holds a type that
     ``load_model_dir`` would refuse, so an unloadable artifact is never produced.
     """
-    from mlopsctl.models.profile import profile_categorical, profile_frame, profile_numeric
-
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     estimator = pipeline[-1]
@@ -193,6 +195,7 @@ def save_model(
     }
     if classes is not None:
         meta["classes"] = [_json_scalar(c) for c in classes]
+    meta.update(_explanation_baselines(pipeline, meta, prepared, features))
     # model.json last: a folder without it is visibly incomplete.
     (out / MODEL_JSON).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return meta
@@ -207,8 +210,6 @@ def _prediction_profile(
     Empty when the fitted pipeline cannot predict here; monitoring then says so."""
     import numpy as np
 
-    from mlopsctl.models.profile import profile_categorical, profile_numeric
-
     try:
         if task != "classification":
             values = np.asarray(pipeline.predict(prepared), dtype="float64").ravel()
@@ -221,6 +222,23 @@ def _prediction_profile(
         return {"prediction": {**profile_categorical(labels), "of": "label"}}
     except (AttributeError, TypeError, ValueError, IndexError):
         return {}
+
+
+def _explanation_baselines(
+    pipeline: Any, meta: dict[str, Any], prepared: pd.DataFrame, features: Sequence[Feature]
+) -> dict[str, Any]:
+    """{"outliers": the tail tables outlier scores are computed from (models/outliers.py),
+    "explain": the mean |contribution| per feature on the training rows, the baseline of
+    attribution drift, and what linear models' contributions are measured from
+    (models/explain.py); absent when the model cannot be explained}."""
+    from mlopsctl.models import explain, outliers
+
+    out: dict[str, Any] = {"outliers": outliers.outlier_baseline(prepared, features)}
+    model = LoadedModel(meta, pipeline[:-1], pipeline[-1])
+    attribution = explain.attribution_baseline(model, prepared)
+    if attribution is not None:
+        out["explain"] = attribution
+    return out
 
 
 def flavor_of(estimator: Any) -> str:
