@@ -10,6 +10,7 @@ import typer
 from mlopsctl.cli.options import JsonOpt, NetworkOpt
 from mlopsctl.cli.output import emit_json, err, out, stderr_is_terminal
 from mlopsctl.errors import ExitCode
+from mlopsctl.names import check_name
 
 
 class Backend(str, Enum):
@@ -62,6 +63,8 @@ def run(
     """Run a pipeline: independent steps in parallel, unchanged steps from the shared cache,
     the run recorded in the store. With --backend docker every step runs in the pipeline's
     image (built first when its content changed). Exit 1 when a step fails."""
+    if experiment is not None:
+        check_name("experiment", experiment)  # before any step runs or anything is written
     from mlopsctl.app.run import run_pipeline
     from mlopsctl.pipeline.executor import Progress, RunOptions
 

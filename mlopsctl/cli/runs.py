@@ -7,6 +7,7 @@ import typer
 
 from mlopsctl.cli.options import JsonOpt, project_store
 from mlopsctl.cli.output import emit_json, err, out
+from mlopsctl.names import check_name
 
 app = typer.Typer(help="Pipeline runs and experiments: list, show, compare.", no_args_is_help=True)
 
@@ -25,6 +26,8 @@ def list_(
     """Runs, newest first."""
     from mlopsctl.runs import list_runs
 
+    if experiment is not None:
+        check_name("experiment", experiment)
     with project_store() as store:
         runs = list_runs(store, experiment=experiment, limit=limit or None, trials=trials)
     if json_out:

@@ -5,27 +5,36 @@ models/<name>/aliases/<alias>.json       current pointer, moved only by compare-
 models/<name>/alias-history/<alias>/<seq>.json   one record per move, never rewritten
 models/<name>/latest.json                a hint naming a recent version, so that finding
                                          the latest needs no listing of every version
+
+Every key is built here, and every name in one is checked against its grammar
+(mlopsctl/names.py) first: no model or alias name can step out of its folder.
 """
 
 from __future__ import annotations
 
+from mlopsctl.names import check_name, check_version
+
 MODELS = "models/"
 
 
+def model_prefix(name: str) -> str:
+    return f"{MODELS}{check_name('model', name)}/"
+
+
 def versions_prefix(name: str) -> str:
-    return f"{MODELS}{name}/versions/"
+    return f"{model_prefix(name)}versions/"
 
 
 def version_key(name: str, version: int) -> str:
-    return f"{versions_prefix(name)}{version}.json"
+    return f"{versions_prefix(name)}{check_version(version)}.json"
 
 
 def alias_key(name: str, alias: str) -> str:
-    return f"{MODELS}{name}/aliases/{alias}.json"
+    return f"{model_prefix(name)}aliases/{check_name('alias', alias)}.json"
 
 
 def history_prefix(name: str, alias: str) -> str:
-    return f"{MODELS}{name}/alias-history/{alias}/"
+    return f"{model_prefix(name)}alias-history/{check_name('alias', alias)}/"
 
 
 def history_key(name: str, alias: str, seq: int) -> str:
@@ -33,4 +42,4 @@ def history_key(name: str, alias: str, seq: int) -> str:
 
 
 def latest_key(name: str) -> str:
-    return f"{MODELS}{name}/latest.json"
+    return f"{model_prefix(name)}latest.json"

@@ -3,17 +3,14 @@ resolving one to the version record it points at."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mlopsctl import names
 from mlopsctl.errors import NotFound, UsageError
 
 if TYPE_CHECKING:
     from mlopsctl.store.base import ObjectStore
-
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
-_ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -31,22 +28,12 @@ class Ref:
 
 
 def check_name(name: str) -> str:
-    if not _NAME.match(name):
-        raise UsageError(
-            f"invalid model name {name!r}",
-            "use lowercase letters, digits, '.', '_' and '-' (start with a letter or digit)",
-        )
-    return name
+    """A model name (the grammar is in mlopsctl/names.py); UsageError stating the rule."""
+    return names.check_name("model", name)
 
 
 def check_alias(alias: str) -> str:
-    if not _ALIAS.match(alias):
-        raise UsageError(
-            f"invalid alias {alias!r}",
-            "aliases are names, not numbers: lowercase letters, digits, '_' and '-', "
-            "starting with a letter (e.g. production, staging)",
-        )
-    return alias
+    return names.check_name("alias", alias)
 
 
 def parse_ref(text: str) -> Ref:
@@ -58,9 +45,11 @@ def parse_ref(text: str) -> Ref:
         name, _, version = text.partition(":")
         if version == "latest":
             return Ref(check_name(name))
-        if not version.isdigit() or int(version) < 1:
-            raise UsageError(f"invalid version in {text!r}", "versions are whole numbers from 1")
-        return Ref(check_name(name), version=int(version))
+        try:
+            number = names.check_version(version)
+        except UsageError as exc:
+            raise UsageError(f"invalid version in {names.shown(text)}", exc.hint) from None
+        return Ref(check_name(name), version=number)
     return Ref(check_name(text))
 
 

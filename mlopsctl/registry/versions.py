@@ -15,6 +15,7 @@ from mlopsctl import __version__
 from mlopsctl.digest import canonical_json
 from mlopsctl.errors import AlreadyExists, Conflict, NotFound, UsageError
 from mlopsctl.events import record_event
+from mlopsctl.names import is_name
 from mlopsctl.provenance import where, who
 from mlopsctl.registry.fetch import model_facts
 from mlopsctl.registry.keys import MODELS, latest_key, version_key, versions_prefix
@@ -33,7 +34,7 @@ def version_numbers(store: ObjectStore, name: str) -> list[int]:
     numbers = []
     for key in store.list(prefix):
         stem = key[len(prefix) :].removesuffix(".json")
-        if stem.isdigit():
+        if is_name("version", stem):
             numbers.append(int(stem))
     return sorted(numbers)
 
@@ -46,7 +47,7 @@ def latest_version(store: ObjectStore, name: str) -> int | None:
     hint: int | None = None
     try:
         value = json.loads(store.get(latest_key(name))).get("version")
-        hint = value if isinstance(value, int) and value >= 1 else None
+        hint = value if type(value) is int and is_name("version", str(value)) else None
     except (NotFound, ValueError, AttributeError):
         hint = None
     if hint is None or not store.exists(version_key(name, hint)):
@@ -92,7 +93,7 @@ def list_models(store: ObjectStore) -> list[dict[str, Any]]:
             name, {"name": name, "versions": 0, "latest": None, "aliases": {}}
         )
         stem = leaf.removesuffix(".json")
-        if kind == "versions" and stem.isdigit():
+        if kind == "versions" and is_name("version", stem):
             entry["versions"] += 1
             entry["latest"] = max(entry["latest"] or 0, int(stem))
         elif kind == "aliases":

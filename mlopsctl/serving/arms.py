@@ -22,13 +22,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlopsctl.errors import Conflict, NotFound, UsageError
+from mlopsctl.names import GRAMMARS, check_name, is_name
 from mlopsctl.timeutil import stamp
 
 if TYPE_CHECKING:
     from mlopsctl.store.base import ObjectStore
 
 DEPLOYMENTS = "deployments/"
-_ARM = re.compile(r"^([a-z][a-z0-9_-]{0,63}|[1-9][0-9]{0,8})=([0-9]+(\.[0-9]+)?)$")
+# The label is an alias or a version number, in their grammars (mlopsctl/names.py).
+_ARM = re.compile(
+    rf"({GRAMMARS['alias'].body}|{GRAMMARS['version'].body})=([0-9]+(\.[0-9]+)?)", re.ASCII
+)
 _SCALE = float(1 << 64)
 _MAX_CAS_TRIES = 20
 
@@ -40,14 +44,14 @@ class ArmSpec:
 
     @property
     def version(self) -> int | None:
-        return int(self.label) if self.label.isdigit() else None
+        return int(self.label) if is_name("version", self.label) else None
 
     def ref(self, model: str) -> str:
-        return f"{model}:{self.label}" if self.label.isdigit() else f"{model}@{self.label}"
+        return f"{model}:{self.label}" if self.version is not None else f"{model}@{self.label}"
 
 
 def parse_arm(text: str) -> ArmSpec:
-    match = _ARM.match(text.strip())
+    match = _ARM.fullmatch(text.strip())
     if not match:
         raise UsageError(
             f"invalid arm {text!r}",
@@ -95,10 +99,8 @@ def assign(key: str, bounds: tuple[float, ...]) -> int:
 
 
 def deployment_key(model: str, deployment: str | None = None) -> str:
-    from mlopsctl.registry import check_name
-
-    check_name(model)
-    name = check_name(deployment) if deployment else model
+    check_name("model", model)
+    name = check_name("deployment", deployment) if deployment is not None else model
     return f"{DEPLOYMENTS}{model}/{name}.json"
 
 
@@ -133,6 +135,7 @@ def set_traffic(
     from mlopsctl.provenance import who
     from mlopsctl.registry import get_alias, get_version
 
+    storage_key = deployment_key(model, deployment)  # names checked before any read
     check_arms(arms)
     for arm in arms:
         if arm.version is not None:
@@ -143,7 +146,6 @@ def set_traffic(
                 f"set it first: mlopsctl models alias set {model} {arm.label} VERSION",
             )
     name = deployment or model
-    storage_key = deployment_key(model, deployment)
     by: Any = actor or who(Path.cwd())
     for _ in range(_MAX_CAS_TRIES):
         current = read_deployment(store, model, deployment)
