@@ -286,3 +286,37 @@ def predict(
         predictions.to_csv(sys.stdout, index=False)
     else:
         write_csv(predictions, output)
+
+
+@app.command("explain")
+def explain(
+    ref: Annotated[str, typer.Argument(help="NAME, NAME@ALIAS or NAME:VERSION.")],
+    data: Annotated[Path, typer.Argument(help="Rows to explain: a CSV or Parquet file.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the contributions CSV here.")
+    ] = None,
+    trust: TrustOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Explain DATA's predictions: one CSV row per input row with the prediction, the class
+    explained, the raw output, the outlier score and contrib.<feature> for every feature plus
+    contrib.bias (each row's contributions add up to the output), to stdout or --output; --json
+    prints them as JSON."""
+    import sys
+
+    from mlopsctl.models.explain import explain_json, explain_table
+    from mlopsctl.models.predict import read_input, write_csv
+    from mlopsctl.registry import load_model
+
+    frame = read_input(data)
+    with project_store() as store:
+        model = load_model(ref, store=store, trust_pickle=trust)
+    if json_out:
+        emit_json(explain_json(model, frame))
+        if output is None:
+            return
+    table = explain_table(model, frame)
+    if output is None:
+        table.to_csv(sys.stdout, index=False)
+    else:
+        write_csv(table, output)

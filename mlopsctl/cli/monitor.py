@@ -59,6 +59,11 @@ def check(
         if (result["performance"] or {}).get("failed"):
             reasons.append("performance " + "; ".join(result["performance"]["reasons"]))
         reasons += [f"{q['test']} failed" for q in result["quality"] if q["failed"]]
+        if (result.get("outliers") or {}).get("failed"):
+            reasons.append(f"outlier share {result['outliers']['share']:.3f} over the limit")
+        if (result.get("attribution") or {}).get("failed"):
+            drifted = ", ".join(result["attribution"]["drifted_features"])
+            reasons.append(f"attribution drift in {drifted}")
         raise CheckFailed(
             f"monitor {result['monitor']} failed: " + "; ".join(reasons),
             "see the table above" + (" and the report" if result["report"] else ""),

@@ -45,6 +45,8 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mlopsctl.errors import UsageError
+from mlopsctl.models import outliers
 from mlopsctl.models.artifact import ModelError, Passthrough
 
 if TYPE_CHECKING:
@@ -188,18 +190,54 @@ def raw_output(model: LoadedModel, frame: pd.DataFrame) -> np.ndarray:
 
 def explain_table(model: LoadedModel, frame: pd.DataFrame) -> pd.DataFrame:
     """One row per input row: ``prediction``, ``explained`` (the class explained, classifiers),
-    ``output`` (the sum of the contributions) and ``contrib.<feature>`` ... ``contrib.bias``;
-    what ``mlopsctl models explain`` writes."""
+    ``output`` (the sum of the contributions), ``outlier`` (the row's outlier score,
+    mlopsctl/models/outliers.py) and ``contrib.<feature>`` ... ``contrib.bias``; what
+    ``mlopsctl models explain`` writes as CSV."""
     import pandas as pd
 
-    explanation = explain(model, frame)
-    table: dict[str, Any] = {"prediction": model.predict(frame)}
+    explanation, predictions, scores = _batch(model, frame)
+    table: dict[str, Any] = {"prediction": predictions}
     if explanation.explained is not None:
         table["explained"] = explanation.explained
     table["output"] = explanation.total
+    table[outliers.LOG_COLUMN] = scores
     for column, values in zip(explanation.columns(), explanation.values.T, strict=True):
         table[column] = values
     return pd.DataFrame(table)
+
+
+def explain_json(model: LoadedModel, frame: pd.DataFrame) -> dict[str, Any]:
+    """The same as JSON: {"method", "output", "features", "outlier_threshold", "rows": [{
+    "prediction", "explained" (classifiers), "output", "outlier", "contributions": {feature:
+    value, ..., "bias": value}}]}; what ``mlopsctl models explain --json`` prints."""
+    explanation, predictions, scores = _batch(model, frame)
+    rows = []
+    for i, values in enumerate(explanation.values.tolist()):
+        row: dict[str, Any] = {"prediction": _plain(predictions[i])}
+        if explanation.explained is not None:
+            row["explained"] = _plain(explanation.explained[i])
+        row["output"] = float(sum(values))
+        row["outlier"] = float(scores[i])
+        row["contributions"] = dict(zip(explanation.names, values, strict=True))
+        rows.append(row)
+    return {
+        "method": explanation.method,
+        "output": explanation.output,
+        "features": explanation.names[:-1],
+        "outlier_threshold": outliers.scorer_for(model).threshold,
+        "rows": rows,
+    }
+
+
+def _batch(model: LoadedModel, frame: pd.DataFrame) -> tuple[Explanation, np.ndarray, np.ndarray]:
+    if frame.empty:
+        raise UsageError("the data has no rows to explain", "give a table with at least one row")
+    explanation = explain(model, frame)
+    return explanation, model.predict(frame), outliers.outlier_scores(model, frame)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
 
 
 def attribution_baseline(

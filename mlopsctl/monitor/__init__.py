@@ -9,13 +9,15 @@ Layout: run.py (one check: spec, model, baseline, current data, judging, report,
 baseline.py (the training profile, a profile JSON, a reference dataset or the previous window),
 model.py (the model version's facts, prediction outputs and labels to read, the lazily loaded
 model), data.py (streaming the current data in batches, windows), stats.py (the statistics),
-checks.py (the judging), performance.py (metrics against ground truth), report.py (the HTML
-report).
+checks.py (the judging), signals.py (the outlier share and attribution drift, from the model
+layer's per-row outlier scores and feature contributions), performance.py (metrics against
+ground truth), report.py (the HTML report).
 
 The metric of performance (accuracy / rmse by default, or any metric evaluate records) is
 compared with ``min``/``max`` and with the version's recorded offline metric (``max_drop``, in
 the metric's bad direction). ``failed`` (exit 4 in the CLI) is dataset drift, prediction drift,
-a performance failure, or a failed data-quality test (unless ``quality.fail: false``).
+a performance failure, a failed data-quality test (unless ``quality.fail: false``), an outlier
+share above ``outliers.max_share`` or attribution drift (unless their ``fail: false``).
 """
 
 from mlopsctl.monitor.baseline import PREVIOUS_WINDOW, profile_data

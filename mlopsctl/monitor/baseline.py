@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlopsctl.errors import NotFound, UsageError
+from mlopsctl.models.profile import profile_categorical, profile_numeric
 from mlopsctl.monitor import data
 from mlopsctl.monitor.checks import EXACT_ROWS
 from mlopsctl.timeutil import stamp
@@ -192,8 +193,6 @@ def _profile_location(
     ``window`` (time column, start, end) only of its rows in [start, end), filtered batch by
     batch so that only those rows are held."""
     import pyarrow as pa
-
-    from mlopsctl.models.profile import profile_categorical, profile_numeric
 
     time_column, since, until = window if window else (None, None, None)
     tables: list[Any] = []

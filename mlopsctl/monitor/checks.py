@@ -36,7 +36,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlopsctl.errors import UsageError
-from mlopsctl.monitor import stats
+from mlopsctl.models.explain import CONTRIB_PREFIX
+from mlopsctl.models.outliers import LOG_COLUMN as OUTLIER_COLUMN
+from mlopsctl.monitor import data, stats
 
 if TYPE_CHECKING:
     import numpy as np
@@ -48,7 +50,17 @@ EXACT_ROWS = 100_000
 POOLED = "__pooled__"
 # Columns every prediction log has besides the features (the format `mlopsctl serve` writes).
 LOG_COLUMNS = frozenset(
-    {"request_id", "ts", "model", "version", "arm", "latency_ms", "prediction", "score"}
+    {
+        "request_id",
+        "ts",
+        "model",
+        "version",
+        "arm",
+        "latency_ms",
+        "prediction",
+        "score",
+        OUTLIER_COLUMN,
+    }
 )
 OTHER = "__other__"
 
@@ -95,9 +107,9 @@ class Column:
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 self.status = "wrong-type"
                 return
-            data = float_values(array)
-            present = data[np.isfinite(data)]
-            self.missing += int(data.size - present.size)
+            numbers = float_values(array)
+            present = numbers[np.isfinite(numbers)]
+            self.missing += int(numbers.size - present.size)
             if self.sketch is not None:
                 self.sketch.add(present)
             if keep_raw and self.raw is not None:
@@ -236,6 +248,8 @@ class Extra:
     truth_ids: Any = None  # pyarrow array of ids that have ground truth
     score_column: str | None = None
     collected: dict[str, Any] = field(default_factory=dict)
+    outliers: Any = None  # signals.OutlierCheck: the outlier share
+    attribution: Any = None  # signals.AttributionCheck: mean |contribution| per feature
 
 
 def wanted_columns(columns: list[Column], extra: Extra, time_column: str | None) -> list[str]:
@@ -251,6 +265,9 @@ def wanted_columns(columns: list[Column], extra: Extra, time_column: str | None)
             wanted.append(optional)
     if extra.model is not None:
         wanted += [f.name for f in extra.model.features if f.name not in wanted]
+    for check in (extra.outliers, extra.attribution):
+        if check is not None:
+            wanted += [name for name in check.columns() if name not in wanted]
     return wanted
 
 
@@ -258,8 +275,6 @@ def tables_from_files(
     files: Iterable[Path], columns: list[Column], wanted: list[str], header: set[str]
 ) -> Iterator[pa.Table]:
     """Batches of every file in turn; ``header`` collects every column name seen."""
-    from mlopsctl.monitor import data
-
     numeric = {c.name for c in columns if c.kind == "numeric"}
     categorical = {c.name for c in columns if c.kind == "categorical"}
     for path in files:
@@ -292,8 +307,6 @@ def accumulate(
 ) -> tuple[int, set[str]]:
     """Feed every batch to the columns; returns (rows checked, columns present). With a
     ``time_column``, only rows in [since, until) count."""
-    from mlopsctl.monitor import data
-
     seen: set[str] = set()
     rows = 0
     for table in tables:
@@ -310,6 +323,9 @@ def accumulate(
                 column.add(table.column(column.name), keep_raw)
             if not keep_raw:
                 column.raw = None
+        for check in (extra.outliers, extra.attribution):
+            if check is not None:
+                check.add(table)
         _extras(table, extra)
     return rows, seen
 
@@ -580,7 +596,9 @@ def _quality(
     missing_cols = [c.name for c in columns if c.status == "missing-column"]
     wrong = [c.name for c in columns if c.status == "wrong-type"]
     known = {c.name for c in columns} | LOG_COLUMNS
-    extra = sorted(all_columns - known) if rows else []
+    extra = sorted(c for c in all_columns - known if not c.startswith(CONTRIB_PREFIX))
+    if not rows:
+        extra = []
     checks: list[dict[str, Any]] = [
         {
             "test": "schema",

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mlopsctl.errors import IntegrityError, UsageError
+from mlopsctl.models.artifact import features_of
 from mlopsctl.monitor import checks
 
 if TYPE_CHECKING:
@@ -107,8 +108,6 @@ class _LazyModel:
     never pay for deserialising it."""
 
     def __init__(self, ref: str, store: ObjectStore, meta: dict[str, Any]) -> None:
-        from mlopsctl.models.artifact import features_of
-
         self.ref = ref
         self.store = store
         self.meta = meta

@@ -3,9 +3,12 @@
 be mailed, attached to a CI run or opened from a bucket as it is.
 
 The page: a summary on top (verdict, model and version, rows, share of drifted features,
-prediction drift, performance, data quality), then one section per feature, drifted ones first,
-each with its test, statistic, threshold and verdict and a chart of the baseline against the
-current distribution (shares in 30 equal-width bins for numbers, bars per category).
+prediction drift, performance, outlier share, attribution drift, data quality), the outlier and
+attribution sections when those were checked (the features that made rows outliers; mean
+|contribution| per feature, training against current, as bars), then one section per feature,
+drifted ones first, each with its test, statistic, threshold and verdict and a chart of the
+baseline against the current distribution (shares in 30 equal-width bins for numbers, bars per
+category).
 """
 
 from __future__ import annotations
@@ -88,6 +91,19 @@ def table(result: dict[str, Any]) -> list[str]:
             f"(offline {fmt(performance['baseline'])}) on {performance['rows']} labelled rows: "
             + ("FAILED: " + "; ".join(performance["reasons"]) if performance["failed"] else "ok")
         )
+    outliers = result.get("outliers")
+    if outliers:
+        lines.append(outlier_line(outliers))
+    attribution = result.get("attribution")
+    if attribution:
+        lines.append(attribution_line(attribution))
+        for entry in attribution["features"]:
+            if entry["drifted"]:
+                lines.append(
+                    f"  {entry['name']}: mean |contribution| {fmt(entry['baseline'])} -> "
+                    f"{fmt(entry['current'])}, share {fmt(entry['baseline_share'], 3)} -> "
+                    f"{fmt(entry['current_share'], 3)}"
+                )
     for check in result["quality"]:
         if check["failed"]:
             lines.append(f"quality {check['test']}: FAILED {_quality_detail(check)}")
@@ -96,6 +112,34 @@ def table(result: dict[str, Any]) -> list[str]:
     for note in result.get("notes") or []:
         lines.append(f"note: {note}")
     return lines
+
+
+def outlier_line(outliers: dict[str, Any]) -> str:
+    verdict = "ok"
+    if outliers["exceeded"]:
+        verdict = "FAILED" if outliers["failed"] else "over the limit (not failing)"
+    worst = ", ".join(f"{f['name']} ({f['outliers']})" for f in outliers["features"][:5])
+    return (
+        f"outliers: {outliers['outliers']}/{outliers['rows']} rows scored >= "
+        f"{fmt(outliers['threshold'])} (share {fmt(outliers['share'], 3)}, max "
+        f"{fmt(outliers['max_share'])}): {verdict}" + (f"; most extreme: {worst}" if worst else "")
+    )
+
+
+def attribution_line(attribution: dict[str, Any]) -> str:
+    if attribution.get("statistic") is None:
+        return f"attribution: {attribution['rows']} rows with contributions; " + (
+            attribution.get("note") or "no baseline"
+        )
+    verdict = "ok"
+    if attribution["drifted"]:
+        names = ", ".join(attribution["drifted_features"])
+        verdict = ("DRIFT in " if attribution["failed"] else "drift (not failing) in ") + names
+    return (
+        f"attribution: {attribution['rows']} rows with contributions, share change "
+        f"{fmt(attribution['statistic'], 3)} (a feature drifts at {fmt(attribution['threshold'])}"
+        f"): {verdict}"
+    )
 
 
 def _quality_detail(check: dict[str, Any]) -> str:
@@ -163,6 +207,12 @@ border-radius:2px;margin:0 4px 0 12px;vertical-align:-1px}
 .note{color:#8a5a00;background:#fff6e0;border-radius:6px;padding:6px 10px;margin:6px 0;
 font-size:13px}
 svg{display:block;max-width:100%;height:auto}
+.meter{position:relative;height:12px;background:#eceff3;border-radius:6px;margin:4px 0 14px}
+.meter span{display:block;height:100%;background:#d92d20;border-radius:6px}
+.meter i{position:absolute;top:-3px;width:2px;height:18px;background:#1d2733}
+.hbar{height:7px;background:#eceff3;border-radius:4px;margin:2px 0;min-width:160px}
+.hbar span{display:block;height:100%;border-radius:4px}
+.hbar .base{background:#5b7fa6}.hbar .cur{background:#e8873a}
 footer{color:#8493a3;font-size:12px;margin-top:28px}
 """
 
@@ -233,6 +283,29 @@ def render_html(result: dict[str, Any]) -> str:
                 + ("FAILED" if performance["failed"] else "ok"),
             )
         )
+    outliers = result.get("outliers")
+    if outliers:
+        cards.append(
+            (
+                "Outliers",
+                f"{outliers['share'] * 100:.1f}%",
+                f"{outliers['outliers']:,} of {outliers['rows']:,} rows score ≥ "
+                f"{fmt(outliers['threshold'])}; limit {fmt(outliers['max_share'] * 100)}%: "
+                + ("FAILED" if outliers["exceeded"] else "ok"),
+            )
+        )
+    attribution = result.get("attribution")
+    if attribution:
+        cards.append(
+            (
+                "Attribution drift",
+                "-"
+                if attribution.get("statistic") is None
+                else ("yes" if attribution["drifted"] else "no"),
+                f"{len(attribution['drifted_features'])} of {len(attribution['features'])} "
+                f"features; share change {fmt(attribution.get('statistic'), 3)}",
+            )
+        )
     bad_quality = [q["test"] for q in result["quality"] if q["failed"]]
     cards.append(
         ("Data quality", "failed" if bad_quality else "ok", ", ".join(bad_quality) or "all passed")
@@ -252,6 +325,10 @@ def render_html(result: dict[str, Any]) -> str:
         for reason in performance["reasons"]:
             parts.append(f'<p class="note">performance: {e(reason)}</p>')
     parts.append("</section>")
+    if outliers:
+        parts.append(_outliers_html(outliers))
+    if attribution:
+        parts.append(_attribution_html(attribution))
     parts.append(_quality_html(result["quality"]))
     parts.append('<section id="features"><h2>Features</h2>')
     parts.append(
@@ -297,6 +374,88 @@ def _quality_html(quality: list[dict[str, Any]]) -> str:
         + "".join(rows)
         + "</tbody></table></section>"
     )
+
+
+def _outliers_html(outliers: dict[str, Any]) -> str:
+    """The outlier share and the features most often the most extreme in an outlier row."""
+    e = html.escape
+    cls = "fail" if outliers["exceeded"] else "pass"
+    status = "FAILED" if outliers["exceeded"] else "ok"
+    if outliers["exceeded"] and not outliers["failed"]:
+        status = "over the limit"
+    limit = min(outliers["max_share"] * 100, 100.0)
+    share = min(outliers["share"] * 100, 100.0)
+    head = (
+        f'<section id="outliers"><h2>Outliers<span class="badge {cls}">{e(status)}</span></h2>'
+        f'<p class="sub">{e(outlier_line(outliers))}</p>'
+        f'<div class="meter" title="share of outlier rows; the mark is the limit">'
+        f'<span style="width:{share:.2f}%"></span><i style="left:{limit:.2f}%"></i></div>'
+    )
+    if outliers["logged"]:
+        head += (
+            f'<p class="sub">{outliers["logged"]:,} rows carried a logged score; the others '
+            "were scored from their features.</p>"
+        )
+    rows = []
+    for entry in outliers["features"]:
+        rows.append(
+            f'<tr data-outlier-feature="{e(entry["name"])}"><td>{e(entry["name"])}</td>'
+            f'<td class="num">{entry["outliers"]:,}</td><td class="num">'
+            f'{e(fmt(entry["share"], 3))}</td><td><div class="hbar"><span class="cur" '
+            f'style="width:{entry["share"] * 100:.1f}%"></span></div></td></tr>'
+        )
+    if not rows:
+        return head + "</section>"
+    return (
+        head + "<table><thead><tr><th>most extreme feature</th><th>outlier rows</th>"
+        "<th>share</th><th></th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+        "</section>"
+    )
+
+
+def _attribution_html(attribution: dict[str, Any]) -> str:
+    """Mean |contribution| per feature, training against current, as horizontal bars."""
+    e = html.escape
+    judged = attribution.get("statistic") is not None
+    cls = "fail" if attribution["drifted"] else ("pass" if judged else "skip")
+    status = "DRIFT" if attribution["drifted"] else ("ok" if judged else "no baseline")
+    parts = [
+        f'<section id="attribution"><h2>Attribution drift<span class="badge {cls}">'
+        f"{e(status)}</span></h2>",
+        f'<p class="sub">{e(attribution_line(attribution))}</p>',
+        f'<div class="legend">mean |contribution|:<i style="background:{BASE_COLOUR}"></i>'
+        f'training<i style="background:{CURRENT_COLOUR}"></i>current</div>',
+    ]
+    if attribution.get("note"):
+        parts.append(f'<p class="note">{e(attribution["note"])}</p>')
+    peak = max(
+        [f["current"] for f in attribution["features"]]
+        + [f["baseline"] or 0.0 for f in attribution["features"]]
+        + [1e-300]
+    )
+    rows = []
+    for entry in attribution["features"]:
+        verdict = "DRIFT" if entry["drifted"] else ("ok" if entry["change"] is not None else "-")
+        badge = "fail" if entry["drifted"] else "pass" if entry["change"] is not None else "skip"
+        base_w = (entry["baseline"] or 0.0) / peak * 100
+        cur_w = entry["current"] / peak * 100
+        rows.append(
+            f'<tr data-attribution="{e(entry["name"])}"><td>{e(entry["name"])}</td>'
+            f'<td class="num">{e(fmt(entry["baseline"]))}</td>'
+            f'<td class="num">{e(fmt(entry["current"]))}</td>'
+            f'<td class="num">{e(fmt(entry["baseline_share"], 3))} → '
+            f"{e(fmt(entry['current_share'], 3))}</td>"
+            f'<td><div class="hbar"><span class="base" style="width:{base_w:.1f}%"></span></div>'
+            f'<div class="hbar"><span class="cur" style="width:{cur_w:.1f}%"></span></div></td>'
+            f'<td><span class="badge {badge}" style="margin:0">{verdict}</span></td></tr>'
+        )
+    parts.append(
+        "<table><thead><tr><th>feature</th><th>training</th><th>current</th>"
+        "<th>share of total</th><th></th><th>verdict</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table></section>"
+    )
+    return "".join(parts)
 
 
 def _feature_html(feature: dict[str, Any]) -> str:

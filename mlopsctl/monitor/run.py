@@ -2,8 +2,9 @@
 current data (in its window) through the checks, judge them, write the report and record the
 ``drift`` event; and the same checks against a bare profile, with no registry or event.
 
-``failed`` (exit 4 in the CLI) is dataset drift, prediction drift, a performance failure, or a
-failed data-quality test (unless ``quality.fail: false``).
+``failed`` (exit 4 in the CLI) is dataset drift, prediction drift, a performance failure, a
+failed data-quality test (unless ``quality.fail: false``), an outlier share above
+``outliers.max_share`` or attribution drift (signals.py; unless their ``fail: false``).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlopsctl.errors import UsageError
-from mlopsctl.monitor import checks, data
+from mlopsctl.monitor import checks, data, signals
+from mlopsctl.monitor import data as data_mod
 from mlopsctl.monitor.baseline import resolve_baseline
 from mlopsctl.monitor.model import model_meta, plan_extra
+from mlopsctl.monitor.report import write_html
 from mlopsctl.timeutil import utc_now
 
 if TYPE_CHECKING:
@@ -66,8 +69,6 @@ def run_monitor(
     result["seconds"] = round(time.perf_counter() - started, 3)
     target = report if report is not None else _spec_report(spec, project)
     if target is not None:
-        from mlopsctl.monitor.report import write_html
-
         write_html(result, target)
         result["report"] = str(target)
     if record:
@@ -87,6 +88,8 @@ def run_monitor(
             prediction_drift=(result["prediction"] or {}).get("drifted"),
             performance=_event_performance(result["performance"]),
             quality_failed=[q["test"] for q in result["quality"] if q["failed"]],
+            outlier_share=(result["outliers"] or {}).get("share"),
+            attribution_drift=(result["attribution"] or {}).get("drifted_features"),
             current=result["current"],
             window=result.get("window"),
             baseline=result["baseline"],
@@ -107,14 +110,23 @@ def check_against_profile(
     """Drift and data quality of ``data`` (a pandas DataFrame, a pyarrow Table, or a file or
     folder path) against a baseline ``profile`` ({"rows", "features"}), with no registry,
     model or event: what a benchmark or a notebook calls. ``spec`` holds the same keys as a
-    Monitor spec (defaults, features, drift_share, quality, exact_rows); ``reference`` raw
-    numeric baseline values by feature, for the exact tests."""
-    from mlopsctl.monitor import data as data_mod  # ``data`` is the argument here
-
+    Monitor spec (defaults, features, drift_share, quality, exact_rows, outliers, attribution);
+    ``reference`` raw numeric baseline values by feature, for the exact tests. The outlier
+    share is checked when the spec has ``outliers`` or the profile an "outliers" block (the
+    one model.json keeps), attribution drift when the data carry contributions (against the
+    profile's "explain" block, when it has one)."""
     spec = {"name": "adhoc", **(spec or {})}
     settings = checks.Settings.from_spec(spec)
     columns = checks.plan_columns(profile, settings, None, reference)
     extra = checks.Extra()
+    facts = {
+        "profile": profile,
+        "outliers": profile.get("outliers"),
+        "explain": profile.get("explain"),
+    }
+    extra.outliers, extra.attribution = signals.plan(
+        spec, facts, default_on=bool(profile.get("outliers"))
+    )
     header: set[str] = set()
     if isinstance(data, (str, Path)):
         files = data_mod.iter_files(str(data), root=Path.cwd(), store=None)
@@ -174,6 +186,7 @@ def _run(
     kinds = {f["name"]: f["kind"] for f in meta["features"]} if meta else None
     columns = checks.plan_columns(base.profile, settings, kinds, base.reference)
     extra, notes = plan_extra(spec, store, project, model_ref, meta, base.profile)
+    extra.outliers, extra.attribution = signals.plan(spec, meta, default_on=True)
 
     since = data.window_start(source.get("window"), now) if source.get("time_column") else None
     # The window is [now - window, now): rows stamped after ``now`` belong to a later run.
@@ -247,11 +260,15 @@ def _finish(
 
         performance = evaluate(spec["ground_truth"], extra, meta, record)
     quality_fails = (spec.get("quality") or {}).get("fail", True)
+    outliers = extra.outliers.result() if extra.outliers is not None else None
+    attribution = extra.attribution.result() if extra.attribution is not None else None
     failed = bool(
         judged["drift"]
         or (prediction is not None and prediction["drifted"])
         or (performance is not None and performance["failed"])
         or (quality_fails and any(q["failed"] for q in judged["quality"]))
+        or (outliers is not None and outliers["failed"])
+        or (attribution is not None and attribution["failed"])
     )
     name = record["name"] if record else None
     version = record["version"] if record else None
@@ -271,6 +288,8 @@ def _finish(
         "quality": judged["quality"],
         "prediction": prediction,
         "performance": performance,
+        "outliers": outliers,
+        "attribution": attribution,
         "failed": failed,
         "notes": notes,
         "report": None,
