@@ -102,7 +102,7 @@ def table(result: dict[str, Any]) -> list[str]:
                 lines.append(
                     f"  {entry['name']}: mean |contribution| {fmt(entry['baseline'])} -> "
                     f"{fmt(entry['current'])}, share {fmt(entry['baseline_share'], 3)} -> "
-                    f"{fmt(entry['current_share'], 3)}"
+                    f"{fmt(entry['current_share'], 3)} (change {fmt(entry['change'], 3)})"
                 )
     for check in result["quality"]:
         if check["failed"]:
@@ -136,9 +136,9 @@ def attribution_line(attribution: dict[str, Any]) -> str:
         names = ", ".join(attribution["drifted_features"])
         verdict = ("DRIFT in " if attribution["failed"] else "drift (not failing) in ") + names
     return (
-        f"attribution: {attribution['rows']} rows with contributions, share change "
-        f"{fmt(attribution['statistic'], 3)} (a feature drifts at {fmt(attribution['threshold'])}"
-        f"): {verdict}"
+        f"attribution: {attribution['rows']} rows with contributions, total share move "
+        f"{fmt(attribution['statistic'], 3)}; a feature drifts when its share changes by "
+        f"{fmt(attribution['threshold'])} of its training share: {verdict}"
     )
 
 
@@ -303,7 +303,7 @@ def render_html(result: dict[str, Any]) -> str:
                 if attribution.get("statistic") is None
                 else ("yes" if attribution["drifted"] else "no"),
                 f"{len(attribution['drifted_features'])} of {len(attribution['features'])} "
-                f"features; share change {fmt(attribution.get('statistic'), 3)}",
+                f"features drifted; total share move {fmt(attribution.get('statistic'), 3)}",
             )
         )
     bad_quality = [q["test"] for q in result["quality"] if q["failed"]]
@@ -445,13 +445,14 @@ def _attribution_html(attribution: dict[str, Any]) -> str:
             f'<td class="num">{e(fmt(entry["current"]))}</td>'
             f'<td class="num">{e(fmt(entry["baseline_share"], 3))} → '
             f"{e(fmt(entry['current_share'], 3))}</td>"
+            f'<td class="num">{e(fmt(entry["change"], 3))}</td>'
             f'<td><div class="hbar"><span class="base" style="width:{base_w:.1f}%"></span></div>'
             f'<div class="hbar"><span class="cur" style="width:{cur_w:.1f}%"></span></div></td>'
             f'<td><span class="badge {badge}" style="margin:0">{verdict}</span></td></tr>'
         )
     parts.append(
         "<table><thead><tr><th>feature</th><th>training</th><th>current</th>"
-        "<th>share of total</th><th></th><th>verdict</th></tr></thead><tbody>"
+        "<th>share of total</th><th>change</th><th></th><th>verdict</th></tr></thead><tbody>"
         + "".join(rows)
         + "</tbody></table></section>"
     )

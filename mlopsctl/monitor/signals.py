@@ -13,10 +13,14 @@ Attribution drift (spec ``attribution``), when the current data carry feature co
 (columns ``contrib.<feature>``, as ``mlopsctl models explain`` writes them and serving logs them
 when asked; rows without them are skipped): the mean |contribution| of each feature over the
 rows that have one, against the same mean on the training rows (model.json "explain", computed
-at training time). Each feature's share of the total mean |contribution| is compared; a feature
-drifts when its share moved by at least ``threshold`` (0.1), as Vertex AI Model Monitoring
-judges feature attribution drift. The statistic of the whole is half the sum of the share
-changes (a total variation distance, 0..1).
+at training time). Each feature's share of the total mean |contribution| is compared with its
+share in training, so a change of scale of the whole output does not count, only a change in
+which features drive the predictions (feature attribution drift, as Vertex AI Model Monitoring
+calls it). A feature's ``change`` is the move of its share relative to its training share, where
+a training share under ``MIN_SHARE`` (2 %) counts as 2 % (so that features that hardly matter
+do not raise alarms over noise, while one that comes to matter does); it drifts at a change of
+at least ``threshold`` (0.5: its share grew or shrank by half). The statistic of the whole is
+half the sum of the absolute share moves (a total variation distance, 0..1), for the report.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 MAX_SHARE = 0.05
-ATTRIBUTION_THRESHOLD = 0.1
+ATTRIBUTION_THRESHOLD = 0.5
+MIN_SHARE = 0.02
 
 
 @dataclass
@@ -185,6 +190,7 @@ class AttributionCheck:
                 "mlopsctl kept one, or not explainable): current values only"
             )
         rows = []
+        moves = []
         for name, value in current.items():
             entry: dict[str, Any] = {
                 "name": name,
@@ -197,14 +203,15 @@ class AttributionCheck:
             }
             if name in base and base_total > 0:
                 entry["baseline_share"] = base[name] / base_total
-                entry["change"] = abs(entry["current_share"] - entry["baseline_share"])
+                move = abs(entry["current_share"] - entry["baseline_share"])
+                moves.append(move)
+                entry["change"] = move / max(entry["baseline_share"], MIN_SHARE)
                 entry["drifted"] = bool(entry["change"] >= self.threshold)
             rows.append(entry)
         rows.sort(key=lambda e: (not e["drifted"], -e["current"]))
         out["features"] = rows
-        changes = [e["change"] for e in rows if e["change"] is not None]
-        if changes:
-            out["statistic"] = 0.5 * sum(changes)
+        if moves:
+            out["statistic"] = 0.5 * sum(moves)
             out["drifted_features"] = [e["name"] for e in rows if e["drifted"]]
             out["drifted"] = bool(out["drifted_features"])
             out["failed"] = bool(self.fail and out["drifted"])
