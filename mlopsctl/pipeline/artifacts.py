@@ -38,18 +38,86 @@ def pack_dir(folder: Path, dest: Path) -> None:
 
 
 def unpack_dir(archive: Path, dest: Path) -> None:
+    """Unpack a folder blob into `dest`. Every member must be a plain file or folder whose
+    relative name stays inside `dest`: a link (symbolic or hard), a device, a fifo, an absolute
+    name or '..' is refused in one line naming it, before anything is written, and a folder
+    this call made is removed again. tarfile's "data" filter guards the extraction as well where
+    Python has it (3.10.12+, 3.11.4+); older ones write the checked members here instead."""
+    import shutil
+
+    made = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive, "r") as tar:
-        members = tar.getmembers()
-        root = dest.resolve()
-        for member in members:
-            target = (root / member.name).resolve()
-            if not (member.isfile() or member.isdir()) or not str(target).startswith(str(root)):
-                raise IntegrityError(
-                    f"artifact {archive.name} holds an unsafe entry {member.name!r}",
-                    "the blob was not written by mlopsctl; do not use it",
-                )
-        tar.extractall(dest, members=members)
+    try:
+        with tarfile.open(archive, "r") as tar:
+            members = tar.getmembers()
+            root = dest.resolve()
+            for member in members:
+                why = _unsafe_member(member, root)
+                if why:
+                    raise IntegrityError(
+                        f"the archive holds {member.name!r}, {why}",
+                        "the blob was not written by mlopsctl; do not use it",
+                    )
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(dest, members=members, filter="data")
+            else:
+                _extract_checked(tar, members, root)
+    except BaseException as exc:
+        if made:
+            shutil.rmtree(dest, ignore_errors=True)
+        if isinstance(exc, tarfile.TarError):
+            raise IntegrityError(
+                f"artifact {archive.name} cannot be unpacked: {exc}",
+                "the blob was not written by mlopsctl; do not use it",
+            ) from None
+        raise
+
+
+def _unsafe_member(member: tarfile.TarInfo, root: Path) -> str | None:
+    """Why `member` may not be unpacked into `root` (resolved), or None when it may."""
+    from pathlib import PurePosixPath
+
+    kinds = (
+        (member.issym(), "a symbolic link"),
+        (member.islnk(), "a hard link"),
+        (member.ischr() or member.isblk(), "a device file"),
+        (member.isfifo(), "a fifo"),
+        (not (member.isreg() or member.isdir()), "neither a file nor a folder"),
+    )
+    for refused, what in kinds:
+        if refused:
+            return what
+    name = member.name
+    if not name or "\0" in name:
+        return "an empty or invalid name"
+    if PurePosixPath(name).is_absolute() or os.path.isabs(name):
+        return "an absolute name"
+    if ".." in PurePosixPath(name).parts or ".." in name.split(os.sep):
+        return "a name with '..'"
+    target = (root / name).resolve()
+    if not target.is_relative_to(root) or (target == root and not member.isdir()):
+        return "a name that leads outside the folder"
+    return None
+
+
+def _extract_checked(tar: tarfile.TarFile, members: list[tarfile.TarInfo], root: Path) -> None:
+    """Write members that passed _unsafe_member: folders made, files created without following
+    a link, modes reduced to 0755/0644, owners and times not applied."""
+    import shutil
+
+    for member in members:
+        target = root / member.name
+        if member.isdir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source = tar.extractfile(member)
+        if source is None:
+            raise IntegrityError(f"the archive's member {member.name!r} cannot be read")
+        mode = 0o755 if member.mode & 0o100 else 0o644
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+        with source, os.fdopen(os.open(target, flags, mode), "wb") as handle:
+            shutil.copyfileobj(source, handle)
 
 
 def store_output(store: ObjectStore, path: Path, workdir: Path) -> dict[str, Any]:
