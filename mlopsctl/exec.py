@@ -59,8 +59,8 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
         get_component(task["target"]).run(ctx)
     elif kind == "python":
         _call_python(task["target"], ctx, project_root)
-    elif kind == "run":
-        _run_shell(task["target"], ctx, task.get("env") or {})
+    elif kind in ("run", "argv"):
+        _run_command(task["target"], ctx, task.get("env") or {}, shell=kind == "run")
     else:
         raise MlopsError(
             f"unknown step kind {kind!r}", "this task file was not written by mlopsctl"
@@ -94,21 +94,34 @@ def _call_python(target: str, ctx: Any, project_root: Path) -> None:
         ctx.metrics.update({k: float(v) for k, v in result.items()})
 
 
-def _run_shell(command: str, ctx: Any, env: dict[str, str]) -> None:
+def _run_command(target: str, ctx: Any, env: dict[str, str], shell: bool) -> None:
+    """A `run:` step: a shell command, or (shell False) an argument list run without a shell.
+    Each {inputs.x} / {outputs.y} becomes its path here as one word (mlopsctl.pipeline.command);
+    the values of ${params.x} / ${env.X} went in, shell-quoted, when the run was planned."""
     from mlopsctl.errors import MlopsError
+    from mlopsctl.pipeline.command import argv, fill
 
-    values = {f"inputs.{k}": str(v) for k, v in ctx.inputs.items()}
-    values.update({f"outputs.{k}": str(v) for k, v in ctx.outputs.items()})
-    for key, value in values.items():
-        command = command.replace("{" + key + "}", shlex.quote(value))
+    paths = {f"inputs.{k}": str(v) for k, v in ctx.inputs.items()}
+    paths.update({f"outputs.{k}": str(v) for k, v in ctx.outputs.items()})
+    command: str | list[str] = fill(target, paths) if shell else argv(target, paths)
+    shown = command if isinstance(command, str) else shlex.join(command)
     metrics_file = ctx.workdir / "metrics.json"
     child_env = dict(os.environ, **env)
     child_env["MLOPS_METRICS_FILE"] = str(metrics_file)
     child_env["MLOPS_PARAMS"] = json.dumps(ctx.params)
     child_env["MLOPS_RUN_ID"] = ctx.run_id
-    proc = subprocess.run(command, shell=True, cwd=ctx.project_root, env=child_env, check=False)
+    try:
+        proc = subprocess.run(
+            command, shell=shell, cwd=ctx.project_root, env=child_env, check=False
+        )
+    except OSError as exc:  # run: as a list names a program that cannot be started
+        program = "/bin/sh" if isinstance(command, str) else command[0]
+        raise MlopsError(
+            f"cannot start {program!r}: {exc.strerror or exc}",
+            "the first element of run: must be a program on PATH or a path to one",
+        ) from None
     if proc.returncode != 0:
-        raise MlopsError(f"command exited with status {proc.returncode}: {command}")
+        raise MlopsError(f"command exited with status {proc.returncode}: {shown}")
     if metrics_file.exists():
         data = json.loads(metrics_file.read_text())
         ctx.metrics.update({k: float(v) for k, v in data.items()})

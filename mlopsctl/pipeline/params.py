@@ -14,11 +14,14 @@ from mlopsctl.runs import flatten  # run records and -p overrides name params th
 
 __all__ = [
     "InterpolationError",
+    "UnsetVariable",
     "apply_overrides",
     "flatten",
     "interpolate",
     "lookup",
     "parse_override",
+    "reference_value",
+    "value_text",
 ]
 
 _REF = re.compile(r"\$\{\s*(params|env)\.([A-Za-z0-9_.\-]+)\s*\}")
@@ -27,6 +30,10 @@ _MISSING = object()
 
 class InterpolationError(Exception):
     """A reference that cannot be resolved; the caller attaches the spec position."""
+
+
+class UnsetVariable(InterpolationError):
+    """${env.X} names a variable that is not set."""
 
 
 def lookup(params: dict[str, Any], dotted: str) -> Any:
@@ -88,45 +95,67 @@ def _branches(params: dict[str, Any], prefix: str = "") -> set[str]:
 
 
 def interpolate(
-    value: Any, params: dict[str, Any], on_error: Callable[[tuple, str], None], path: tuple = ()
+    value: Any,
+    params: dict[str, Any],
+    on_error: Callable[[tuple, str], None],
+    path: tuple = (),
+    unset_env: set[str] | None = None,
 ) -> Any:
     """Resolve references in every string inside `value`. A string that is exactly one
     reference takes the referenced value itself (a dict stays a dict, 6 stays an int); a
-    reference inside longer text is formatted into it. Problems go to on_error(path, msg)."""
+    reference inside longer text is formatted into it. Problems go to on_error(path, msg).
+
+    With `unset_env` (a static check, which runs without the run's environment), a ${env.X}
+    whose variable is not set is no problem: its name is added to the set and the reference
+    stays as written. `run:` commands are not rendered here (see plan.py and command.py)."""
     if isinstance(value, dict):
-        return {k: interpolate(v, params, on_error, (*path, k)) for k, v in value.items()}
+        return {
+            k: interpolate(v, params, on_error, (*path, k), unset_env) for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [interpolate(v, params, on_error, (*path, i)) for i, v in enumerate(value)]
+        return [
+            interpolate(v, params, on_error, (*path, i), unset_env) for i, v in enumerate(value)
+        ]
     if not isinstance(value, str) or "${" not in value:
         return value
 
-    def resolve(kind: str, name: str) -> Any:
-        if kind == "env":
-            found = os.environ.get(name)
-            if found is None:
-                raise InterpolationError(
-                    f"environment variable {name} is not set (in ${{env.{name}}})"
-                )
-            return found
-        found = lookup(params, name)
-        if found is _MISSING:
-            known = sorted(set(flatten(params)) | _branches(params))
-            raise InterpolationError(
-                f"unknown parameter '{name}' in ${{params.{name}}}{_suggest(name, known)}"
-            )
-        return found
+    def resolve(match: re.Match[str]) -> Any:
+        try:
+            return reference_value(match.group(1), match.group(2), params)
+        except UnsetVariable:
+            if unset_env is None:
+                raise
+            unset_env.add(match.group(2))
+            return match.group(0)
 
     try:
         whole = _REF.fullmatch(value.strip())
         if whole:
-            return resolve(whole.group(1), whole.group(2))
-        return _REF.sub(lambda m: _as_text(resolve(m.group(1), m.group(2))), value)
+            return resolve(whole)
+        return _REF.sub(lambda m: value_text(resolve(m)), value)
     except InterpolationError as exc:
         on_error(path, str(exc))
         return value
 
 
-def _as_text(value: Any) -> str:
+def reference_value(kind: str, name: str, params: dict[str, Any]) -> Any:
+    """The value of ${params.name} or ${env.name}, or InterpolationError saying why not."""
+    if kind == "env":
+        found = os.environ.get(name)
+        if found is None:
+            raise UnsetVariable(f"environment variable {name} is not set (in ${{env.{name}}})")
+        return found
+    value = lookup(params, name)
+    if value is _MISSING:
+        known = sorted(set(flatten(params)) | _branches(params))
+        raise InterpolationError(
+            f"unknown parameter '{name}' in ${{params.{name}}}{_suggest(name, known)}"
+        )
+    return value
+
+
+def value_text(value: Any) -> str:
+    """A value as it is written into text: true/false, a mapping or list as JSON."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (dict, list)):

@@ -10,7 +10,22 @@ from typing import Any
 
 from mlopsctl.digest import canonical_json, sha256_bytes
 from mlopsctl.errors import Diagnostic, SpecError
-from mlopsctl.pipeline.params import apply_overrides, interpolate
+from mlopsctl.pipeline.command import (
+    Placeholder,
+    explain,
+    placeholders_in_item,
+    render_argv,
+    scan,
+    substitute,
+)
+from mlopsctl.pipeline.params import (
+    InterpolationError,
+    UnsetVariable,
+    apply_overrides,
+    interpolate,
+    reference_value,
+    value_text,
+)
 
 FILE, DIR, AUTO = "file", "dir", "auto"
 
@@ -18,8 +33,10 @@ FILE, DIR, AUTO = "file", "dir", "auto"
 @dataclass
 class StepPlan:
     name: str
-    kind: str  # component | run | python
-    target: str  # component name, shell command, or module:function
+    kind: str  # component | run (a shell command) | argv (a run: list, no shell) | python
+    # component name; module:function; or the command (command.py): values shell-quoted,
+    # {inputs.x} / {outputs.y} left for exec; for argv, its words shell-quoted, space-joined
+    target: str
     params: dict[str, Any]  # resolved `with:`
     inputs: dict[str, tuple[str, str]]  # input name -> (upstream step, its output)
     outputs: dict[str, str]  # output name -> file | dir | auto
@@ -50,12 +67,36 @@ class PipelinePlan:
 
 
 class _Collector:
-    def __init__(self, loaded: Any) -> None:
+    """Problems of one spec, each at its place, and how far the checks may look: `static`
+    (validate) leaves the run's environment and data alone; without `root` (a spec read from
+    git rather than a working tree) files under the project are not looked for either."""
+
+    def __init__(self, loaded: Any, root: Path | None, static: bool = False) -> None:
         self.loaded = loaded
+        self.root = root
+        self.static = static
         self.items: list[Diagnostic] = []
 
     def add(self, path: tuple, message: str) -> None:
         line, column = self.loaded.position(path)
+        self.items.append(Diagnostic(self.loaded.display, line, column, message))
+
+    def add_in_value(self, path: tuple, message: str, needle: str, nth: int) -> None:
+        """A problem at the nth (from 0) `needle` inside the text value at `path`: its own line
+        and column when the spec's text shows it there, else the value's position."""
+        line, column = self.loaded.value_position(path)
+        text = self.loaded.text
+        lines = text.split("\n")
+        if text and 0 < line <= len(lines):
+            index = sum(len(row) + 1 for row in lines[: line - 1]) + column - 1
+            for _ in range(nth + 1):
+                index = text.find(needle, index)
+                if index < 0:
+                    break
+                found, index = index, index + len(needle)
+            else:
+                line = text.count("\n", 0, found) + 1
+                column = found - (text.rfind("\n", 0, found) + 1) + 1
         self.items.append(Diagnostic(self.loaded.display, line, column, message))
 
 
@@ -74,21 +115,9 @@ def load_plan(
     if diagnostics or loaded is None:
         raise SpecError(diagnostics)
     data = loaded.data
-    raw_params = data.get("params") or {}
-    params = apply_overrides(raw_params, list(overrides or []))
-    problems = _Collector(loaded)
-    params = interpolate(params, params, problems.add, ("params",))
-
-    steps: dict[str, StepPlan] = {}
-    for name, body in (data.get("steps") or {}).items():
-        step = _step_plan(name, body, params, problems, root)
-        if step is not None:
-            steps[name] = step
-    _check_references(steps, data.get("steps") or {}, problems)
-    order = _topological_order(steps, problems)
-    register = data.get("register")
-    if register:
-        _check_register(register, steps, problems)
+    params = apply_overrides(data.get("params") or {}, list(overrides or []))
+    problems = _Collector(loaded, root)
+    params, steps, order = _plan_steps(data, params, problems)
     if problems.items:
         raise SpecError(problems.items)
     return PipelinePlan(
@@ -100,9 +129,40 @@ def load_plan(
         params=params,
         overrides=list(overrides or []),
         steps={name: steps[name] for name in order},
-        register=register,
+        register=data.get("register"),
         description=str(data.get("description") or ""),
     )
+
+
+def check_plan(loaded: Any, project_root: Path | None) -> list[Diagnostic]:
+    """Every problem `load_plan` would find in a Pipeline spec that passed its schema, found
+    the same way but without running anything, reading data or opening a store: the checks of
+    `mlopsctl validate`. Left to the run: ${env.X} that is not set here (and the `with:`
+    values made from it) and data files that are not here. With project_root None (a spec
+    read from a git tree, not a working tree), `code:` files and `python:` modules are not
+    looked for either."""
+    problems = _Collector(loaded, project_root, static=True)
+    _plan_steps(loaded.data, loaded.data.get("params") or {}, problems)
+    return problems.items
+
+
+def _plan_steps(
+    data: dict[str, Any], params: dict[str, Any], problems: _Collector
+) -> tuple[dict[str, Any], dict[str, StepPlan], list[str]]:
+    """(resolved params, steps by name, a topological order); problems go to `problems`."""
+    unset: set[str] | None = set() if problems.static else None
+    params = interpolate(params, params, problems.add, ("params",), unset)
+    steps: dict[str, StepPlan] = {}
+    for name, body in (data.get("steps") or {}).items():
+        step = _step_plan(name, body, params, problems)
+        if step is not None:
+            steps[name] = step
+    _check_references(steps, data.get("steps") or {}, problems)
+    order = _topological_order(steps, problems)
+    register = data.get("register")
+    if register:
+        _check_register(register, steps, problems)
+    return params, steps, order
 
 
 def _default_root(spec: Path) -> Path:
@@ -113,15 +173,17 @@ def _default_root(spec: Path) -> Path:
 
 
 def _step_plan(
-    name: str, body: dict[str, Any], params: dict[str, Any], problems: _Collector, root: Path
+    name: str, body: dict[str, Any], params: dict[str, Any], problems: _Collector
 ) -> StepPlan | None:
     where = ("steps", name)
 
     def err(path: tuple, message: str) -> None:
         problems.add((*where, *path), f"step '{name}': {message}")
 
-    with_block = interpolate(body.get("with") or {}, params, err, ("with",))
-    env = interpolate(body.get("env") or {}, params, err, ("env",))
+    unset: set[str] | None = set() if problems.static else None
+    with_block = interpolate(body.get("with") or {}, params, err, ("with",), unset)
+    with_is_known = not unset  # static: a with: value made from an unset ${env.X} is unknown
+    env = interpolate(body.get("env") or {}, params, err, ("env",), unset)
     inputs: dict[str, tuple[str, str]] = {}
     for input_name, ref in (body.get("inputs") or {}).items():
         upstream, _, output = str(ref).partition(".")
@@ -133,17 +195,18 @@ def _step_plan(
         "env": {str(k): str(v) for k, v in env.items()},
         "resources": dict(body.get("resources") or {}),
     }
-    for pattern in common["code"]:
-        if not list(root.glob(pattern)):
-            err(("code",), f"code file '{pattern}' matches nothing under {root}")
+    root = problems.root
+    if root is not None:
+        for pattern in common["code"]:
+            if not list(root.glob(pattern)):
+                err(("code",), f"code file '{pattern}' matches nothing under {root}")
 
     if "component" in body:
-        return _component_step(name, body, common, err, root)
+        return _component_step(name, body, common, err, problems, with_is_known)
     declared = {str(o): AUTO for o in body.get("outputs") or []}
     if "run" in body:
-        command = interpolate(str(body["run"]), params, err, ("run",))
-        _check_placeholders(command, inputs, declared, err)
-        return StepPlan(name=name, kind="run", target=command, outputs=declared, **common)
+        kind, command = _run_command(name, body["run"], params, inputs, declared, problems)
+        return StepPlan(name=name, kind=kind, target=command, outputs=declared, **common)
     if "python" in body:
         target = str(body["python"])
         _check_python_target(target, root, err)
@@ -152,8 +215,71 @@ def _step_plan(
     return None
 
 
+def _run_command(
+    step: str,
+    run: str | list[Any],
+    params: dict[str, Any],
+    inputs: dict[str, Any],
+    outputs: dict[str, str],
+    problems: _Collector,
+) -> tuple[str, str]:
+    """(kind, target) of a `run:` step. A string is a shell command: every placeholder must
+    stand where the shell reads a plain word (command.py), and each value goes in as one
+    shell-quoted word. A list is an argv, run without a shell: each element one argument."""
+    where = ("steps", step, "run")
+
+    def value(placeholder: Placeholder, path: tuple, nth: int) -> str | None:
+        if placeholder.is_path:
+            pool = inputs if placeholder.kind == "inputs" else outputs
+            if placeholder.name not in pool:
+                report(
+                    path,
+                    f"'{placeholder.text}' in run: no {placeholder.kind[:-1]} named "
+                    f"'{placeholder.name}' is declared",
+                    placeholder,
+                    nth,
+                )
+            return None
+        try:
+            return value_text(reference_value(placeholder.kind, placeholder.name, params))
+        except UnsetVariable as exc:
+            if not problems.static:  # validate runs without the run's environment
+                report(path, str(exc), placeholder, nth)
+        except InterpolationError as exc:
+            report(path, str(exc), placeholder, nth)
+        return None
+
+    def report(path: tuple, message: str, placeholder: Placeholder, nth: int) -> None:
+        problems.add_in_value(path, f"step '{step}': {message}", placeholder.text, nth)
+
+    if isinstance(run, list):
+        items = [str(item) for item in run]
+        argv_values: dict[tuple[int, int], str | None] = {}
+        for index, item in enumerate(items):
+            seen: list[str] = []
+            for placeholder in placeholders_in_item(item):
+                nth = seen.count(placeholder.text)
+                seen.append(placeholder.text)
+                argv_values[index, placeholder.start] = value(placeholder, (*where, index), nth)
+        return "argv", render_argv(items, lambda i, p: argv_values.get((i, p.start)))
+    template = str(run)
+    placeholders = scan(template)
+    values: dict[int, str | None] = {}
+    for index, placeholder in enumerate(placeholders):
+        nth = [p.text for p in placeholders[:index]].count(placeholder.text)
+        if placeholder.problem:
+            report(where, explain(placeholder), placeholder, nth)
+        values[placeholder.start] = value(placeholder, where, nth)
+    return "run", substitute(template, placeholders, lambda p: values.get(p.start))
+
+
 def _component_step(
-    name: str, body: dict[str, Any], common: dict[str, Any], err: Any, root: Path
+    name: str,
+    body: dict[str, Any],
+    common: dict[str, Any],
+    err: Any,
+    problems: _Collector,
+    with_is_known: bool,
 ) -> StepPlan | None:
     from mlopsctl.components import BUILTIN, get_component
     from mlopsctl.errors import NotFound
@@ -188,10 +314,14 @@ def _component_step(
                 ("inputs",) if body.get("inputs") else (),
                 f"missing input '{input_name}' of component '{component_name}'",
             )
-    _check_with(module, common["params"], err)
     check = getattr(module, "check", None)
-    if check is not None:
-        for path, message in check(common["params"], root):
+    if with_is_known:
+        _check_with(module, common["params"], err)
+    if with_is_known and check is not None:
+        root = problems.root
+        for path, message in check(common["params"], root or Path.cwd()):
+            if problems.static and _about_absent_data(module, common["params"], path, root):
+                continue  # validate leaves data to the run (it is often fetched just before)
             err(("with", *path), message)
     return StepPlan(
         name=name,
@@ -203,6 +333,19 @@ def _component_step(
         code_modules=(module.__name__, *getattr(module, "CODE_MODULES", ())),
         **common,
     )
+
+
+def _about_absent_data(
+    module: Any, params: dict[str, Any], path: tuple[Any, ...], root: Path | None
+) -> bool:
+    """Whether a component's problem is at a `with:` key naming a local data file that is not
+    here (or, without a project root, any local data file)."""
+    if len(path) != 1 or path[0] not in getattr(module, "FILE_PARAMS", ()):
+        return False
+    value = params.get(path[0])
+    if not isinstance(value, str) or "://" in value:
+        return False
+    return root is None or not (root / value).exists()
 
 
 def _check_with(module: Any, params: dict[str, Any], err: Any) -> None:
@@ -236,22 +379,13 @@ def _check_with(module: Any, params: dict[str, Any], err: Any) -> None:
         err(("with", *path), f"{where}: {error.message}")
 
 
-def _check_placeholders(
-    command: str, inputs: dict[str, Any], outputs: dict[str, str], err: Any
-) -> None:
-    import re
-
-    for kind, name in re.findall(r"\{(inputs|outputs)\.([A-Za-z0-9_\-]+)\}", command):
-        pool = inputs if kind == "inputs" else outputs
-        if name not in pool:
-            err(("run",), f"'{{{kind}.{name}}}' in run: no {kind[:-1]} named '{name}' is declared")
-
-
-def _check_python_target(target: str, root: Path, err: Any) -> None:
+def _check_python_target(target: str, root: Path | None, err: Any) -> None:
     module, sep, function = target.partition(":")
     if not sep or not module or not function:
         err(("python",), f"python: '{target}' must be written as module:function")
         return
+    if root is None:
+        return  # the module lives in the project's files, which are not here to look at
     import sys
 
     from mlopsctl.models.artifact import check_import_path

@@ -1,4 +1,5 @@
-"""`mlopsctl validate`: decide which spec files to check, then check them all."""
+"""`mlopsctl validate`: decide which spec files to check, then check them all: each against its
+schema and, for pipelines, with every check `run` makes before anything runs."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ class ValidationReport:
 
 def validate_specs(paths: list[Path], start: Path | None = None) -> ValidationReport:
     """Validate the given files and folders; with none, every spec in the project."""
-    from mlopsctl.spec import find_specs, validate_paths
+    from mlopsctl.spec import find_specs
 
     start = (start or Path.cwd()).resolve()
     project_file = find_project_file(start)
@@ -50,5 +51,22 @@ def validate_specs(paths: list[Path], start: Path | None = None) -> ValidationRe
         else:
             raise NotFound(f"no such file or folder: {given}", "check the path")
     report = ValidationReport(root=root, files=files)
-    report.diagnostics = validate_paths(files, root) if files else []
+    for path in files:
+        report.diagnostics += validate_spec_file(path, report.display(path), root)
     return report
+
+
+def validate_spec_file(path: Path, display: str, root: Path | None) -> list[Diagnostic]:
+    """Every problem of one spec: its schema and references and, for a pipeline that passes
+    those, every check `run` makes before anything runs (pipeline.plan.check_plan: components
+    and their `with:` keys, ${params.x}, cycles, estimator classes, `code:` files, placeholders
+    in `run:`), without reading data or opening a store. With root None, files under the
+    project are not looked for (see check_plan)."""
+    from mlopsctl.spec import validate_file
+
+    loaded, problems = validate_file(path, display)
+    if problems or loaded is None or loaded.data.get("kind") != "Pipeline":
+        return problems
+    from mlopsctl.pipeline.plan import check_plan
+
+    return sorted(dict.fromkeys(check_plan(loaded, root)), key=lambda d: (d.line, d.column))

@@ -88,7 +88,8 @@ class LoadedYaml:
 
     `surprises` maps the paths of plain scalars that YAML 1.1 read as a non-string to what was
     written; `key_surprises` does the same for mapping keys (kept in `data` as the written text);
-    `broken` holds paths the loader already reported (duplicate keys, refused tags).
+    `broken` holds paths the loader already reported (duplicate keys, refused tags); `text` is
+    the YAML as parsed, for placing a problem inside a long value.
     """
 
     __slots__ = (
@@ -99,6 +100,7 @@ class LoadedYaml:
         "keys",
         "path",
         "surprises",
+        "text",
         "values",
     )
 
@@ -111,6 +113,7 @@ class LoadedYaml:
         self.surprises: dict[JsonPath, Surprise] = {}
         self.key_surprises: dict[JsonPath, Surprise] = {}
         self.broken: set[JsonPath] = set()
+        self.text = ""
 
     def position(self, json_path: JsonPath | list[Any]) -> Position:
         """1-based (line, column) of a node; a mapping entry points at its key.
@@ -228,6 +231,7 @@ def parse_yaml(text: str, path: Path, display: str) -> tuple[LoadedYaml | None, 
         if loader is not None:
             loader.dispose()
     loaded = LoadedYaml(None, path, display)
+    loaded.text = text
     if root is None:
         return loaded, []
     builder = _Builder(loaded, text)
