@@ -83,7 +83,7 @@ class Placeholder:
 def explain(placeholder: Placeholder) -> str:
     """The problem of a placeholder as one message, with what to do about it."""
     problem = placeholder.problem or ""
-    message = f"'{placeholder.text}' {problem} in run:"
+    message = f"'{placeholder.text}' in run: {problem}"
     if problem.endswith("quotes") or problem.endswith("$'...'"):
         return f"{message}; values are shell-quoted automatically, so drop the quotes around it"
     return (

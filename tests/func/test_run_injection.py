@@ -160,9 +160,9 @@ def test_placeholders_inside_words_and_substitutions(
 @pytest.mark.parametrize(
     ("run", "expected"),
     [
-        ('echo "${params.msg}" > {outputs.out}', "'${params.msg}' is inside double quotes"),
-        ("echo '${params.msg}' > {outputs.out}", "'${params.msg}' is inside single quotes"),
-        ("echo x > '{outputs.out}'", "'{outputs.out}' is inside single quotes"),
+        ('echo "${params.msg}" > {outputs.out}', "'${params.msg}' in run: is inside double quotes"),
+        ("echo '${params.msg}' > {outputs.out}", "'${params.msg}' in run: is inside single quotes"),
+        ("echo x > '{outputs.out}'", "'{outputs.out}' in run: is inside single quotes"),
         ("cat <<EOF > {outputs.out}\n${params.msg}\nEOF", "here-document"),
         ("echo $(( ${params.msg} + 1 )) > {outputs.out}", "arithmetic"),
         ("echo \\${params.msg} > {outputs.out}", "backslash"),

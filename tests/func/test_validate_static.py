@@ -100,7 +100,7 @@ def test_a_good_pipeline_is_valid_without_its_data_or_environment(
         (
             ("> {outputs.out}", "> '{outputs.out}'"),
             20,
-            "'{outputs.out}' is inside single quotes",
+            "'{outputs.out}' in run: is inside single quotes",
         ),
     ],
     ids=[

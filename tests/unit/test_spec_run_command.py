@@ -141,7 +141,7 @@ def test_placeholders_the_shell_would_not_read_as_one_word(template: str, proble
     assert found, template
     assert problem in (found[-1].problem or ""), found
     message = explain(found[-1])
-    assert message.startswith(f"'{found[-1].text}' ")
+    assert message.startswith(f"'{found[-1].text}' in run: {found[-1].problem}; ")
     if problem.endswith(("quotes", "$'...'")):
         assert "drop the quotes" in message
     else:
