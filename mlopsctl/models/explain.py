@@ -61,6 +61,15 @@ CONTRIB_PREFIX = "contrib."
 # How many training rows the attribution baseline (mean |contribution| per feature) is computed on.
 BASELINE_ROWS = 2000
 
+# Batches up to this many rows are explained on one thread (XGBoost).
+SMALL_BATCH = 64
+
+# Per loaded model, worked out on first use: tree tables, column owners, 1-thread boosters.
+_CACHE: weakref.WeakKeyDictionary[Any, list[_Forest]] = weakref.WeakKeyDictionary()
+_OWNERS: weakref.WeakKeyDictionary[Any, np.ndarray] = weakref.WeakKeyDictionary()
+_SINGLE_THREADED: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_CACHE_LOCK = threading.Lock()
+
 _TREE_NAMES = frozenset(
     {"DecisionTreeClassifier", "DecisionTreeRegressor", "ExtraTreeClassifier", "ExtraTreeRegressor"}
 )
@@ -108,12 +117,20 @@ def contributions(model: LoadedModel, frame: pd.DataFrame) -> tuple[np.ndarray, 
     return explanation.values, explanation.names
 
 
-def explain(model: LoadedModel, frame: pd.DataFrame) -> Explanation:
-    """Contributions of every row of ``frame`` (see the module docstring)."""
+def explain(
+    model: LoadedModel, frame: pd.DataFrame | None, *, transformed: Any = None
+) -> Explanation:
+    """Contributions of every row of ``frame`` (see the module docstring). A caller that has
+    already run the model's preprocessing on the rows (a server's compiled fast path, which
+    gives the same numbers) may pass that matrix as ``transformed`` instead of ``frame``."""
     import numpy as np
 
     method = method_of(model)
-    matrix = _dense(model.transform(frame))
+    if transformed is None:
+        if frame is None:
+            raise ValueError("explain() needs the rows: a frame or the transformed matrix")
+        transformed = model.transform(frame)
+    matrix = _dense(transformed)
     owners = _column_owners(model, matrix.shape[1])
     if method == "treeshap":
         wide, bias, output, pick = _xgboost(model, matrix)
@@ -292,10 +309,33 @@ def _dense(matrix: Any) -> np.ndarray:
 
 
 def _column_owners(model: LoadedModel, width: int) -> np.ndarray:
-    """For each transformed column, the index of the input feature it comes from."""
+    """For each transformed column, the index of the input feature it comes from (worked out
+    once per loaded preprocessing)."""
+    names = [f.name for f in model.features]
+    try:
+        with _CACHE_LOCK:
+            owners = _OWNERS.get(model.preprocess)
+    except TypeError:  # not weakly referenceable: work it out each time
+        owners = None
+    if owners is None:
+        owners = _trace_owners(model, names)
+        try:
+            with _CACHE_LOCK:
+                _OWNERS[model.preprocess] = owners
+        except TypeError:
+            pass
+    if owners.size != width:
+        raise ModelError(
+            f"cannot map the model's {width} transformed columns back to its "
+            f"{len(names)} features (found {owners.size})",
+            "explanations need mlopsctl's own preprocessing (impute, scale, one-hot)",
+        )
+    return owners
+
+
+def _trace_owners(model: LoadedModel, names: list[str]) -> np.ndarray:
     import numpy as np
 
-    names = [f.name for f in model.features]
     pre = model.preprocess
     if isinstance(pre, Passthrough):
         owners = np.arange(len(names))
@@ -312,12 +352,6 @@ def _column_owners(model: LoadedModel, width: int) -> np.ndarray:
         for step in rest:  # later steps must keep one output per column
             if _one_to_one(step) is not True:
                 raise _cannot_map(step)
-    if owners.size != width:
-        raise ModelError(
-            f"cannot map the model's {width} transformed columns back to its "
-            f"{len(names)} features (found {owners.size})",
-            "explanations need mlopsctl's own preprocessing (impute, scale, one-hot)",
-        )
     return owners
 
 
@@ -465,6 +499,23 @@ def _iterations(estimator: Any) -> tuple[int, int]:
     return (0, int(best) + 1) if best is not None else (0, 0)
 
 
+def _booster(estimator: Any, rows: int) -> Any:
+    """The booster to explain ``rows`` rows with: for a few rows a single-threaded copy (made
+    once per model), since OpenMP's thread pool costs more than it saves on one row and waits
+    for busy cores; the model's own booster, left as it is, for batches."""
+    booster = estimator.get_booster()
+    if rows > SMALL_BATCH:
+        return booster
+    with _CACHE_LOCK:
+        single = _SINGLE_THREADED.get(estimator)
+    if single is None:
+        single = booster.copy()
+        single.set_param({"nthread": 1})
+        with _CACHE_LOCK:
+            _SINGLE_THREADED[estimator] = single
+    return single
+
+
 _XGB_OUTPUTS = {"binary:logistic": "log-odds", "binary:logitraw": "log-odds"}
 
 
@@ -475,7 +526,7 @@ def _xgboost(
     import xgboost
 
     estimator = model.estimator
-    booster = estimator.get_booster()
+    booster = _booster(estimator, matrix.shape[0])
     data = xgboost.DMatrix(matrix, missing=_missing(estimator), nthread=1)
     values = np.asarray(
         booster.predict(data, pred_contribs=True, iteration_range=_iterations(estimator)),
@@ -512,10 +563,6 @@ class _Forest:
     delta: np.ndarray
     feature: np.ndarray
     bias: np.ndarray
-
-
-_CACHE: weakref.WeakKeyDictionary[Any, list[_Forest]] = weakref.WeakKeyDictionary()
-_CACHE_LOCK = threading.Lock()
 
 
 def _tree_tables(tree: Any, classifier: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
