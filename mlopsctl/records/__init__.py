@@ -1,0 +1,91 @@
+"""Stored records as types: one module per kind of record (run, trial, step, experiment,
+cache_entry, version, alias_move, model_latest, event, trigger_state, trigger_firing,
+deployment, image), each with its TypedDict, its ``KIND`` name, the store key pattern it lives
+under and ``from_json``/``to_json``; every kind has a JSON Schema checked by
+:func:`validate_record`. Part of the ground floor: no heavy imports (jsonschema only to
+validate)."""
+
+from mlopsctl.records import (
+    alias_move,
+    cache_entry,
+    deployment,
+    event,
+    experiment,
+    image,
+    model_latest,
+    run,
+    step,
+    trial,
+    trigger_firing,
+    trigger_state,
+    version,
+)
+from mlopsctl.records.alias_move import AliasMove
+from mlopsctl.records.cache_entry import CacheEntry
+from mlopsctl.records.codec import RecordInvalid, decode, encode
+from mlopsctl.records.common import Actor, GitInfo, Host, OutputRef, SpecRef
+from mlopsctl.records.deployment import DeploymentRecord
+from mlopsctl.records.event import Event
+from mlopsctl.records.experiment import ExperimentSummary
+from mlopsctl.records.image import ImageRecord
+from mlopsctl.records.kinds import KINDS, RecordKind, kind_of_key, record_kind
+from mlopsctl.records.model_latest import LatestHint
+from mlopsctl.records.run import RunRecord
+from mlopsctl.records.schemas import (
+    SCHEMA_DIR,
+    record_problems,
+    record_schema,
+    schema_path,
+    validate_record,
+)
+from mlopsctl.records.step import StepRecord
+from mlopsctl.records.trial import TrialRecord
+from mlopsctl.records.trigger_firing import TriggerFiring
+from mlopsctl.records.trigger_state import TriggerState
+from mlopsctl.records.version import VersionRecord
+
+__all__ = [
+    "KINDS",
+    "SCHEMA_DIR",
+    "Actor",
+    "AliasMove",
+    "CacheEntry",
+    "DeploymentRecord",
+    "Event",
+    "ExperimentSummary",
+    "GitInfo",
+    "Host",
+    "ImageRecord",
+    "LatestHint",
+    "OutputRef",
+    "RecordInvalid",
+    "RecordKind",
+    "RunRecord",
+    "SpecRef",
+    "StepRecord",
+    "TrialRecord",
+    "TriggerFiring",
+    "TriggerState",
+    "VersionRecord",
+    "alias_move",
+    "cache_entry",
+    "decode",
+    "deployment",
+    "encode",
+    "event",
+    "experiment",
+    "image",
+    "kind_of_key",
+    "model_latest",
+    "record_kind",
+    "record_problems",
+    "record_schema",
+    "run",
+    "schema_path",
+    "step",
+    "trial",
+    "trigger_firing",
+    "trigger_state",
+    "validate_record",
+    "version",
+]

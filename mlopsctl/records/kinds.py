@@ -1,0 +1,71 @@
+"""Every kind of stored record, and which kind a store key holds."""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from mlopsctl.errors import UsageError
+from mlopsctl.records import (
+    alias_move,
+    cache_entry,
+    deployment,
+    event,
+    experiment,
+    image,
+    model_latest,
+    run,
+    step,
+    trial,
+    trigger_firing,
+    trigger_state,
+    version,
+)
+
+
+class RecordKind(NamedTuple):
+    name: str
+    key_pattern: str | None  # for people; None: kept inside another record
+    key_re: re.Pattern[str] | None  # matched over the whole key
+
+    @property
+    def schema_file(self) -> str:
+        return f"{self.name}.schema.json"
+
+
+# Trials before runs (a trial's key would also pass for a run's if the run pattern allowed it).
+KINDS: dict[str, RecordKind] = {
+    module.KIND: RecordKind(module.KIND, module.KEY_PATTERN, module.KEY_RE)
+    for module in (
+        trial,
+        run,
+        step,
+        experiment,
+        cache_entry,
+        version,
+        alias_move,
+        model_latest,
+        event,
+        trigger_state,
+        trigger_firing,
+        deployment,
+        image,
+    )
+}
+
+
+def kind_of_key(key: str) -> str | None:
+    """The kind of record stored at ``key``; None for anything else (blobs, logs, ...)."""
+    for kind in KINDS.values():
+        if kind.key_re is not None and kind.key_re.fullmatch(key):
+            return kind.name
+    return None
+
+
+def record_kind(name: str) -> RecordKind:
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise UsageError(
+            f"unknown record kind {name!r}", f"known kinds: {', '.join(sorted(KINDS))}"
+        ) from None
