@@ -179,6 +179,7 @@ def check_tree(
     """(spec paths, problems) of the specs in one git tree, the way `mlopsctl validate` finds
     and checks them in a working tree (paths relative to the tree's root)."""
     from mlopsctl.config import PROJECT_FILE
+    from mlopsctl.project.validate import validate_spec_text
     from mlopsctl.spec.discover import HEAD_BYTES, declares_mlopsctl, spec_candidates
     from mlopsctl.spec.loader import max_spec_bytes, too_big
     from mlopsctl.spec.validate import validate_text
@@ -206,7 +207,7 @@ def check_tree(
         if size > limit:
             diagnostics.append(too_big(path, size, limit))
         else:
-            diagnostics += validate_text(path, data)[1]
+            diagnostics += validate_spec_text(path, data)
     return files, diagnostics
 
 

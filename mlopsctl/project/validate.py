@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mlopsctl.config import find_project_file, load_project, repo_root
 from mlopsctl.errors import Diagnostic, NotFound, SpecError
@@ -65,8 +66,22 @@ def validate_spec_file(path: Path, display: str, root: Path | None) -> list[Diag
     from mlopsctl.spec import validate_file
 
     loaded, problems = validate_file(path, display)
+    return problems + _plan_problems(loaded, problems, root)
+
+
+def validate_spec_text(display: str, raw: bytes) -> list[Diagnostic]:
+    """validate_spec_file for a spec that is not a file here (a blob of a commit being
+    pushed): the same checks, but files under the project are not looked for, since the
+    working tree is not what is pushed."""
+    from mlopsctl.spec.validate import validate_text
+
+    loaded, problems = validate_text(display, raw)
+    return problems + _plan_problems(loaded, problems, None)
+
+
+def _plan_problems(loaded: Any, problems: list[Diagnostic], root: Path | None) -> list[Diagnostic]:
     if problems or loaded is None or loaded.data.get("kind") != "Pipeline":
-        return problems
+        return []  # the plan checks need a spec that passed its schema
     from mlopsctl.pipeline.plan import check_plan
 
     return sorted(dict.fromkeys(check_plan(loaded, root)), key=lambda d: (d.line, d.column))

@@ -148,3 +148,29 @@ def test_every_pipeline_in_the_project_gets_the_plan_checks(project: Path, cli: 
     assert result.exit_code == 3
     assert "pipelines/static.yaml:14:" in result.stdout
     assert "unknown key 'tst_size' in with; did you mean 'test_size'?" in result.stdout
+
+
+def test_the_pre_push_check_makes_the_plan_checks_on_the_pushed_tree(
+    project: Path, cli: Invoke
+) -> None:
+    """The hook reads specs from git, not the working tree: the plan checks run on them too,
+    without looking for files under the project (those on disk are not what is pushed)."""
+    from mlopsctl.project.hooks import check_tree
+
+    from .conftest import git
+
+    _write(project, GOOD.replace("outputs: [out]", "outputs: [out]\n    code: [src/report.py]"))
+    assert git(project, "add", "-A").returncode == 0
+    assert git(project, "commit", "-qm", "good").returncode == 0
+    files, problems = check_tree(project, "HEAD^{tree}")
+    assert "pipelines/static.yaml" in files
+    assert problems == []  # code: and data files are the working tree's business
+
+    _write(project, GOOD.replace("component: ingest", "component: ingst"))
+    assert git(project, "commit", "-qam", "typo").returncode == 0
+    (project / "pipelines" / "static.yaml").write_text(GOOD)  # fixed on disk, not committed
+    _, problems = check_tree(project, "HEAD^{tree}")
+    assert [p.render() for p in problems] == [
+        "pipelines/static.yaml:9:5: step 'ingest': unknown component 'ingst'; "
+        "did you mean 'ingest'?"
+    ]
