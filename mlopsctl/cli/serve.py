@@ -33,22 +33,64 @@ def serve(
         typer.Option("--model-dir", help="Serve this unpacked model folder (REF is NAME:VERSION)."),
     ] = None,
     max_body: Annotated[
-        int, typer.Option("--max-body", help="Largest request body in bytes (413 above).")
+        int,
+        typer.Option(
+            "--max-body", help="Largest request body in bytes, after gzip/deflate (413 above)."
+        ),
     ] = 8 << 20,
+    max_inflight: Annotated[
+        int,
+        typer.Option(
+            "--max-inflight",
+            help="Bytes of request bodies one worker holds at once (503 beyond); "
+            "default 8 x --max-body.",
+        ),
+    ] = 0,
+    max_rows: Annotated[
+        int, typer.Option("--max-rows", help="Most rows in one request (413 above).")
+    ] = 100_000,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            "--max-connections",
+            help="Open connections per worker; beyond it idle ones are closed, else 503 "
+            "(lowered to fit the open-file limit).",
+        ),
+    ] = 1000,
+    keep_alive: Annotated[
+        float,
+        typer.Option("--keep-alive", help="Seconds an idle connection is kept open."),
+    ] = 15.0,
+    request_timeout: Annotated[
+        float,
+        typer.Option(
+            "--request-timeout",
+            help="Seconds a request may take to arrive, and an answer to be read (else the "
+            "connection is closed).",
+        ),
+    ] = 30.0,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Refuse columns the model does not take (400); by default they are ignored "
+            "and named in X-Ignored-Columns, as MLflow does.",
+        ),
+    ] = False,
     log_sample: Annotated[
         float, typer.Option("--log-sample", help="Share of requests logged (0..1).")
     ] = 1.0,
     no_log: Annotated[bool, typer.Option("--no-log", help="Do not log predictions.")] = False,
     log_batch: Annotated[
-        int, typer.Option("--log-batch", help="Write a log file every N rows...")
-    ] = 1000,
+        int, typer.Option("--log-batch", help="Write a log file per worker every N rows...")
+    ] = 100_000,
     log_interval: Annotated[
         float, typer.Option("--log-interval", help="...or every this many seconds.")
-    ] = 5.0,
+    ] = 60.0,
     log_buffer: Annotated[
         int,
         typer.Option("--log-buffer", help="Most log rows held in memory (then dropped)."),
-    ] = 100_000,
+    ] = 200_000,
     poll: Annotated[
         float, typer.Option("--poll", help="Seconds between checks of aliases and weights.")
     ] = 3.0,
@@ -71,8 +113,8 @@ def serve(
     ] = False,
     trust: TrustOpt = False,
 ) -> None:
-    """Serve a registered model over HTTP (MLflow /invocations and Open Inference Protocol v2),
-    logging requests to the store and following the alias as it moves."""
+    """Serve a registered model over HTTP (MLflow /invocations, Open Inference Protocol v2,
+    KServe v1), logging requests to the store and following the alias as it moves."""
     from mlopsctl.serving import ServeOptions
     from mlopsctl.serving import serve as run_server
 
@@ -94,6 +136,12 @@ def serve(
         deployment=deployment,
         share_port=share_port,
         trust=trust,
+        strict=strict,
+        max_rows=max_rows,
+        max_connections=max_connections,
+        keep_alive=keep_alive,
+        request_timeout=request_timeout,
+        max_inflight=max_inflight,
     )
     code = run_server(options, on_ready=lambda url: err(f"serving {ref} on {url}"), say=err)
     raise typer.Exit(code)

@@ -73,7 +73,8 @@ _SLIM = Path(__file__).with_name("slim.py")
 # The distributions `mlopsctl serve` imports (its CLI, config and specs, the model loader, the
 # prediction log writer and the S3 store), and per flavor the libraries that load the model.
 # Everything they depend on comes with them.
-_COMMON = ("typer", "pyyaml", "jsonschema", "numpy", "pandas", "pyarrow", "boto3")
+_COMMON: tuple[str, ...] = ("typer", "pyyaml", "jsonschema", "numpy", "pandas", "pyarrow", "boto3")
+_COMMON += ("uvicorn", "httptools", "uvloop", "prometheus-client")  # serve's HTTP and metrics
 _FLAVOR_NEEDS = {
     "xgboost": ("xgboost", "scikit-learn", "skops", "scipy"),
     "sklearn": ("scikit-learn", "skops", "scipy"),

@@ -1,13 +1,17 @@
-"""Routes: MLflow-compatible scoring, the Open Inference Protocol v2, metrics and feedback.
+"""Routes: MLflow-compatible scoring, the Open Inference Protocol v2, KServe's v1 protocol,
+explanations, metrics and feedback.
 
-`App.handle` is called by the HTTP protocol once per request, synchronously, on the event loop:
-a prediction takes a fraction of a millisecond, less than a hop to a thread pool would. The
-served models live in `Arm` objects whose `predictor` is replaced as a whole by the follower
-thread; a request reads it once, so a swap never changes the model under a request.
+`App.handle(method, target, headers, body)` answers one request whose body has been read whole
+(asgi.py reads it, bounded, and decides whether the call runs on the event loop or in the
+prediction thread pool). It returns ``(status, headers, body)``. The served models live in
+`Arm` objects whose `predictor` is replaced as a whole by the follower thread; a request reads
+it once, so a swap never changes the model under a request.
 
 Every answer to a prediction request carries its request id (X-Request-ID) and is counted in
-the request metrics, errors included: a bad request is a 400 with ``{error_code, message}``,
-and an exception nobody foresaw a 500 in the same shape.
+the request metrics under the arm that answered (or would have: a request whose body cannot be
+read is routed by its request id, as any request without a key is), errors included: a bad
+request is a 4xx with ``{error_code, message}``, and an exception nobody foresaw a 500 in the
+same shape.
 """
 
 from __future__ import annotations
@@ -24,18 +28,23 @@ from typing import TYPE_CHECKING, Any
 from mlopsctl import __version__
 from mlopsctl.errors import MlopsError
 from mlopsctl.serving import codecs
+from mlopsctl.serving.answers import JSON, TEXT, Headers, Result, error_body
 from mlopsctl.serving.arms import assign, cumulative
 from mlopsctl.serving.codecs import BadRequest
-from mlopsctl.serving.http import JSON_TYPE, error_body
+from mlopsctl.serving.decode import Decoded, OipMeta, decode, signature_of
 
 if TYPE_CHECKING:
     from mlopsctl.serving.logs import BufferedWriter
     from mlopsctl.serving.metrics import Metrics
     from mlopsctl.serving.predictor import Prediction, Predictor
 
-TEXT_TYPE = b"Content-Type: text/plain; charset=utf-8\r\n"
-METRICS_TYPE = b"Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-Result = tuple[int, bytes, bytes]
+METRICS_TYPE = (b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
+IGNORED_HEADER = b"x-ignored-columns"
+# How many ignored column names the X-Ignored-Columns header lists before "...".
+_IGNORED_SHOWN = 20
+_NOTE_EVERY_S = 60.0
+
+Post = Callable[[dict[bytes, bytes], bytes, bytes], Result]
 
 
 class Arm:
@@ -47,7 +56,7 @@ class Arm:
         self.alias = alias
         self.predictor = predictor
         self.etag: str | None = None
-        self.label_header = b"X-Arm: " + label.encode() + b"\r\n"
+        self.label_header = (b"x-arm", label.encode())
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,42 @@ def make_router(arms: list[Arm], weights: list[float]) -> Router:
     )
 
 
+_FIXED_ROUTES = {
+    b"/ping": "/ping",
+    b"/health": "/health",
+    b"/version": "/version",
+    b"/metrics": "/metrics",
+    b"/invocations": "/invocations",
+    b"/feedback": "/feedback",
+    b"/explain": "/explain",
+    b"/v2": "/v2",
+    b"/v2/health/live": "/v2/health/live",
+    b"/v2/health/ready": "/v2/health/ready",
+    b"/v1/models": "/v1/models",
+}
+
+
+def route_of(path: bytes) -> str:
+    """The route label of a request path, for metrics: a fixed path, or a pattern (the model
+    name and version left out), or ``other``."""
+    fixed = _FIXED_ROUTES.get(path)
+    if fixed is not None:
+        return fixed
+    if path.startswith(b"/v2/models/"):
+        if path.endswith(b"/infer"):
+            return "/v2/models/{model}/infer"
+        if path.endswith(b"/ready"):
+            return "/v2/models/{model}/ready"
+        return "/v2/models/{model}"
+    if path.startswith(b"/v1/models/"):
+        if path.endswith(b":predict"):
+            return "/v1/models/{model}:predict"
+        if path.endswith(b":explain"):
+            return "/v1/models/{model}:explain"
+        return "/v1/models/{model}"
+    return "other"
+
+
 class App:
     def __init__(
         self,
@@ -81,6 +126,9 @@ class App:
         feedback: BufferedWriter | None = None,
         log_sample: float = 1.0,
         classification: bool | None = None,
+        strict: bool = False,
+        max_rows: int = 100_000,
+        say: Callable[[str], None] | None = None,
     ) -> None:
         self.model = model
         self.router = router
@@ -89,11 +137,17 @@ class App:
         self.key = key
         self.log = log
         self.feedback = feedback
+        # Requests answered with an error, for the error share per arm (logs.error_table).
+        self.errors: BufferedWriter | None = None
         self.log_sample = log_sample
         # The task the feedback log's ``actual`` column is typed for (None: not known).
         self.classification = classification
+        # Refuse extra columns (400) instead of ignoring them (MLflow's default).
+        self.strict = strict
+        self.max_rows = max_rows
+        self.say = say or (lambda _text: None)
         self.ready = True
-        self._model_bytes = model.encode()
+        self._last_note = -1e9
         self._get: dict[bytes, Callable[[dict[bytes, bytes]], Result]] = {
             b"/ping": self._ping,
             b"/health": self._ping,
@@ -102,61 +156,90 @@ class App:
             b"/v2": self._v2,
             b"/v2/health/live": self._live,
             b"/v2/health/ready": self._ready,
+            b"/v1/models": self._v1_models,
         }
-        self._post: dict[bytes, Callable[[dict[bytes, bytes], bytes, bytes], Result]] = {
+        self._post: dict[bytes, Post] = {
             b"/invocations": self._invocations,
             b"/feedback": self._feedback,
+            b"/explain": self._explain_route,
         }
 
     # -- dispatch -------------------------------------------------------------------------
     def handle(
-        self, method: bytes, target: bytes, headers: dict[bytes, bytes], body: bytes
+        self,
+        method: bytes,
+        target: bytes,
+        headers: dict[bytes, bytes],
+        body: bytes,
+        decoded: Decoded | BadRequest | None = None,
     ) -> Result:
+        """Answer one request; ``decoded`` is its body as decoded by a helper process (or the
+        refusal it found), for the prediction routes."""
         try:
-            return self._dispatch(method, target, headers, body)
+            return self._dispatch(method, target, headers, body, decoded)
         except Exception as exc:  # noqa: BLE001 - a route's bug must still answer in shape
             # The prediction routes answer their own failures; this is the net for the rest.
-            self.metrics.observe("", "", 0.0, True)
-            status, extra, payload = _internal(exc)
             request_id = _request_id(headers)
-            return status, extra + b"X-Request-ID: " + request_id.encode() + b"\r\n", payload
+            status, extra, payload = _internal(exc)
+            return status, [*extra, (b"x-request-id", request_id.encode())], payload
 
     def _dispatch(
-        self, method: bytes, target: bytes, headers: dict[bytes, bytes], body: bytes
+        self,
+        method: bytes,
+        target: bytes,
+        headers: dict[bytes, bytes],
+        body: bytes,
+        decoded: Decoded | BadRequest | None,
     ) -> Result:
         path, _, query = target.partition(b"?")
         if method == b"POST":
+            if path == b"/invocations":
+                return self._invocations(headers, body, query, decoded)
+            if path == b"/explain":
+                return self._explain_route(headers, body, query, decoded)
             post = self._post.get(path)
             if post is not None:
                 return post(headers, body, query)
             if path.startswith(b"/v2/models/") and path.endswith(b"/infer"):
-                return self._infer(path, headers, body)
+                return self._infer(path, headers, body, decoded)
+            if path.startswith(b"/v1/models/") and path.endswith((b":predict", b":explain")):
+                return self._v1_predict(path, headers, body, decoded)
         elif method in (b"GET", b"HEAD"):
             get = self._get.get(path)
             if get is not None:
                 return get(headers)
             if path.startswith(b"/v2/models/"):
                 return self._model_info(path)
-        known = path in self._get or path in self._post or path.startswith(b"/v2/models/")
+            if path.startswith(b"/v1/models/") and b":" not in path:
+                return self._v1_model(path)
+        known = (
+            path in self._get
+            or path in self._post
+            or path.startswith((b"/v2/models/", b"/v1/models/"))
+        )
         if known:
-            allowed = "POST" if (path in self._post or path.endswith(b"/infer")) else "GET"
+            allowed = (
+                "POST"
+                if (path in self._post or path.endswith((b"/infer", b":predict", b":explain")))
+                else "GET"
+            )
             status, extra, payload = error_body(
                 405,
                 "METHOD_NOT_ALLOWED",
                 f"{method.decode(errors='replace')} is not allowed on "
                 f"{path.decode(errors='replace')}; use {allowed}",
             )
-            return status, extra + b"Allow: " + allowed.encode() + b"\r\n", payload
+            return status, [*extra, (b"allow", allowed.encode())], payload
         return error_body(
             404,
             "ENDPOINT_NOT_FOUND",
             f"no route {path.decode(errors='replace')}; see /invocations, /v2/models/"
-            f"{self.model}/infer, /ping, /metrics",
+            f"{self.model}/infer, /v1/models/{self.model}:predict, /ping, /metrics",
         )
 
     # -- simple routes --------------------------------------------------------------------
     def _ping(self, headers: dict[bytes, bytes]) -> Result:
-        return 200, TEXT_TYPE, b"\n"
+        return 200, [TEXT], b"\n"
 
     def _version(self, headers: dict[bytes, bytes]) -> Result:
         versions = [{"arm": a.label, "version": a.predictor.version} for a in self.router.arms]
@@ -165,7 +248,9 @@ class App:
     def _metrics(self, headers: dict[bytes, bytes]) -> Result:
         from mlopsctl.serving.metrics import render
 
-        return 200, METRICS_TYPE, render(self.metrics_dir, self.model)
+        self.metrics.check_folder()
+        self.metrics.update_process()
+        return 200, [METRICS_TYPE], render(self.metrics_dir, self.model)
 
     def _v2(self, headers: dict[bytes, bytes]) -> Result:
         return _json(
@@ -177,6 +262,15 @@ class App:
 
     def _ready(self, headers: dict[bytes, bytes]) -> Result:
         return _json(200 if self.ready else 503, {"ready": self.ready})
+
+    def _v1_models(self, headers: dict[bytes, bytes]) -> Result:
+        return _json(200, {"models": [self.model]})
+
+    def _v1_model(self, path: bytes) -> Result:
+        name = path[len(b"/v1/models/") :].decode(errors="replace")
+        if name != self.model:
+            return self._unknown_model(name)
+        return _json(200, {"name": name, "ready": self.ready})
 
     def _model_info(self, path: bytes) -> Result:
         parts = path.decode(errors="replace").split("/")[3:]  # after /v2/models/
@@ -251,28 +345,106 @@ class App:
             assign(key_value if key_value is not None else request_id, router.bounds)
         ]
 
-    def _invocations(self, headers: dict[bytes, bytes], body: bytes, query: bytes) -> Result:
+    def _decode(
+        self,
+        kind: str,
+        headers: dict[bytes, bytes],
+        body: bytes,
+        features: codecs.Features,
+        given: Decoded | BadRequest | None,
+    ) -> Decoded:
+        """The body as inputs for ``features``: what a helper process decoded already when it
+        fits these features, else decoded here. Raises `BadRequest`."""
+        if isinstance(given, BadRequest):
+            raise given
+        if given is not None and given.signature.same_features(features):
+            return given
+        return decode(
+            kind,
+            headers.get(b"content-type", b"").partition(b";")[0].strip().lower(),
+            headers.get(b"inference-header-content-length"),
+            body,
+            features,
+            self.key,
+            self.strict,
+            self.max_rows,
+        )
+
+    def decode_plan(self, path: bytes, headers: dict[bytes, bytes]) -> tuple[Any, ...] | None:
+        """The arguments of `decode.decode` for a prediction request, for a helper process to
+        decode its (large) body; None for other routes."""
+        if path in (b"/invocations", b"/explain"):
+            kind = "mlflow"
+        elif path.startswith(b"/v1/models/") and path.endswith((b":predict", b":explain")):
+            kind = "v1"
+        elif path.startswith(b"/v2/models/") and path.endswith(b"/infer"):
+            kind = "oip"
+        else:
+            return None
+        features: codecs.Features = self.router.weighted[0].predictor
+        parts = path.split(b"/")
+        if kind == "oip" and len(parts) == 7 and parts[4] == b"versions":
+            arm = self._arm_for_version(parts[5].decode(errors="replace"))
+            if arm is None:
+                return None
+            features = arm.predictor
+        return (
+            kind,
+            headers.get(b"content-type", b"").partition(b";")[0].strip().lower(),
+            headers.get(b"inference-header-content-length"),
+            None,  # the body, filled in by the caller
+            signature_of(features),
+            self.key,
+            self.strict,
+            self.max_rows,
+        )
+
+    def _note_ignored(self, inputs: codecs.Inputs, predictor: Predictor) -> None:
+        if not inputs.ignored:
+            return
+        self.metrics.add("extra_columns")
+        now = time.monotonic()
+        if now - self._last_note >= _NOTE_EVERY_S:
+            self._last_note = now
+            self.say(
+                f"note: ignored column(s) {', '.join(inputs.ignored[:_IGNORED_SHOWN])} that "
+                f"{self.model}:{predictor.version} does not take (as MLflow does; "
+                "--strict refuses them); said at most once a minute"
+            )
+
+    def _routed(
+        self,
+        kind: str,
+        headers: dict[bytes, bytes],
+        body: bytes,
+        request_id: str,
+        given: Decoded | BadRequest | None,
+    ) -> tuple[Arm, Decoded]:
+        """Decode, choose the arm (by the key column's value, else the request id) and make
+        sure the inputs fit that arm's model."""
+        first = self.router.weighted[0].predictor
+        decoded = self._decode(kind, headers, body, first, given)
+        arm = self._choose(decoded.key_value, request_id)
+        decoded = self._decode(kind, headers, body, arm.predictor, decoded)
+        self._note_ignored(decoded.inputs, arm.predictor)
+        return arm, decoded
+
+    def _invocations(
+        self,
+        headers: dict[bytes, bytes],
+        body: bytes,
+        query: bytes,
+        given: Decoded | BadRequest | None = None,
+    ) -> Result:
         start = time.perf_counter()
         request_id = _request_id(headers)
-        arm: Arm | None = None
+        arm = self._choose(None, request_id)
         try:
-            content_type = headers.get(b"content-type", b"").partition(b";")[0].strip().lower()
-            if content_type == b"application/json":
-                table, params = codecs.mlflow_table(codecs.parse_json(body))
-            elif content_type == b"text/csv":
-                table, params = codecs.csv_table(body), {}
-            else:
-                raise BadRequest(
-                    415,
-                    "UNSUPPORTED_MEDIA_TYPE",
-                    f"content type {content_type.decode(errors='replace') or '(none)'!r} is not "
-                    "supported; send application/json or text/csv",
-                )
-            arm = self._choose(table.key_value(self.key), request_id)
+            arm, decoded = self._routed("mlflow", headers, body, request_id, given)
             predictor = arm.predictor
-            inputs = codecs.to_inputs(table, predictor, self.key)
+            inputs = decoded.inputs
             prediction = _predict(predictor, inputs)
-            output = params.get("output") or _query_value(query, b"output")
+            output = decoded.params.get("output") or _query_value(query, b"output")
             if output == "proba":
                 if prediction.proba is None:
                     raise codecs.invalid(
@@ -285,19 +457,84 @@ class App:
                 predictions = prediction.labels.tolist()
             payload = json.dumps({"predictions": predictions}).encode()
         except Exception as exc:  # noqa: BLE001 - every failure is answered, counted, with the id
-            return self._failed(arm, start, request_id, _error_answer(exc))
+            return self._failed(arm, "/invocations", start, request_id, _error_answer(exc))
         elapsed = time.perf_counter() - start
-        self._record(request_id, arm, predictor, inputs, prediction, elapsed)
-        return 200, _answer_headers(request_id, predictor, arm), payload
+        self._record(request_id, arm, predictor, inputs, prediction, elapsed, "/invocations")
+        return 200, _answer_headers(request_id, predictor, arm, inputs), payload
 
-    def _failed(self, arm: Arm | None, start: float, request_id: str, result: Result) -> Result:
+    def _v1_predict(
+        self,
+        path: bytes,
+        headers: dict[bytes, bytes],
+        body: bytes,
+        given: Decoded | BadRequest | None = None,
+    ) -> Result:
+        """KServe v1: ``{"instances": [...]}`` (rows as lists in signature order, or as objects)
+        to ``{"predictions": [...]}``; ``:explain`` adds ``explanations``."""
+        start = time.perf_counter()
+        explain = path.endswith(b":explain")
+        route = "/v1/models/{model}:explain" if explain else "/v1/models/{model}:predict"
+        name = path[len(b"/v1/models/") : path.rindex(b":")].decode(errors="replace")
+        if name != self.model:
+            return self._unknown_model(name)
+        request_id = _request_id(headers)
+        arm = self._choose(None, request_id)
+        try:
+            arm, decoded = self._routed("v1", headers, body, request_id, given)
+            predictor = arm.predictor
+            inputs = decoded.inputs
+            prediction = _predict(predictor, inputs)
+            answer: dict[str, Any] = {"predictions": prediction.labels.tolist()}
+            if explain:
+                answer["explanations"] = _explanations(predictor, inputs)
+            data = json.dumps(answer).encode()
+        except Exception as exc:  # noqa: BLE001 - every failure is answered, counted, with the id
+            return self._failed(arm, route, start, request_id, _error_answer(exc))
         elapsed = time.perf_counter() - start
-        if arm is not None:
-            self.metrics.observe(str(arm.predictor.version), arm.label, elapsed, True)
-        else:
-            self.metrics.observe("", "", elapsed, True)
+        self._record(request_id, arm, predictor, inputs, prediction, elapsed, route)
+        return 200, _answer_headers(request_id, predictor, arm, inputs), data
+
+    def _explain_route(
+        self,
+        headers: dict[bytes, bytes],
+        body: bytes,
+        query: bytes,
+        given: Decoded | BadRequest | None = None,
+    ) -> Result:
+        """``POST /explain``: an MLflow scoring body; the predictions and, per row, each
+        feature's contribution (and the bias)."""
+        start = time.perf_counter()
+        request_id = _request_id(headers)
+        arm = self._choose(None, request_id)
+        try:
+            arm, decoded = self._routed("mlflow", headers, body, request_id, given)
+            predictor = arm.predictor
+            inputs = decoded.inputs
+            prediction = _predict(predictor, inputs)
+            payload = json.dumps(
+                {
+                    "predictions": prediction.labels.tolist(),
+                    "explanations": _explanations(predictor, inputs),
+                }
+            ).encode()
+        except Exception as exc:  # noqa: BLE001 - every failure is answered, counted, with the id
+            return self._failed(arm, "/explain", start, request_id, _error_answer(exc))
+        elapsed = time.perf_counter() - start
+        self._record(request_id, arm, predictor, inputs, prediction, elapsed, "/explain")
+        return 200, _answer_headers(request_id, predictor, arm, inputs), payload
+
+    def _failed(
+        self, arm: Arm, route: str, start: float, request_id: str, result: Result
+    ) -> Result:
+        elapsed = time.perf_counter() - start
         status, extra, payload = result
-        return status, extra + b"X-Request-ID: " + request_id.encode() + b"\r\n", payload
+        self.metrics.observe(str(arm.predictor.version), arm.label, route, status, elapsed)
+        errors = self.errors
+        if errors is not None and (self.log_sample >= 1.0 or random.random() < self.log_sample):
+            version, ms = arm.predictor.version, elapsed * 1000.0
+            now = int(time.time() * 1000)
+            errors.append((request_id, now, version, arm.label, ms, status, route), 1)
+        return status, [*extra, (b"x-request-id", request_id.encode())], payload
 
     def _record(
         self,
@@ -307,8 +544,9 @@ class App:
         inputs: codecs.Inputs,
         prediction: Prediction,
         elapsed: float,
+        route: str,
     ) -> None:
-        self.metrics.observe(str(predictor.version), arm.label, elapsed, False)
+        self.metrics.observe(str(predictor.version), arm.label, route, 200, elapsed)
         log = self.log
         if log is None or (self.log_sample < 1.0 and random.random() >= self.log_sample):
             return
@@ -324,66 +562,66 @@ class App:
                 prediction.labels,
                 prediction.score,
                 predictor.log_schema,
+                _outlier_scores(predictor, inputs),
             ),
             inputs.rows,
         )
 
-    def _infer(self, path: bytes, headers: dict[bytes, bytes], body: bytes) -> Result:
+    def _infer(
+        self,
+        path: bytes,
+        headers: dict[bytes, bytes],
+        body: bytes,
+        given: Decoded | BadRequest | None = None,
+    ) -> Result:
         start = time.perf_counter()
+        route = "/v2/models/{model}/infer"
         parts = path.decode(errors="replace").split("/")[3:-1]  # name[/versions/v]
         name = parts[0] if parts else ""
         version = parts[2] if len(parts) == 3 and parts[1] == "versions" else None
         if name != self.model or (len(parts) not in (1, 3)):
             return self._unknown_model(name)
-        arm: Arm | None = None
         request_id = _request_id(headers)
+        arm = self._choose(None, request_id)
+        if version is not None:
+            found = self._arm_for_version(version)
+            if found is None:
+                return self._unknown_version(version)
+            arm = found
         try:
-            content_type = headers.get(b"content-type", b"").partition(b";")[0].strip().lower()
-            header_length = headers.get(b"inference-header-content-length")
-            if header_length is None and content_type not in (b"application/json", b""):
-                raise BadRequest(
-                    415,
-                    "UNSUPPORTED_MEDIA_TYPE",
-                    f"content type {content_type.decode(errors='replace')!r} is not supported; "
-                    "send application/json (or the binary tensor extension)",
-                )
-            if header_length is not None and not header_length.isdigit():
-                raise codecs.malformed("invalid Inference-Header-Content-Length")
-            request = codecs.oip_request(body, int(header_length) if header_length else None)
-            if request.id is not None and b"x-request-id" not in headers:
-                request_id = request.id
-            if version is not None:
-                arm = self._arm_for_version(version)
-                if arm is None:
-                    return self._unknown_version(version)
-                table = codecs.oip_table(request, arm.predictor)
-            else:
-                first = self.router.weighted[0].predictor
-                table = codecs.oip_table(request, first)
-                arm = self._choose(table.key_value(self.key), request_id)
-                if arm.predictor is not first:
-                    table = codecs.oip_table(request, arm.predictor)
+            decoded = self._decode("oip", headers, body, arm.predictor, given)
+            meta = decoded.oip or OipMeta(None, None, {})
+            if meta.id is not None and b"x-request-id" not in headers:
+                request_id = meta.id
+            if version is None:
+                arm = self._choose(decoded.key_value, request_id)
+                decoded = self._decode("oip", headers, body, arm.predictor, decoded)
+            self._note_ignored(decoded.inputs, arm.predictor)
             predictor = arm.predictor
-            inputs = codecs.to_inputs(table, predictor, self.key)
+            inputs = decoded.inputs
             prediction = _predict(predictor, inputs)
+            contributions = None
+            if _truthy(meta.parameters.get("explain")):
+                contributions = _contributions(predictor, inputs)
         except Exception as exc:  # noqa: BLE001 - every failure is answered, counted, with the id
-            return self._failed(arm, start, request_id, _error_answer(exc))
+            return self._failed(arm, route, start, request_id, _error_answer(exc))
         try:
             return self._infer_answer(
-                request, request_id, arm, predictor, inputs, prediction, start
+                meta, request_id, arm, predictor, inputs, prediction, start, contributions
             )
         except Exception as exc:  # noqa: BLE001 - answered 500, counted, with the request id
-            return self._failed(arm, start, request_id, _internal(exc))
+            return self._failed(arm, route, start, request_id, _internal(exc))
 
     def _infer_answer(
         self,
-        request: codecs.OipRequest,
+        request: OipMeta,
         request_id: str,
         arm: Arm,
         predictor: Predictor,
         inputs: codecs.Inputs,
         prediction: Prediction,
         start: float,
+        contributions: tuple[Any, list[str]] | None,
     ) -> Result:
         labels = prediction.labels
         outputs = [
@@ -403,10 +641,22 @@ class App:
                     "data": prediction.proba.ravel().tolist(),
                 }
             )
+        if contributions is not None:
+            values, names = contributions
+            outputs.append(
+                {
+                    "name": "contributions",
+                    "shape": list(values.shape),
+                    "datatype": "FP64",
+                    "data": values.ravel().tolist(),
+                    "parameters": {"names": names},
+                }
+            )
         if request.outputs:
             outputs = [o for o in outputs if o["name"] in request.outputs]
         elapsed = time.perf_counter() - start
-        self._record(request_id, arm, predictor, inputs, prediction, elapsed)
+        route = "/v2/models/{model}/infer"
+        self._record(request_id, arm, predictor, inputs, prediction, elapsed, route)
         payload = json.dumps(
             {
                 "model_name": self.model,
@@ -416,7 +666,7 @@ class App:
                 "outputs": outputs,
             }
         ).encode()
-        return 200, _answer_headers(request_id, predictor, arm), payload
+        return 200, _answer_headers(request_id, predictor, arm, inputs), payload
 
     # -- ground truth -------------------------------------------------------------------------
     def _feedback(self, headers: dict[bytes, bytes], body: bytes, query: bytes) -> Result:
@@ -445,7 +695,17 @@ class App:
                 return error_body(
                     400,
                     "INVALID_PARAMETER_VALUE",
-                    'feedback is {"request_id": "...", "actual": VALUE} or a list of them',
+                    'feedback is {"request_id": "...", "row": N (optional), "actual": VALUE} '
+                    "or a list of them",
+                )
+            row = item.get("row")
+            if row is not None and (
+                not isinstance(row, int) or isinstance(row, bool) or not 0 <= row < 2**31
+            ):
+                return error_body(
+                    400,
+                    "INVALID_PARAMETER_VALUE",
+                    "'row' is the row's index within its request: a whole number from 0",
                 )
             actual = item["actual"]
             if self.classification is False and not _is_number(actual):
@@ -457,11 +717,47 @@ class App:
                     f"{self.model} is a regression model: 'actual' must be a number or null, "
                     f"not {json.dumps(actual)[:40]}",
                 )
-            entries.append((item["request_id"], now, actual))
+            entries.append((item["request_id"], now, actual, row))
         for entry in entries:
             self.feedback.append(entry, 1)
         self.metrics.add("feedback_rows", len(entries))
         return _json(202, {"recorded": len(entries)})
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() in ("true", "1", "yes"))
+
+
+def _contributions(predictor: Predictor, inputs: codecs.Inputs) -> tuple[Any, list[str]]:
+    """Per-row feature contributions (bias last), from mlopsctl.models.explain."""
+    try:
+        from mlopsctl.models.explain import contributions
+    except ImportError:
+        raise BadRequest(
+            501, "NOT_IMPLEMENTED", "explanations are not available in this mlopsctl"
+        ) from None
+    try:
+        values, names = contributions(predictor.model, inputs.frame(predictor.names))
+    except MlopsError as exc:
+        raise BadRequest(400, "INVALID_PARAMETER_VALUE", exc.one_line()) from None
+    return values, list(names)
+
+
+def _explanations(predictor: Predictor, inputs: codecs.Inputs) -> list[dict[str, float]]:
+    values, names = _contributions(predictor, inputs)
+    return [dict(zip(names, map(float, row), strict=True)) for row in values]
+
+
+def _outlier_scores(predictor: Predictor, inputs: codecs.Inputs) -> Any:
+    """Each row's outlier score against the training profile, when the model stores what that
+    takes (mlopsctl.models.outliers); None otherwise."""
+    scorer = getattr(predictor, "outliers", None)
+    if scorer is None:
+        return None
+    try:
+        return scorer(predictor.model, inputs.frame(predictor.names))
+    except Exception:  # noqa: BLE001 - a score is extra: the prediction stands without it
+        return None
 
 
 def _is_number(value: Any) -> bool:
@@ -522,17 +818,24 @@ def _label_datatype(predictor: Predictor) -> str:
 
 
 def _json(status: int, data: Any) -> Result:
-    return status, JSON_TYPE, json.dumps(data).encode()
+    return status, [JSON], json.dumps(data).encode()
 
 
-def _answer_headers(request_id: str, predictor: Predictor, arm: Arm) -> bytes:
-    """The headers of a prediction: JSON, the request id, the version and the arm."""
-    return b"".join(
-        (
-            JSON_TYPE,
-            b"X-Request-ID: ",
-            request_id.encode(),
-            b"\r\nX-Model-Version: %d\r\n" % predictor.version,
-            arm.label_header,
-        )
-    )
+def _answer_headers(
+    request_id: str, predictor: Predictor, arm: Arm, inputs: codecs.Inputs
+) -> Headers:
+    """The headers of a prediction: JSON, the request id, the version and the arm, and the
+    columns that were ignored, if any."""
+    headers = [
+        JSON,
+        (b"x-request-id", request_id.encode()),
+        (b"x-model-version", b"%d" % predictor.version),
+        arm.label_header,
+    ]
+    if inputs.ignored:
+        shown = ",".join(inputs.ignored[:_IGNORED_SHOWN])
+        if len(inputs.ignored) > _IGNORED_SHOWN:
+            shown += ",..."
+        safe = "".join(c if " " <= c <= "~" else "?" for c in shown)
+        headers.append((IGNORED_HEADER, safe.encode()))
+    return headers

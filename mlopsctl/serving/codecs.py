@@ -12,23 +12,67 @@ the signature says a feature is numeric, JSON integers stay integers, and catego
 built with dtype object, so that ``1`` is the category ``"1"`` from CSV, JSON and a binary
 integer tensor alike, whatever else the batch holds. The sticky-arm key is normalised the same
 way (a whole float is written as an integer).
+
+One rule for values that are not finite numbers, whatever the content type: NaN is a missing
+value (JSON ``NaN`` or ``null``, an empty CSV cell or ``nan``, a binary NaN), imputed like any
+other; an infinity is refused with 400 wherever it comes from (the JSON literal ``Infinity``, a
+number too large for a double such as ``1e400``, CSV ``inf``, a binary FP32/FP64 inf), for
+numeric and categorical features alike.
+
+Extra columns (named inputs the model does not take) are ignored and reported in
+`Inputs.ignored`, as MLflow does; with ``strict`` they are refused with 400.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from mlopsctl.serving.predictor import Predictor
+
+class Features(Protocol):
+    """What the codecs read of a model: a `Predictor`, or a `Signature` in a parsing process."""
+
+    name: str
+    version: int
+    names: list[str]
+    kinds: dict[str, str]
+
+    @property
+    def numeric(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A model's features, without the model: enough to turn a body into inputs."""
+
+    name: str
+    version: int
+    names: list[str]
+    kinds: dict[str, str]
+
+    @property
+    def numeric(self) -> bool:
+        return all(kind == "numeric" for kind in self.kinds.values())
+
+    def same_features(self, other: Features) -> bool:
+        return self.names == other.names and self.kinds == other.kinds
+
 
 _NUMERIC_TYPES = frozenset({int, float, bool, type(None)})
 _LIST_LIMIT = 8  # how many feature names an error message lists before "..."
 MAX_REQUEST_ID = 200
+# Byte counts longer than this are refused before int() sees them: no body this server accepts
+# needs more digits, and int() of thousands of digits raises (or takes time).
+MAX_LENGTH_DIGITS = 18
+_INFINITE = (
+    "is infinite (or too large for a 64-bit float); send a finite number, or null for a "
+    "missing value"
+)
 
 
 def valid_request_id(value: str) -> bool:
@@ -61,13 +105,24 @@ def _no_infinity(name: str) -> float:
 
 def parse_json(body: bytes) -> Any:
     try:
-        return json.loads(body, parse_constant=_no_infinity)
+        value = json.loads(body, parse_constant=_no_infinity)
     except BadRequest:
         raise
     except (ValueError, UnicodeDecodeError) as exc:
         raise malformed(f"the body is not valid JSON: {exc}") from None
     except RecursionError:
         raise malformed("the JSON body is nested too deeply") from None
+    if b"\\ud" in body or b"\\uD" in body:
+        # An escaped surrogate: fine in a pair, but a lone one is no character at all and
+        # could not be logged or answered in UTF-8.
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise malformed(
+                "the JSON body has a lone UTF-16 surrogate escape (such as \\ud800), which is "
+                "not a character"
+            ) from None
+    return value
 
 
 @dataclass
@@ -170,7 +225,11 @@ def csv_table(body: bytes) -> Table:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise malformed("the CSV body is not UTF-8 text") from None
-    rows = list(csv.reader(io.StringIO(text)))
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:
+        # e.g. a field over the csv module's limit (128 KiB), or a NUL byte
+        raise malformed(f"the CSV body cannot be read: {exc}") from None
     rows = [r for r in rows if r]
     if not rows:
         raise invalid("the CSV body is empty; send a header row and at least one data row")
@@ -184,7 +243,7 @@ def csv_table(body: bytes) -> Table:
 
 
 def _numbers_from_text(
-    predictor: Predictor, names: list[str], row_lists: list[list[Any]]
+    predictor: Features, names: list[str], row_lists: list[list[Any]]
 ) -> list[list[Any]]:
     """CSV rows in signature order with the numeric features' text parsed as floats."""
     numeric = [i for i, n in enumerate(names) if predictor.kinds[n] == "numeric"]
@@ -225,6 +284,8 @@ class Inputs:
     # The features whose column holds values as sent (not numbers): built with dtype object so
     # that pandas cannot infer float64 from an int and a null and turn 1 into "1.0".
     categorical: frozenset[str] = frozenset()
+    # Columns the request named that the model does not take (ignored unless strict).
+    ignored: list[str] = field(default_factory=list)
 
     def frame(self, names: list[str]) -> Any:
         import numpy as np
@@ -245,15 +306,19 @@ def _names(items: list[str]) -> str:
     return shown + (f" (and {len(items) - _LIST_LIMIT} more)" if len(items) > _LIST_LIMIT else "")
 
 
-def check_columns(got: list[str], predictor: Predictor, key: str | None) -> None:
+def check_columns(
+    got: list[str], predictor: Features, key: str | None, strict: bool = True
+) -> list[str]:
+    """The extra columns (to be ignored); raises when a feature is missing, or, with
+    ``strict``, when there are extra columns."""
     expected = predictor.names
     if got == expected:
-        return
+        return []
     have = set(got)
     missing = [n for n in expected if n not in have]
     allowed = set(expected) | ({key} if key else set())
     extra = [n for n in got if n not in allowed]
-    if missing or extra:
+    if missing or (extra and strict):
         parts = []
         if missing:
             parts.append(f"missing feature(s) {_names(missing)}")
@@ -265,9 +330,10 @@ def check_columns(got: list[str], predictor: Predictor, key: str | None) -> None
         )
     if len(got) != len(set(got)):
         raise invalid("the input names a feature more than once")
+    return extra
 
 
-def _mistyped(predictor: Predictor, columns: dict[str, list[Any]]) -> BadRequest:
+def _mistyped(predictor: Features, columns: dict[str, list[Any]]) -> BadRequest:
     bad = []
     for name in predictor.names:
         if predictor.kinds[name] != "numeric":
@@ -280,9 +346,25 @@ def _mistyped(predictor: Predictor, columns: dict[str, list[Any]]) -> BadRequest
     )
 
 
-def to_inputs(table: Table, predictor: Predictor, key: str | None = None) -> Inputs:
+def to_inputs(
+    table: Table, predictor: Features, key: str | None = None, *, strict: bool = True
+) -> Inputs:
+    """The table as model inputs in signature order; extra columns are refused with
+    ``strict``, else left out and listed in `Inputs.ignored`."""
+    inputs = _to_inputs(table, predictor, key, strict)
+    if inputs.matrix is not None:
+        import numpy as np
+
+        if np.isinf(inputs.matrix).any():
+            bad = [n for i, n in enumerate(predictor.names) if np.isinf(inputs.matrix[:, i]).any()]
+            raise invalid(f"feature(s) {_names(bad)}: a value {_INFINITE}")
+    return inputs
+
+
+def _to_inputs(table: Table, predictor: Features, key: str | None, strict: bool) -> Inputs:
     names = predictor.names
     rows = len(table)
+    ignored: list[str] = []
     if rows == 0:
         raise invalid("the input has no rows to predict")
     if table.kind == "positional":
@@ -298,7 +380,7 @@ def to_inputs(table: Table, predictor: Predictor, key: str | None = None) -> Inp
         row_lists = data
     elif table.kind == "split":
         assert table.columns is not None
-        check_columns(table.columns, predictor, key)
+        ignored = check_columns(table.columns, predictor, key, strict)
         columns_list = table.columns
         row_lists = table.data
         width = len(columns_list)
@@ -311,15 +393,19 @@ def to_inputs(table: Table, predictor: Predictor, key: str | None = None) -> Inp
             raise invalid("each record must be an object of feature values")
         expected = set(names)
         row_lists = []
+        seen: set[str] = set()
         for record in table.data:
             if not isinstance(record, dict):
                 raise invalid("each record must be an object of feature values")
             if record.keys() != expected:
-                check_columns(list(record), predictor, key)
+                for name in check_columns(list(record), predictor, key, strict):
+                    if name not in seen:
+                        seen.add(name)
+                        ignored.append(name)
             row_lists.append([record.get(n) for n in names])
         columns_list = names
     else:  # columnar
-        check_columns(list(table.data), predictor, key)
+        ignored = check_columns(list(table.data), predictor, key, strict)
         lengths = {len(v) for v in table.data.values()}
         if len(lengths) != 1:
             raise invalid("every feature column must hold the same number of values")
@@ -329,8 +415,8 @@ def to_inputs(table: Table, predictor: Predictor, key: str | None = None) -> Inp
             if not set(map(type, flat)) <= _NUMERIC_TYPES:
                 raise _mistyped(predictor, columns)
             matrix = _float_matrix([columns[n] for n in names]).T.copy()
-            return Inputs(rows, matrix=matrix)
-        return _categorical_inputs(predictor, columns, rows)
+            return Inputs(rows, matrix=matrix, ignored=ignored)
+        return _categorical_inputs(predictor, columns, rows, ignored)
 
     if columns_list is not names and columns_list != names:
         order = [columns_list.index(n) for n in names]
@@ -343,9 +429,9 @@ def to_inputs(table: Table, predictor: Predictor, key: str | None = None) -> Inp
             types.update(map(type, row))
         if not types <= _NUMERIC_TYPES:
             raise _mistyped(predictor, {n: [r[i] for r in row_lists] for i, n in enumerate(names)})
-        return Inputs(rows, matrix=_float_matrix(row_lists))
+        return Inputs(rows, matrix=_float_matrix(row_lists), ignored=ignored)
     columns = {n: [r[i] for r in row_lists] for i, n in enumerate(names)}
-    return _categorical_inputs(predictor, columns, rows)
+    return _categorical_inputs(predictor, columns, rows, ignored)
 
 
 def _float_matrix(values: list[Any]) -> np.ndarray:
@@ -354,13 +440,12 @@ def _float_matrix(values: list[Any]) -> np.ndarray:
     try:
         return np.array(values, dtype="float64")
     except OverflowError:
-        raise invalid(_TOO_LARGE) from None
+        raise invalid(f"a feature value {_INFINITE}") from None
 
 
-_TOO_LARGE = "a feature value is too large for a 64-bit float"
-
-
-def _categorical_inputs(predictor: Predictor, columns: dict[str, list[Any]], rows: int) -> Inputs:
+def _categorical_inputs(
+    predictor: Features, columns: dict[str, list[Any]], rows: int, ignored: list[str]
+) -> Inputs:
     categorical = []
     for name in predictor.names:
         values = columns[name]
@@ -368,14 +453,22 @@ def _categorical_inputs(predictor: Predictor, columns: dict[str, list[Any]], row
             if any(type(v) not in _NUMERIC_TYPES for v in values):
                 raise _mistyped(predictor, columns)
             try:
-                columns[name] = [math.nan if v is None else float(v) for v in values]
+                floats = [math.nan if v is None else float(v) for v in values]
             except OverflowError:
-                raise invalid(f"{_TOO_LARGE} (feature {name!r})") from None
+                raise invalid(f"feature {name!r}: a value {_INFINITE}") from None
+            if any(math.isinf(v) for v in floats):
+                raise invalid(f"feature {name!r}: a value {_INFINITE}")
+            columns[name] = floats
         else:
-            if any(isinstance(v, (list, dict)) for v in values):
-                raise invalid(f"feature {name!r} must hold single values, not lists or objects")
+            for v in values:
+                if isinstance(v, (list, dict)):
+                    raise invalid(f"feature {name!r} must hold single values, not lists or objects")
+                if isinstance(v, float) and math.isinf(v):
+                    raise invalid(f"feature {name!r}: a value {_INFINITE}")
+                if isinstance(v, int) and not isinstance(v, bool) and abs(v) > 2**63:
+                    raise invalid(f"feature {name!r}: a value {_INFINITE}")
             categorical.append(name)
-    return Inputs(rows, columns=columns, categorical=frozenset(categorical))
+    return Inputs(rows, columns=columns, categorical=frozenset(categorical), ignored=ignored)
 
 
 # -- Open Inference Protocol v2 ------------------------------------------------------------------
@@ -418,8 +511,6 @@ class OipRequest:
 def oip_request(body: bytes, header_length: int | None) -> OipRequest:
     """Parse an infer request; with the binary extension, ``header_length`` bytes of JSON are
     followed by the raw tensors named by each input's ``binary_data_size``."""
-    import numpy as np
-
     head = body if header_length is None else body[:header_length]
     if header_length is not None and not 0 <= header_length <= len(body):
         raise malformed("Inference-Header-Content-Length is larger than the body")
@@ -444,8 +535,11 @@ def oip_request(body: bytes, header_length: int | None) -> OipRequest:
             raise invalid(f"the 'parameters' of input {tensor['name']!r} must be an object")
         size = parameters.get("binary_data_size")
         if size is not None:
-            if datatype not in _OIP_NUMERIC:
-                raise invalid(f"binary input {tensor['name']!r} must have a numeric datatype")
+            if datatype not in _OIP_NUMERIC and datatype != "BYTES":
+                raise invalid(
+                    f"binary input {tensor['name']!r} has datatype {datatype!r}; use BYTES or "
+                    "a numeric datatype (BOOL, INT*, UINT*, FP16/32/64)"
+                )
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
                 raise invalid(
                     f"binary_data_size of input {tensor['name']!r} must be a whole number of "
@@ -457,13 +551,10 @@ def oip_request(body: bytes, header_length: int | None) -> OipRequest:
                 )
             chunk = body[offset : offset + size]
             offset += size
-            try:
-                # Integer tensors stay integers (a categorical code 1 is "1", not "1.0").
-                data: Any = np.frombuffer(chunk, dtype=_OIP_NUMERIC[datatype]).tolist()
-            except ValueError:
-                raise malformed(
-                    f"binary data of input {tensor['name']!r} does not fit its datatype"
-                ) from None
+            if datatype == "BYTES":
+                data = _binary_strings(chunk, tensor["name"])
+            else:
+                data = _binary_numbers(chunk, datatype, tensor["name"])
         else:
             if "data" not in tensor:
                 raise invalid(f"input {tensor['name']!r} has no 'data'")
@@ -476,6 +567,43 @@ def oip_request(body: bytes, header_length: int | None) -> OipRequest:
                 f"input {tensor['name']!r} has {len(data)} values; its shape {shape} needs {count}"
             )
         inputs.append({"name": tensor["name"], "shape": shape, "datatype": datatype, "data": data})
+    return _finish_request(payload, inputs)
+
+
+def _binary_numbers(chunk: bytes, datatype: str, name: str) -> list[Any]:
+    import numpy as np
+
+    try:
+        # Integer tensors stay integers (a categorical code 1 is "1", not "1.0").
+        values: list[Any] = np.frombuffer(chunk, dtype=_OIP_NUMERIC[datatype]).tolist()
+    except ValueError:
+        raise malformed(f"binary data of input {name!r} does not fit its datatype") from None
+    return values
+
+
+def _binary_strings(chunk: bytes, name: str) -> list[Any]:
+    """The binary tensor extension's BYTES layout: each element as a 4-byte little-endian
+    length and that many bytes (UTF-8 text here)."""
+    out: list[Any] = []
+    offset = 0
+    end = len(chunk)
+    while offset < end:
+        if offset + 4 > end:
+            raise malformed(f"binary BYTES data of input {name!r} ends inside a length prefix")
+        size = int.from_bytes(chunk[offset : offset + 4], "little")
+        offset += 4
+        if offset + size > end:
+            raise malformed(f"a BYTES element of input {name!r} runs past its binary data")
+        try:
+            out.append(chunk[offset : offset + size].decode("utf-8"))
+        except UnicodeDecodeError:
+            raise invalid(f"a BYTES element of input {name!r} is not UTF-8 text") from None
+        offset += size
+    return out
+
+
+def _finish_request(payload: dict[str, Any], inputs: list[dict[str, Any]]) -> OipRequest:
+    """The request's id, wanted outputs and parameters around its parsed inputs."""
     wanted = payload.get("outputs")
     names = None
     if isinstance(wanted, list):
@@ -496,7 +624,7 @@ def oip_request(body: bytes, header_length: int | None) -> OipRequest:
     return OipRequest(request_id, inputs, names or None, parameters or {})
 
 
-def oip_table(request: OipRequest, predictor: Predictor) -> Table:
+def oip_table(request: OipRequest, predictor: Features) -> Table:
     """One tensor per feature (shape [n] or [n, 1]), or a single [n, features] tensor in
     signature order."""
     inputs = request.inputs
@@ -530,7 +658,7 @@ def oip_table(request: OipRequest, predictor: Predictor) -> Table:
     return Table("columnar", columns)
 
 
-def _check_datatype(tensor: dict[str, Any], predictor: Predictor, feature: str | None) -> None:
+def _check_datatype(tensor: dict[str, Any], predictor: Features, feature: str | None) -> None:
     datatype = tensor["datatype"]
     numeric = predictor.numeric if feature is None else predictor.kinds[feature] == "numeric"
     if numeric and datatype not in _OIP_NUMERIC:

@@ -1,21 +1,30 @@
 """Prediction and feedback logs: appended in the request path, written to the store elsewhere.
 
 The request path only appends one tuple per request to a list under a lock (well under a
-microsecond); a flusher thread turns the batch into columns, writes one Parquet file per model
-and UTC date under ``logs/predictions/<model>/date=YYYY-MM-DD/<HHMMSS>-<pid>-<seq>.parquet``
-(or ``logs/feedback/...``) when the buffer reaches ``batch_rows`` rows or ``interval`` seconds
-have passed, whichever comes first. A failed write keeps its rows for the next try; the buffer is
-bounded by ``max_rows`` and anything past it is dropped, counted, and warned about at most once
-per interval. ``close`` flushes everything that is left (bounded in time), so a graceful stop
-loses nothing while the store answers. Rows that cannot be turned into a table at all (a bug or
-a value the converter cannot take) are dropped, counted with the other drops and warned about
+microsecond). A flusher thread turns what was appended into Arrow tables about once a second
+(compact columns instead of Python objects), and writes them as one Parquet file per model,
+schema and UTC date under ``logs/predictions/<model>/date=YYYY-MM-DD/<HHMMSS>-<pid>-<seq>.parquet``
+(or ``logs/feedback/...``) once ``batch_rows`` rows are waiting or the oldest has waited
+``interval`` seconds, whichever comes first: few, large files per worker. `compact_logs` merges
+the small files of a partition into one after the fact (``mlopsctl logs compact``).
+
+A failed write keeps its rows for the next try. The buffer is bounded by ``max_rows``: an
+entry is taken while fewer rows than that are held (so one request with more rows than the
+whole buffer is still logged: the bound is overshot by at most one request, whose size the
+server bounds by --max-rows), and anything past it is dropped, counted, and warned about at
+most once per interval, naming the cause (the store failing, or requests outrunning the
+writer). ``close`` writes everything that is left (bounded in time), so a graceful stop loses
+nothing while the store answers. Rows that cannot be turned into a table at all (a bug or a
+value the converter cannot take) are dropped, counted with the other drops and warned about
 once; the flusher thread never dies of them, and the other rows of their batch are written.
 
-The prediction log's fixed columns (``request_id``, ``ts``, ``model``, ``version``, ``arm``,
-``latency_ms``, ``prediction``, ``score``: the format README "Serving" documents and
-mlopsctl/monitor reads) always hold what they say. A model feature named like one of them is
-logged as ``feature.<name>`` (``feature.ts``), so that it can neither overwrite nor be
-overwritten by the fixed column.
+The prediction log's fixed columns (``request_id``, ``row`` (the row's index within its
+request, for feedback per row), ``ts``, ``model``, ``version``, ``arm``, ``latency_ms``,
+``prediction`` (typed as the model returns it: integer, boolean, float or text), ``score``,
+and ``outlier_score`` when the model stores what it takes: the format README "Serving"
+documents and mlopsctl/monitor reads) always hold what they say. A model feature named like one
+of them is logged as ``feature.<name>`` (``feature.ts``), so that it can neither overwrite nor
+be overwritten by the fixed column.
 """
 
 from __future__ import annotations
@@ -38,13 +47,29 @@ if TYPE_CHECKING:
 
 PREDICTIONS = "logs/predictions"
 FEEDBACK = "logs/feedback"
+# Requests answered with an error status, one row each (error_table): with the prediction
+# log, the error share per arm that `release rollout` judges.
+ERRORS = "logs/errors"
 FIXED_COLUMNS = frozenset(
-    {"request_id", "ts", "model", "version", "arm", "latency_ms", "prediction", "score"}
+    {
+        "request_id",
+        "row",
+        "ts",
+        "model",
+        "version",
+        "arm",
+        "latency_ms",
+        "prediction",
+        "score",
+        "outlier_score",
+    }
 )
 FEATURE_PREFIX = "feature."
+# How often the flusher turns appended entries into Arrow tables.
+STAGE_EVERY_S = 1.0
 
-# (request_id, ts_ms, version, arm, latency_ms, inputs, labels, scores, LogSchema) per request;
-# feedback entries are (request_id, ts_ms, actual)
+# (request_id, ts_ms, version, arm, latency_ms, inputs, labels, scores, LogSchema[, outlier
+# scores]) per request; feedback entries are (request_id, ts_ms, actual[, row])
 Entry = tuple[Any, ...]
 
 
@@ -54,7 +79,8 @@ def partition_key(prefix: str, model: str, date: str, pid: int, seq: int) -> str
 
 
 class BufferedWriter:
-    """A bounded buffer of entries flushed to Parquet files by a background thread."""
+    """A bounded buffer of entries, staged as Arrow tables and written to Parquet files by a
+    background thread."""
 
     def __init__(
         self,
@@ -78,14 +104,17 @@ class BufferedWriter:
         self.max_rows = max(1, max_rows)
         self.metrics = metrics
         self.warn = warn or (lambda _text: None)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the lists and counts below
+        self._write_lock = threading.Lock()  # one staging/writing pass at a time
         self._pending: list[tuple[int, Entry]] = []
         self._pending_rows = 0
-        self._retry: list[tuple[int, Entry]] = []  # rows of failed writes, kept for the next try
-        self._retry_rows = 0
+        self._staged: list[tuple[int, pa.Table]] = []  # converted, not yet written (or failed)
+        self._staged_rows = 0
+        self._oldest: float | None = None  # when the oldest row held was appended
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._seq = 0
+        self._failing = False  # the last write failed
         # One clock per kind of warning, so a stream of write failures cannot hide drops.
         self._last_warning = {"drop": -1e9, "write": -1e9}
         self._warned_unwritable = False
@@ -101,12 +130,14 @@ class BufferedWriter:
 
     def append(self, entry: Entry, rows: int) -> None:
         with self._lock:
-            if self._pending_rows + self._retry_rows + rows > self.max_rows:
+            if self._pending_rows + self._staged_rows >= self.max_rows:
                 self._drop(rows)
                 return
             self._pending.append((rows, entry))
             self._pending_rows += rows
-            full = self._pending_rows >= self.batch_rows
+            if self._oldest is None:
+                self._oldest = time.monotonic()
+            full = self._pending_rows + self._staged_rows >= self.batch_rows
         if full:
             self._wake.set()
 
@@ -114,9 +145,14 @@ class BufferedWriter:
         # Called with self._lock held: both the request path and the flusher drop rows.
         self._drop_counted(rows)
         if self._may_warn("drop"):
+            cause = (
+                "the store is not taking the files; is it reachable?"
+                if self._failing
+                else "requests outrun the writer: raise --log-buffer or lower --log-sample"
+            )
             self.warn(
                 f"warning: {self.prefix} buffer full ({self.max_rows} rows): dropped "
-                f"{self.dropped} row(s) so far; is the store reachable?"
+                f"{self.dropped} row(s) so far; {cause}"
             )
 
     def _may_warn(self, kind: str) -> bool:
@@ -128,65 +164,88 @@ class BufferedWriter:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(self.interval)
+            self._wake.wait(min(STAGE_EVERY_S, self.interval))
             self._wake.clear()
             if self._stop.is_set():
                 break
             try:
-                self.flush()
+                with self._lock:
+                    held = self._pending_rows + self._staged_rows
+                    oldest = self._oldest
+                due = held >= self.batch_rows or (
+                    oldest is not None and time.monotonic() - oldest >= self.interval
+                )
+                if due:
+                    self.flush()
+                else:
+                    with self._write_lock:
+                        self._stage()
             except Exception as exc:  # noqa: BLE001 - the flusher must outlive any one batch
                 if self._may_warn("write"):
                     failure = f"{type(exc).__name__}: {exc}"
                     self.warn(f"warning: flushing {self.prefix} failed: {failure}")
 
-    def flush(self) -> bool:
-        """Write everything buffered; False when a write failed (its rows are kept)."""
+    def _stage(self) -> None:
+        """Turn the appended entries into tables (called with the write lock held)."""
         with self._lock:
-            batch = self._retry + self._pending
-            self._retry, self._pending = [], []
-            rows = self._retry_rows + self._pending_rows
-            self._retry_rows = self._pending_rows = 0
+            batch = self._pending
+            rows = self._pending_rows
+            self._pending, self._pending_rows = [], 0
+            # The rows stay counted against the bound while they are converted.
+            self._staged_rows += rows
         if not batch:
-            return True
-        tables, batch, rows = self._convert(batch, rows)
-        try:
-            self._write(tables)
-        except (MlopsError, OSError) as exc:
-            if self.metrics is not None:
-                self.metrics.add("log_failures")
-            with self._lock:
-                room = self.max_rows - self._pending_rows
-                if rows > room:
-                    # Keep the newest whole entries that fit; the rest are lost and counted.
-                    kept: list[tuple[int, Entry]] = []
-                    kept_rows = 0
-                    for n, entry in reversed(batch):
-                        if kept_rows + n > room:
-                            break
-                        kept.append((n, entry))
-                        kept_rows += n
-                    self._drop(rows - kept_rows)
-                    batch, rows = kept[::-1], kept_rows
-                self._retry = batch
-                self._retry_rows = rows
-            if self._may_warn("write"):
-                self.warn(f"warning: cannot write {self.prefix} to the store: {exc}")
-            return False
-        except Exception as exc:  # noqa: BLE001 - not the store's fault: retrying cannot help
-            self._unwritable(rows, exc)
-            return True
-        self.written += rows
-        if self.metrics is not None:
-            self.metrics.add("log_written", rows)
-        return True
+            return
+        tables, kept = self._convert(batch, rows)
+        with self._lock:
+            self._staged_rows -= rows - kept
+            self._staged.extend((t.num_rows, t) for t in tables)
 
-    def _convert(
-        self, batch: list[tuple[int, Entry]], rows: int
-    ) -> tuple[list[pa.Table], list[tuple[int, Entry]], int]:
-        """The batch as tables; entries that cannot be converted are dropped and counted, and
-        the batch and row count that remain are returned with the tables."""
+    def flush(self) -> bool:
+        """Write everything held; False when a write failed (its rows are kept)."""
+        with self._write_lock:
+            self._stage()
+            with self._lock:
+                staged = self._staged
+                rows = self._staged_rows
+                self._staged = []
+            if not staged:
+                with self._lock:
+                    if not self._pending:
+                        self._oldest = None
+                return True
+            try:
+                self._write([t for _, t in staged])
+            except (MlopsError, OSError) as exc:
+                if self.metrics is not None:
+                    self.metrics.add("log_failures")
+                with self._lock:
+                    self._failing = True
+                    self._staged = staged + self._staged
+                if self._may_warn("write"):
+                    self.warn(f"warning: cannot write {self.prefix} to the store: {exc}")
+                return False
+            except Exception as exc:  # noqa: BLE001 - not the store's fault: retrying cannot help
+                with self._lock:
+                    self._staged_rows -= rows
+                self._unwritable(rows, exc)
+                return True
+            with self._lock:
+                self._failing = False
+                self._staged_rows -= rows
+                if not self._pending and not self._staged:
+                    self._oldest = None
+                elif self._oldest is not None:
+                    self._oldest = time.monotonic()
+            self.written += rows
+            if self.metrics is not None:
+                self.metrics.add("log_written", rows)
+            return True
+
+    def _convert(self, batch: list[tuple[int, Entry]], rows: int) -> tuple[list[pa.Table], int]:
+        """The batch as tables, and the rows they hold; entries that cannot be converted are
+        dropped and counted."""
         try:
-            return self.to_table([entry for _, entry in batch]), batch, rows
+            return self.to_table([entry for _, entry in batch]), rows
         except Exception:  # noqa: BLE001 - found below, one entry at a time
             pass
         good: list[tuple[int, Entry]] = []
@@ -202,10 +261,10 @@ class BufferedWriter:
         if error is not None:
             self._unwritable(rows - kept, error)
         try:
-            return (self.to_table([entry for _, entry in good]) if good else []), good, kept
+            return (self.to_table([entry for _, entry in good]) if good else []), kept
         except Exception as exc:  # noqa: BLE001 - entries fine alone but not together
             self._unwritable(kept, exc)
-            return [], [], 0
+            return [], 0
 
     def _unwritable(self, rows: int, exc: Exception) -> None:
         with self._lock:
@@ -226,10 +285,16 @@ class BufferedWriter:
             self.metrics.add("log_dropped", rows)
 
     def _write(self, tables: list[pa.Table]) -> None:
+        import pyarrow as pa
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
+        # One file per schema and date: staged tables of the same schema are written together.
+        groups: dict[Any, list[pa.Table]] = {}
         for table in tables:
+            groups.setdefault(table.schema, []).append(table)
+        for group in groups.values():
+            table = pa.concat_tables(group) if len(group) > 1 else group[0]
             dates = pc.strftime(table.column("ts"), format="%Y-%m-%d", locale="C")
             distinct = sorted(set(dates.to_pylist()))
             for date in distinct:
@@ -251,14 +316,14 @@ class BufferedWriter:
         while not self.flush() and time.monotonic() < deadline:
             time.sleep(min(0.5, self.interval))
         with self._lock:
-            lost = self._retry_rows + self._pending_rows
+            lost = self._staged_rows + self._pending_rows
             if lost:
                 self._drop(lost)
 
     @property
     def buffered(self) -> int:
         with self._lock:
-            return self._pending_rows + self._retry_rows
+            return self._pending_rows + self._staged_rows
 
 
 @dataclass(frozen=True)
@@ -291,20 +356,20 @@ def _prediction_table(model: str, schema: LogSchema, batch: list[Entry]) -> pa.T
 
     counts = [len(e[6]) for e in batch]
     total = sum(counts)
+    # One value per request, repeated for each of its rows (a take in C, not a Python loop).
+    index = pa.array(np.repeat(np.arange(len(batch), dtype="int64"), counts))
 
-    def repeat(index: int) -> list[Any]:
-        out: list[Any] = []
-        for entry, n in zip(batch, counts, strict=True):
-            out.extend([entry[index]] * n)
-        return out
+    def repeat(position: int, kind: pa.DataType) -> pa.Array:
+        return pa.array([entry[position] for entry in batch], kind).take(index)
 
     columns: dict[str, pa.Array] = {
-        "request_id": pa.array(repeat(0), pa.string()),
-        "ts": pa.array(repeat(1), pa.timestamp("ms", tz="UTC")),
-        "model": pa.array([model] * total, pa.string()),
-        "version": pa.array(repeat(2), pa.int64()),
-        "arm": pa.array(repeat(3), pa.string()),
-        "latency_ms": pa.array(repeat(4), pa.float64()),
+        "request_id": repeat(0, pa.string()),
+        "row": pa.array(np.concatenate([np.arange(n, dtype="int32") for n in counts]), pa.int32()),
+        "ts": repeat(1, pa.timestamp("ms", tz="UTC")),
+        "model": pa.array([model], pa.string()).take(pa.array(np.zeros(total, dtype="int64"))),
+        "version": repeat(2, pa.int64()),
+        "arm": repeat(3, pa.string()),
+        "latency_ms": repeat(4, pa.float64()),
     }
     matrices = [e[5] for e in batch]
     logged = log_names(schema.names)
@@ -325,14 +390,41 @@ def _prediction_table(model: str, schema: LogSchema, batch: list[Entry]) -> pa.T
                 )
     labels = np.concatenate([np.asarray(e[6]) for e in batch])
     if schema.classification:
-        columns["prediction"] = pa.array([str(v) for v in labels.tolist()], pa.string())
+        columns["prediction"] = _typed_labels(labels)
     else:
         columns["prediction"] = pa.array(labels.astype("float64"), pa.float64())
     if schema.with_score:
         columns["score"] = pa.array(
             np.concatenate([np.asarray(e[7], dtype="float64") for e in batch]), pa.float64()
         )
+    outliers = [e[9] if len(e) > 9 else None for e in batch]
+    if any(o is not None for o in outliers):
+        columns["outlier_score"] = pa.array(
+            np.concatenate(
+                [
+                    np.asarray(o, dtype="float64") if o is not None else np.full(n, np.nan)
+                    for o, n in zip(outliers, counts, strict=True)
+                ]
+            ),
+            pa.float64(),
+            from_pandas=True,
+        )
     return pa.table(columns)
+
+
+def _typed_labels(labels: Any) -> pa.Array:
+    """Class labels as the model returns them: integers, booleans or floats keep their type;
+    anything else (text, mixed) is logged as text."""
+    import pyarrow as pa
+
+    kind = labels.dtype.kind
+    if kind in "iu":
+        return pa.array(labels.astype("int64"), pa.int64())
+    if kind == "b":
+        return pa.array(labels, pa.bool_())
+    if kind == "f":
+        return pa.array(labels.astype("float64"), pa.float64())
+    return pa.array([None if v is None else str(v) for v in labels.tolist()], pa.string())
 
 
 def log_names(names: tuple[str, ...]) -> list[str]:
@@ -352,8 +444,9 @@ def log_names(names: tuple[str, ...]) -> list[str]:
 
 
 def feedback_table(classification: bool | None) -> Callable[[list[Entry]], list[pa.Table]]:
-    """Entries (request_id, ts_ms, actual) to the ground-truth schema; ``actual`` is a string
-    unless the model is known to be a regression."""
+    """Entries (request_id, ts_ms, actual[, row]) to the ground-truth schema; ``actual`` is a
+    string unless the model is known to be a regression; ``row`` (the row's index within its
+    request, null for every row of it) is a column when some entry gives one."""
 
     def convert(batch: list[Entry]) -> list[pa.Table]:
         import pyarrow as pa
@@ -362,15 +455,15 @@ def feedback_table(classification: bool | None) -> Callable[[list[Entry]], list[
             actual = pa.array([None if e[2] is None else float(e[2]) for e in batch], pa.float64())
         else:
             actual = pa.array([None if e[2] is None else _label(e[2]) for e in batch], pa.string())
-        return [
-            pa.table(
-                {
-                    "request_id": pa.array([str(e[0]) for e in batch], pa.string()),
-                    "ts": pa.array([e[1] for e in batch], pa.timestamp("ms", tz="UTC")),
-                    "actual": actual,
-                }
-            )
-        ]
+        columns = {
+            "request_id": pa.array([str(e[0]) for e in batch], pa.string()),
+            "ts": pa.array([e[1] for e in batch], pa.timestamp("ms", tz="UTC")),
+            "actual": actual,
+        }
+        rows = [e[3] if len(e) > 3 else None for e in batch]
+        if any(r is not None for r in rows):
+            columns["row"] = pa.array(rows, pa.int32())
+        return [pa.table(columns)]
 
     return convert
 
@@ -380,3 +473,30 @@ def _label(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def error_table(model: str) -> Callable[[list[Entry]], list[pa.Table]]:
+    """Entries (request_id, ts_ms, version, arm, latency_ms, status, route) of requests answered
+    with an error to one table: the same fixed columns as the prediction log (no features, no
+    prediction) plus ``status`` and ``route``. Sampled like the prediction log (--log-sample),
+    so that errors / (errors + logged requests) is each arm's error share."""
+
+    def convert(batch: list[Entry]) -> list[pa.Table]:
+        import pyarrow as pa
+
+        return [
+            pa.table(
+                {
+                    "request_id": pa.array([str(e[0]) for e in batch], pa.string()),
+                    "ts": pa.array([e[1] for e in batch], pa.timestamp("ms", tz="UTC")),
+                    "model": pa.array([model] * len(batch), pa.string()),
+                    "version": pa.array([e[2] for e in batch], pa.int64()),
+                    "arm": pa.array([e[3] for e in batch], pa.string()),
+                    "latency_ms": pa.array([e[4] for e in batch], pa.float64()),
+                    "status": pa.array([e[5] for e in batch], pa.int32()),
+                    "route": pa.array([e[6] for e in batch], pa.string()),
+                }
+            )
+        ]
+
+    return convert

@@ -1,156 +1,282 @@
-"""Prometheus metrics that stay right with several worker processes.
+"""Prometheus metrics that stay right with several worker processes: prometheus_client's
+multiprocess mode.
 
-Each worker keeps its counters in its own memory-mapped file (``w<N>.bin``, float64 slots) with
-a small index of which slot holds which (version, arm) series (``w<N>.json``, rewritten by
-rename when a series is added, which happens once per model version). ``/metrics`` on any
-worker reads every worker's files and adds them up, so a scrape that lands on one worker still
-sees the whole server, with no lock and no message passing on the request path. Counters only
-ever grow and each is written by one process, so a reader sees, at worst, a value one request
-old. Within a process, the request series are written by the event loop thread alone; the
-scalar counters are also added to by the log flusher and follower threads, so `add` holds a
-lock (a read-add-write of a slot is not atomic); it is off the hot path.
+Each worker writes its values into prometheus_client's own memory-mapped files in one shared
+folder (``counter_<pid>.db``, ``histogram_<pid>.db``, ``gauge_all_<pid>.db``, written with its
+`MmapedDict` under its key format), and ``/metrics`` on any worker renders that folder with
+its `MultiProcessCollector`, so a scrape that lands on one worker sees the whole server with no
+lock and no message passing on the request path. A worker that dies leaves its counter files
+behind, so a respawned worker's counts add to them; its process gauges are removed.
+
+Series:
+
+- ``mlopsctl_requests_total``: prediction requests, by model, version, arm, route and status
+  code; ``mlopsctl_request_errors_total`` (those answered 4xx or 5xx) and the latency histogram
+  ``mlopsctl_request_latency_seconds`` by model, version, arm and route. A prediction request
+  always has an arm: one whose body cannot be read is routed by its request id, as any request
+  without a key is.
+- ``mlopsctl_http_requests_total``: every HTTP request by route and status code, including
+  those refused before any model is involved (413, 431, 503, 404); these carry no version or
+  arm labels at all.
+- scalar counters (log rows written and dropped, swaps, refusals, feedback rows) by model, and
+  ``process_*`` gauges per worker (``pid`` label).
+
+The values are also kept in memory. If the folder disappears (a temporary-file cleaner), the
+next check (every few seconds, and before each scrape) notices, says so once, makes the folder
+again and writes this worker's values back; counts of workers that died before that are lost,
+and the warning says so. Within a process, writes are serialised by one lock.
 """
 
 from __future__ import annotations
 
 import bisect
 import json
-import mmap
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 SCALARS = (
-    ("log_dropped", "mlopsctl_log_dropped_rows_total", "Prediction log rows dropped"),
-    ("log_written", "mlopsctl_log_written_rows_total", "Prediction log rows written to the store"),
-    ("log_failures", "mlopsctl_log_write_failures_total", "Failed writes of prediction log files"),
-    ("feedback_rows", "mlopsctl_feedback_rows_total", "Ground-truth rows received"),
-    ("swaps", "mlopsctl_model_swaps_total", "Model versions swapped in without a restart"),
-    ("refused", "mlopsctl_model_refused_total", "New model versions refused by the smoke load"),
+    ("log_dropped", "mlopsctl_log_dropped_rows", "Prediction log rows dropped"),
+    ("log_written", "mlopsctl_log_written_rows", "Prediction log rows written to the store"),
+    ("log_failures", "mlopsctl_log_write_failures", "Failed writes of prediction log files"),
+    ("feedback_rows", "mlopsctl_feedback_rows", "Ground-truth rows received"),
+    ("swaps", "mlopsctl_model_swaps", "Model versions swapped in without a restart"),
+    ("refused", "mlopsctl_model_refused", "New model versions refused by the smoke load"),
+    ("extra_columns", "mlopsctl_ignored_columns", "Requests with extra columns that were ignored"),
 )
-_SCALAR_INDEX = {name: i for i, (name, _, _) in enumerate(SCALARS)}
-_HEAD = 16  # room for scalars
-_SLOT = 3 + len(BUCKETS) + 1  # requests, errors, latency sum, bucket counts (+Inf last)
-_CAPACITY = 256
+_SCALAR_NAMES = {name: metric for name, metric, _ in SCALARS}
+_SCALAR_HELP = {name: text for name, _, text in SCALARS}
+_REQUEST_LABELS = ["arm", "code", "model", "route", "version"]
+_LATENCY_LABELS = ["arm", "model", "route", "version"]
+_HTTP_LABELS = ["code", "route"]
+CHECK_EVERY_S = 5.0
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
+
+def _key(metric: str, name: str, labels: dict[str, str], text: str) -> str:
+    # prometheus_client.mmap_dict.mmap_key's format, which its collector parses.
+    return json.dumps([metric, name, labels, text], sort_keys=True)
+
+
+def _go(bound: float) -> str:
+    from prometheus_client.utils import floatToGoString
+
+    return str(floatToGoString(bound))
 
 
 class Metrics:
-    def __init__(self, folder: Path, worker: int, model: str) -> None:
-        import numpy as np
+    """One worker's metrics in ``folder`` (shared by all workers of a server)."""
 
+    def __init__(
+        self,
+        folder: Path,
+        worker: int,
+        model: str,
+        *,
+        say: Callable[[str], None] | None = None,
+        background: bool = True,
+    ) -> None:
+        from prometheus_client.mmap_dict import MmapedDict
+
+        self._mmaped = MmapedDict
         self.folder = folder
         self.worker = worker
         self.model = model
+        self.say = say or (lambda _text: None)
+        self.pid = os.getpid()
         folder.mkdir(parents=True, exist_ok=True)
-        self._path = folder / f"w{worker}.bin"
-        size = (_HEAD + _CAPACITY * _SLOT) * 8
-        with open(self._path, "wb") as f:
-            f.truncate(size)
-        self._file = open(self._path, "r+b")  # noqa: SIM115 - lives as long as the server
-        self._map = mmap.mmap(self._file.fileno(), size)
-        self.values = np.ndarray((_HEAD + _CAPACITY * _SLOT,), dtype="float64", buffer=self._map)
-        self._slots: dict[tuple[str, str], int] = {}
-        self._labels: list[tuple[str, str]] = []
         self._lock = threading.Lock()
+        self._files: dict[str, Any] = {}
+        self._values: dict[str, dict[str, float]] = {"counter": {}, "histogram": {}, "gauge": {}}
+        self._request_keys: dict[tuple[str, str, str, str], tuple[str, str | None, list[str]]] = {}
+        self._http_keys: dict[tuple[str, str], str] = {}
+        self._scalar_keys: dict[str, str] = {}
+        self._bucket_text = [_go(b) for b in (*BUCKETS, float("inf"))]
+        self._warned_missing = False
+        self._stop = threading.Event()
+        with self._lock:
+            self._open_files()
+            for name, metric, text in SCALARS:
+                key = _key(metric, metric + "_total", {"model": model}, text + ".")
+                self._scalar_keys[name] = key
+                self._write("counter", key, 0.0)
+        self.update_process()
+        self._thread: threading.Thread | None = None
+        if background:
+            self._thread = threading.Thread(target=self._run, name="metrics", daemon=True)
+            self._thread.start()
 
-    def _slot(self, version: str, arm: str) -> int:
-        key = (version, arm)
-        slot = self._slots.get(key)
-        if slot is None:
-            if len(self._labels) >= _CAPACITY:
-                key = ("other", "other")
-                slot = self._slots.get(key)
-            if slot is None:
-                slot = len(self._labels)
-                self._labels.append(key)
-                self._slots[key] = slot
-                index = self.folder / f"w{self.worker}.json"
-                partial = index.with_suffix(".json.partial")
-                partial.write_text(json.dumps(self._labels))
-                os.replace(partial, index)
-        return _HEAD + slot * _SLOT
+    # -- files ------------------------------------------------------------------------------
+    def _path(self, kind: str) -> Path:
+        prefix = "gauge_all" if kind == "gauge" else kind
+        return self.folder / f"{prefix}_{self.pid}.db"
 
-    def observe(self, version: str, arm: str, seconds: float, error: bool) -> None:
-        base = self._slot(version, arm)
-        values = self.values
-        values[base] += 1
-        if error:
-            values[base + 1] += 1
-        values[base + 2] += seconds
-        values[base + 3 + bisect.bisect_left(BUCKETS, seconds)] += 1
+    def _open_files(self) -> None:
+        for kind in self._values:
+            self._files[kind] = self._mmaped(str(self._path(kind)))
+
+    def _write(self, kind: str, key: str, value: float) -> None:
+        self._values[kind][key] = value
+        self._files[kind].write_value(key, value, 0.0)
+
+    def _add(self, kind: str, key: str, amount: float) -> None:
+        values = self._values[kind]
+        value = values.get(key, 0.0) + amount
+        values[key] = value
+        self._files[kind].write_value(key, value, 0.0)
+
+    def check_folder(self) -> bool:
+        """Whether this worker's files are where the collector reads them; when they are not
+        (the folder was removed), make them again from the values held in memory."""
+        if all(self._path(kind).exists() for kind in self._values):
+            return True
+        with self._lock:
+            if all(self._path(kind).exists() for kind in self._values):
+                return True
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for kind, handle in self._files.items():
+                if not self._path(kind).exists():
+                    handle.close()
+                    self._files[kind] = self._mmaped(str(self._path(kind)))
+                    for key, value in self._values[kind].items():
+                        self._files[kind].write_value(key, value, 0.0)
+        if not self._warned_missing:
+            self._warned_missing = True
+            self.say(
+                f"warning: the metrics folder {self.folder} or its files were removed (a "
+                "temporary-file cleaner?); recreated them from the values each worker holds: "
+                "the counts of workers that exited before are lost"
+            )
+        return False
+
+    def _run(self) -> None:
+        while not self._stop.wait(CHECK_EVERY_S):
+            try:
+                self.check_folder()
+                self.update_process()
+            except Exception as exc:  # noqa: BLE001 - metrics must never end the server
+                self.say(f"warning: metrics upkeep failed: {type(exc).__name__}: {exc}")
+
+    # -- recording ---------------------------------------------------------------------------
+    def observe(
+        self, version: str, arm: str, route: str, code: int, seconds: float, error: bool = False
+    ) -> None:
+        """One prediction request (any status), with its latency."""
+        code_text = str(code)
+        keys = self._request_keys.get((version, arm, route, code_text))
+        if keys is None:
+            keys = self._make_request_keys(version, arm, route, code_text)
+        requests, errors, buckets = keys
+        bucket = bisect.bisect_left(BUCKETS, seconds)
+        with self._lock:
+            self._add("counter", requests, 1.0)
+            if errors is not None:
+                self._add("counter", errors, 1.0)
+            self._add("histogram", buckets[bucket], 1.0)
+            self._add("histogram", buckets[-1], seconds)
+
+    def _make_request_keys(
+        self, version: str, arm: str, route: str, code: str
+    ) -> tuple[str, str | None, list[str]]:
+        labels = {
+            "model": self.model,
+            "version": version,
+            "arm": arm,
+            "route": route,
+            "code": code,
+        }
+        requests = _key(
+            "mlopsctl_requests", "mlopsctl_requests_total", labels, "Prediction requests."
+        )
+        short = {k: v for k, v in labels.items() if k != "code"}
+        error_key = _key(
+            "mlopsctl_request_errors",
+            "mlopsctl_request_errors_total",
+            short,
+            "Prediction requests answered with an error (4xx or 5xx).",
+        )
+        errors = error_key if int(code) >= 400 else None
+        metric = "mlopsctl_request_latency_seconds"
+        text = "Prediction request latency."
+        buckets = [
+            _key(metric, metric + "_bucket", {**short, "le": le}, text) for le in self._bucket_text
+        ]
+        buckets.append(_key(metric, metric + "_sum", short, text))
+        with self._lock:
+            # Every bucket exists from the start (the collector only adds up what is there).
+            for key in buckets:
+                if key not in self._values["histogram"]:
+                    self._write("histogram", key, 0.0)
+            if error_key not in self._values["counter"]:
+                self._write("counter", error_key, 0.0)
+        keys = (requests, errors, buckets)
+        self._request_keys[(version, arm, route, code)] = keys
+        return keys
+
+    def http(self, route: str, code: int) -> None:
+        """Any HTTP request, by route and status code."""
+        key = self._http_keys.get((route, str(code)))
+        if key is None:
+            key = _key(
+                "mlopsctl_http_requests",
+                "mlopsctl_http_requests_total",
+                {"route": route, "code": str(code)},
+                "HTTP requests by route and status code, refused ones included.",
+            )
+            self._http_keys[(route, str(code))] = key
+        with self._lock:
+            self._add("counter", key, 1.0)
 
     def add(self, name: str, amount: float = 1) -> None:
-        index = _SCALAR_INDEX[name]
+        key = self._scalar_keys[name]
         with self._lock:
-            self.values[index] += amount
+            self._add("counter", key, float(amount))
 
     def get(self, name: str) -> float:
-        return float(self.values[_SCALAR_INDEX[name]])
+        with self._lock:
+            return self._values["counter"].get(self._scalar_keys[name], 0.0)
+
+    def update_process(self) -> None:
+        """This worker's process_* gauges (resident memory, CPU seconds, open files...)."""
+        from prometheus_client import ProcessCollector
+        from prometheus_client.registry import CollectorRegistry
+
+        collector = ProcessCollector(registry=CollectorRegistry())
+        with self._lock:
+            for family in collector.collect():
+                for sample in family.samples:
+                    labels = {"worker": str(self.worker)}
+                    key = _key(family.name, sample.name, labels, family.documentation)
+                    self._write("gauge", key, float(sample.value))
 
     def close(self) -> None:
-        del self.values
-        self._map.close()
-        self._file.close()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        with self._lock:
+            for handle in self._files.values():
+                handle.close()
+            self._files.clear()
 
 
-def render(folder: Path, model: str) -> bytes:
-    """Every worker's counters, summed, in the Prometheus text format (version 0.0.4)."""
-    import numpy as np
-
-    scalars = np.zeros(_HEAD)
-    series: dict[tuple[Any, ...], Any] = {}
-    for index in sorted(folder.glob("w*.json")):
-        data = folder / (index.stem + ".bin")
-        try:
-            keys = [tuple(x) for x in json.loads(index.read_text())]
-            raw = np.fromfile(data, dtype="float64")
-        except (OSError, ValueError):
-            continue
-        scalars += raw[:_HEAD]
-        for i, key in enumerate(keys):
-            base = _HEAD + i * _SLOT
-            chunk = raw[base : base + _SLOT]
-            series[key] = series[key] + chunk if key in series else chunk.copy()
-    for data in sorted(folder.glob("w*.bin")):
-        if not (folder / (data.stem + ".json")).exists():  # a worker with no series yet
-            scalars += np.fromfile(data, dtype="float64")[:_HEAD]
-
-    lines: list[str] = []
-    model_label = _escape(model)
-    for name, metric, text in SCALARS:
-        lines += [f"# HELP {metric} {text}.", f"# TYPE {metric} counter"]
-        lines.append(f'{metric}{{model="{model_label}"}} {_num(scalars[_SCALAR_INDEX[name]])}')
-    families = (
-        ("mlopsctl_requests_total", "Prediction requests", 0),
-        ("mlopsctl_request_errors_total", "Prediction requests answered with an error", 1),
-    )
-    for metric, text, column in families:
-        lines += [f"# HELP {metric} {text}.", f"# TYPE {metric} counter"]
-        for (version, arm), chunk in sorted(series.items()):
-            labels = _labels(model_label, version, arm)
-            lines.append(f"{metric}{{{labels}}} {_num(chunk[column])}")
-    metric = "mlopsctl_request_latency_seconds"
-    lines += [f"# HELP {metric} Prediction request latency.", f"# TYPE {metric} histogram"]
-    for (version, arm), chunk in sorted(series.items()):
-        labels = _labels(model_label, version, arm)
-        cumulative = np.cumsum(chunk[3:])
-        for bound, count in zip(BUCKETS, cumulative[:-1], strict=False):
-            lines.append(f'{metric}_bucket{{{labels},le="{bound}"}} {_num(count)}')
-        lines.append(f'{metric}_bucket{{{labels},le="+Inf"}} {_num(cumulative[-1])}')
-        lines.append(f"{metric}_sum{{{labels}}} {float(chunk[2])!r}")
-        lines.append(f"{metric}_count{{{labels}}} {_num(cumulative[-1])}")
-    return ("\n".join(lines) + "\n").encode()
+def forget_process(folder: Path, pid: int) -> None:
+    """A worker exited: its process gauges go; its counters stay, so totals keep counting."""
+    try:
+        (folder / f"gauge_all_{pid}.db").unlink()
+    except FileNotFoundError:
+        pass
 
 
-def _labels(model: str, version: str, arm: str) -> str:
-    return f'model="{model}",version="{_escape(version)}",arm="{_escape(arm)}"'
+def render(folder: Path, model: str = "") -> bytes:
+    """Every worker's values, summed, in the Prometheus text format (version 0.0.4)."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
 
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+    if not folder.is_dir():
+        return b""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(folder))
+    return bytes(generate_latest(registry))

@@ -4,7 +4,14 @@ workers on one port.
 The parent binds the port first (so that ``--port 0`` is fixed for all), then forks the workers
 before anything heavy is imported; each binds the same port with SO_REUSEPORT (the kernel
 spreads connections) and runs worker.py. The parent relays SIGTERM/SIGINT to them, reports
-ready once every worker is, and returns the worst exit status.
+ready once every worker is, respawns a worker that dies (with backoff, logged; a worker that
+keeps dying right after its start is given up, and when every worker is given up the server
+exits 1, saying so), and returns the worst exit status after a stop.
+
+uvicorn's own multi-process supervisor is not used: it spawns workers that re-import the app
+(here: reload the model in every worker before any is ready, and no fork before the heavy
+imports), restarts without backoff, and has no way to report readiness of all workers to the
+caller, which `mlopsctl deploy`'s handover waits for.
 """
 
 from __future__ import annotations
@@ -12,7 +19,9 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,20 +61,50 @@ def serve(
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
+# Respawn backoff: the first restart after this many seconds, doubling per quick death (a worker
+# that lived RESPAWN_RESET_S resets it) up to RESPAWN_MAX_S; a slot whose worker died
+# RESPAWN_GIVE_UP times in a row, each within RESPAWN_RESET_S, is given up.
+RESPAWN_FIRST_S = 0.5
+RESPAWN_MAX_S = 30.0
+RESPAWN_RESET_S = 60.0
+RESPAWN_GIVE_UP = 5
+
+
+@dataclass
+class _Slot:
+    index: int
+    pid: int = 0
+    started: float = 0.0
+    quick_deaths: int = 0
+    due: float | None = None  # when to respawn it
+    given_up: bool = False
+
+
 def _supervise(
     options: ServeOptions,
     metrics_dir: Path,
     on_ready: Callable[[str], None],
     say: Callable[[str], None],
 ) -> int:
-    """Fork the workers (before any heavy import), relay signals, report ready once all are."""
-    holder = bind(options.host, options.port, reuse_port=True)  # fixes the port for --port 0
+    """Fork the workers (before any heavy import), relay signals, report ready once all are;
+    then respawn a worker that dies (with backoff, said on stderr; its counters stay in the
+    metrics), and exit non-zero, saying so, once every worker is dead for good."""
+    from mlopsctl.serving.metrics import forget_process
+
+    # Bound for the server's whole life: fixes the port for --port 0 and keeps it while a
+    # worker is respawned. Not listening, so the kernel gives it no connections.
+    holder = bind(options.host, options.port, reuse_port=True)
     port = holder.getsockname()[1]
     read_end, write_end = os.pipe()
-    children: list[int] = []
-    for index in range(options.workers):
+    slots = [_Slot(i) for i in range(options.workers)]
+    by_pid: dict[int, _Slot] = {}
+    stopping = False
+
+    def spawn(slot: _Slot, ready_fd: int | None) -> None:
         pid = os.fork()
         if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.close(read_end)
             holder.close()
             code = 1
@@ -75,27 +114,32 @@ def _supervise(
                     options,
                     sock,
                     metrics_dir,
-                    index,
-                    lambda _url: _signal_ready(write_end),
+                    slot.index,
+                    (lambda _url: _signal_ready(ready_fd)) if ready_fd is not None else _nothing,
                     say,
                 )
             except MlopsError as exc:
-                say(f"mlopsctl: error: worker {index}: {exc.one_line()}")
+                say(f"mlopsctl: error: worker {slot.index}: {exc.one_line()}")
             except BaseException as exc:  # noqa: BLE001 - a child must never return into the CLI
-                say(f"mlopsctl: worker {index} failed: {type(exc).__name__}: {exc}")
+                say(f"mlopsctl: worker {slot.index} failed: {type(exc).__name__}: {exc}")
             finally:
                 sys.stderr.flush()
                 os._exit(code)
-        children.append(pid)
+        slot.pid = pid
+        slot.started = time.monotonic()
+        slot.due = None
+        by_pid[pid] = slot
+
+    for slot in slots:
+        spawn(slot, write_end)
     os.close(write_end)
-    stopping = False
 
     def relay(signum: int, _frame: Any) -> None:
         nonlocal stopping
         stopping = True
-        for child in children:
+        for pid in list(by_pid):
             try:
-                os.kill(child, signal.SIGTERM)
+                os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
 
@@ -111,24 +155,72 @@ def _supervise(
             break  # every worker's end closed: they died before getting ready
         ready += len(chunk)
     os.close(read_end)
-    holder.close()
-    if ready == options.workers:
+    all_ready = ready == options.workers
+    if all_ready and not stopping:
         on_ready(url(options.host, port))
     else:
         relay(signal.SIGTERM, None)
+
     worst = 0
-    for child in children:
-        while True:
+    try:
+        while by_pid or (not stopping and any(s.due is not None for s in slots)):
             try:
-                _, status = os.waitpid(child, 0)
-                break
+                pid, status = os.waitpid(-1, os.WNOHANG) if by_pid else (0, 0)
+            except ChildProcessError:
+                pid, status = 0, 0
             except InterruptedError:
                 continue
-        code = os.waitstatus_to_exitcode(status)
-        if code != 0:
-            worst = code if code > 0 else 1  # killed by a signal
-    return worst if ready == options.workers else max(worst, 1)
+            if pid == 0:
+                now = time.monotonic()
+                if not stopping:
+                    for slot in slots:
+                        if slot.due is not None and now >= slot.due:
+                            say(f"restarting worker {slot.index}")
+                            spawn(slot, None)
+                time.sleep(0.05)
+                continue
+            slot_or_none = by_pid.pop(pid, None)
+            code = os.waitstatus_to_exitcode(status)
+            if stopping or slot_or_none is None:
+                if code != 0:
+                    worst = code if code > 0 else 1  # killed by a signal
+                continue
+            slot = slot_or_none
+            forget_process(metrics_dir, pid)
+            lived = time.monotonic() - slot.started
+            slot.quick_deaths = slot.quick_deaths + 1 if lived < RESPAWN_RESET_S else 1
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+            if slot.quick_deaths >= RESPAWN_GIVE_UP:
+                slot.given_up = True
+                say(
+                    f"warning: worker {slot.index} (pid {pid}) {how}; it died "
+                    f"{slot.quick_deaths} times in a row within {RESPAWN_RESET_S:g} s of "
+                    "starting: not restarting it"
+                )
+            else:
+                delay = min(RESPAWN_MAX_S, RESPAWN_FIRST_S * 2 ** (slot.quick_deaths - 1))
+                slot.due = time.monotonic() + delay
+                say(
+                    f"warning: worker {slot.index} (pid {pid}) {how}; restarting it in "
+                    f"{delay:g} s (its counters are kept)"
+                )
+            if not by_pid and all(s.given_up for s in slots):
+                say(
+                    f"mlopsctl: error: all {options.workers} workers died and none can be "
+                    "restarted; stopping"
+                )
+                worst = 1
+                break
+    finally:
+        holder.close()
+    if not all_ready:
+        return max(worst, 1)
+    return worst
 
 
 def _signal_ready(fd: int) -> None:
     os.write(fd, b"r")
+
+
+def _nothing(_url: str) -> None:
+    return None

@@ -3,7 +3,8 @@ request and feedback log writers and the follower of aliases and the deployment 
 serve HTTP on an already bound socket until SIGTERM/SIGINT, and stop gracefully: stop
 accepting, let requests already received finish (at most ``SHUTDOWN_GRACE_S``), flush the logs.
 
-Its modules (app, http, logs, follow, the model) are imported here, inside the functions, so
+HTTP is uvicorn (httptools and uvloop) with protocol.py's limits, running asgi.py's app. Its
+modules (app, asgi, logs, follow, uvicorn, the model) are imported here, inside the functions, so
 that a supervisor forks its workers before any of them is loaded.
 """
 
@@ -26,6 +27,11 @@ if TYPE_CHECKING:
     from mlopsctl.store.base import ObjectStore
 
 SHUTDOWN_GRACE_S = 10.0
+# File descriptors kept free of connections: the listening socket, the store, log writes,
+# model files, the follower's smoke loads and the answers to refused connections.
+FD_RESERVE = 64
+# Helper processes per worker that decode large request bodies.
+DECODING_PROCESSES = 2
 
 
 def run_worker(
@@ -38,16 +44,13 @@ def run_worker(
 ) -> int:
     """Serve on ``sock`` (bound, not yet listening) as worker ``index`` until SIGTERM or SIGINT;
     ``on_ready`` gets the URL once requests are answered. Returns 0 after a graceful stop."""
-    import asyncio
-
     from mlopsctl.serving.app import App, make_router
-    from mlopsctl.serving.http import Server
     from mlopsctl.serving.metrics import Metrics
 
     store = _open_store(options, say)
     try:
         model, arms, weights = _load_arms(options, store, say)
-        metrics = Metrics(metrics_dir, index, model)
+        metrics = Metrics(metrics_dir, index, model, say=say)
         app = App(
             model,
             make_router(arms, weights),
@@ -55,6 +58,9 @@ def run_worker(
             metrics_dir,
             key=options.key,
             log_sample=options.log_sample,
+            strict=options.strict,
+            max_rows=options.max_rows,
+            say=say,
         )
         writers = _start_logs(options, store, app, say) if store is not None else []
         follower = None
@@ -76,32 +82,10 @@ def run_worker(
                 _publish_arms(store, model, options, say)
             follower.check_once()  # a deployment record already in the store applies now
             follower.start()
-
-        http = Server(app.handle, options.max_body)
-        loop = asyncio.new_event_loop()
-        stop = asyncio.Event()
-        sock.listen(1024)
-        sock.setblocking(False)
-        server = loop.run_until_complete(loop.create_server(http.protocol, sock=sock))
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        port = sock.getsockname()[1]
-        _quiet_gc()
-        on_ready(url(options.host, port))
         try:
-            loop.run_until_complete(stop.wait())
+            _serve_http(options, sock, app, on_ready, say)
         finally:
-            # Stop accepting, let requests already received finish, close idle connections.
             app.ready = False
-            server.close()
-            http.closing = True
-            http.close_idle()
-            deadline = time.monotonic() + SHUTDOWN_GRACE_S
-            while http.connections and time.monotonic() < deadline:
-                loop.run_until_complete(asyncio.sleep(0.02))
-                http.close_idle()
-            loop.run_until_complete(server.wait_closed())
-            loop.close()
             if follower is not None:
                 follower.stop()
             for writer in writers:
@@ -111,6 +95,176 @@ def run_worker(
     finally:
         if store is not None:
             store.close()
+
+
+def connection_cap(wanted: int) -> int:
+    """At most ``wanted`` connections, and fewer when the open-file limit would not leave room
+    for the listening socket, the store, the logs and the answers of refused connections. The
+    soft limit is raised to the hard one first."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > soft):
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    reserve = max(FD_RESERVE, soft // 8)
+    return max(1, min(wanted, soft - reserve))
+
+
+def _serve_http(
+    options: ServeOptions,
+    sock: socket.socket,
+    app: App,
+    on_ready: Callable[[str], None],
+    say: Callable[[str], None],
+) -> None:
+    """uvicorn (httptools, uvloop) on ``sock`` with the hardened protocol, until a signal."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    import uvicorn
+    import uvloop
+
+    from mlopsctl.serving.asgi import AsgiApp
+    from mlopsctl.serving.protocol import Limits, protocol_class
+
+    _quiet_uvicorn_logs(say)
+    cap = connection_cap(options.max_connections)
+    if cap < options.max_connections:
+        say(
+            f"note: at most {cap} connections per worker (the open-file limit allows no more; "
+            "raise `ulimit -n` for more)"
+        )
+    limits = Limits(
+        max_connections=cap,
+        keep_alive_s=options.keep_alive,
+        request_timeout_s=options.request_timeout,
+        write_timeout_s=options.request_timeout,
+    )
+    pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="predict")
+    processes = _decoding_processes(say)
+    asgi = AsgiApp(
+        app,
+        max_body=options.max_body,
+        body_budget=options.max_inflight,
+        pool=pool,
+        processes=processes,
+        say=say,
+    )
+    config = uvicorn.Config(
+        asgi,
+        http=protocol_class(limits, lambda status: app.metrics.http("(http)", status)),
+        loop="none",
+        lifespan="off",
+        ws="none",
+        interface="asgi3",
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        date_header=False,
+        timeout_keep_alive=max(1, int(options.keep_alive)),
+        timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S),
+        backlog=2048,
+    )
+    server = _Server(config)
+    sock.listen(2048)
+    sock.setblocking(False)
+    url_text = url(options.host, sock.getsockname()[1])
+
+    async def main() -> None:
+        task = asyncio.ensure_future(server.serve(sockets=[sock]))
+        while not server.started and not task.done():
+            await asyncio.sleep(0.005)
+        if server.started:
+            _quiet_gc()
+            on_ready(url_text)
+        await task
+
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(main())
+    finally:
+        pool.shutdown(wait=True)
+        if processes is not None:
+            processes.shutdown(wait=False, cancel_futures=True)
+        loop.close()
+
+
+def _decoding_processes(say: Callable[[str], None]) -> Any:
+    """Helper processes that decode large request bodies (asgi.py), started now; None when
+    they cannot be started (large bodies are then decoded in the server process)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from mlopsctl.serving.decode import start_helper, warm
+
+    try:
+        processes = ProcessPoolExecutor(
+            max_workers=DECODING_PROCESSES,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=start_helper,
+        )
+        for _ in range(DECODING_PROCESSES):
+            processes.submit(warm)
+    except (OSError, RuntimeError) as exc:
+        say(f"warning: no helper processes for large bodies ({exc}); decoding them in-process")
+        return None
+    return processes
+
+
+def _quiet_uvicorn_logs(say: Callable[[str], None]) -> None:
+    """uvicorn's and asyncio's own log lines go through ``say``, errors only, at most one a
+    second (a flood of bad requests must not become a flood of log)."""
+    import logging
+
+    class Handler(logging.Handler):
+        last = 0.0
+
+        def emit(self, record: logging.LogRecord) -> None:
+            now = time.monotonic()
+            if now - Handler.last < 1.0:
+                return
+            Handler.last = now
+            text = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                exc = record.exc_info[1]
+                text += f": {type(exc).__name__}: {exc}"
+            say(f"server: {text}")
+
+    handler = Handler(level=logging.ERROR)
+    for name in ("uvicorn", "uvicorn.error", "asyncio"):
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.setLevel(logging.ERROR)
+        logger.propagate = False
+
+
+def _server_class() -> Any:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, minus re-raising the stop signal after a graceful stop (this
+        process then returns its exit status itself)."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True
+            else:
+                self.should_exit = True
+
+    return Server
+
+
+def _Server(config: Any) -> Any:
+    return _server_class()(config)
 
 
 def _quiet_gc() -> None:
@@ -230,9 +384,11 @@ def _start_logs(
     options: ServeOptions, store: ObjectStore, app: App, say: Callable[[str], None]
 ) -> list[Any]:
     from mlopsctl.serving.logs import (
+        ERRORS,
         FEEDBACK,
         PREDICTIONS,
         BufferedWriter,
+        error_table,
         feedback_table,
         prediction_table,
     )
@@ -254,6 +410,18 @@ def _start_logs(
             warn=say,
         )
         writers.append(app.log)
+        app.errors = BufferedWriter(
+            store,
+            ERRORS,
+            app.model,
+            error_table(app.model),
+            batch_rows=options.log_batch,
+            interval=options.log_interval,
+            max_rows=options.log_buffer,
+            metrics=app.metrics,
+            warn=say,
+        )
+        writers.append(app.errors)
     app.feedback = BufferedWriter(
         store,
         FEEDBACK,

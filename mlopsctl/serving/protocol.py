@@ -1,0 +1,293 @@
+"""uvicorn's httptools protocol with the limits a server on an open port needs.
+
+uvicorn parses HTTP/1.1 with llhttp (httptools), which already refuses duplicate or malformed
+Content-Length, a Content-Length beside chunked Transfer-Encoding, folded header lines and
+bad header names. What this subclass adds:
+
+- **A connection cap.** Beyond ``max_connections`` open connections, the oldest idle keep-alive
+  connection is closed to make room; when none is idle, the new connection's first request is
+  answered 503 (``Retry-After: 1``) and the connection closed. The cap is kept below the
+  process's open-file limit, so the listening socket, the store and the logs always have file
+  descriptors left.
+- **Timeouts that end connections.** A new connection must start a request within the
+  keep-alive timeout; a request's head and body must arrive within ``request_timeout`` (else
+  408 and close); answers the client reads nothing of for ``write_timeout`` abort the
+  connection (a client that pipelines requests and never reads cannot hold a connection past
+  it; a slow reader can). Between requests, uvicorn's own keep-alive timeout applies.
+- **A header size limit** (``max_header_bytes``, 431), counted over the request line and header
+  fields as they arrive, whether they come in one write or many.
+- Parser errors answered in the server's JSON error shape, with no log line per bad request
+  (only counted): an oversized Content-Length is a 413, anything else a 400.
+
+Answers made here are counted in ``mlopsctl_http_requests_total`` under route ``(http)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from mlopsctl.serving.answers import raw_error
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_connections: int = 1000
+    keep_alive_s: float = 15.0
+    request_timeout_s: float = 30.0
+    write_timeout_s: float = 30.0
+    max_header_bytes: int = 64 << 10
+
+
+# Pipelined requests parsed ahead of the one being answered, at most; the rest of what the
+# client sent waits unparsed (and reading stops) until they are answered.
+MAX_PIPELINED = 32
+FEED_SLICE = 16 << 10
+
+
+class _Refused(Exception):
+    """Raised inside a parser callback once the request has been answered here."""
+
+
+def protocol_class(limits: Limits, count: Callable[[int], None]) -> type[HttpToolsProtocol]:
+    """The protocol class for uvicorn's ``http`` setting, bound to ``limits``; ``count(status)``
+    is told about every answer made here."""
+
+    class HardenedProtocol(HttpToolsProtocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._timer: asyncio.TimerHandle | None = None
+            self._write_timer: asyncio.TimerHandle | None = None
+            self._write_mark = 0  # answer bytes waiting when the write timer was armed
+            self._head_bytes = 0  # request line and headers of the request being read
+            self._raw_head = 0  # bytes received while that request's head is incomplete
+            self._in_head = False
+            self._reading = False  # between a request's first byte and its end
+            self._refused = False  # over the cap: the first request gets a 503
+            self._answered = False  # answered here; the connection is closing
+            self._held = bytearray()  # received, not parsed yet (too many requests queued)
+
+        # -- connections --------------------------------------------------------------
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            if len(self.connections) > limits.max_connections and not self._evict_idle():
+                self._refused = True
+            self._arm(limits.keep_alive_s, self._on_idle)
+
+        def _evict_idle(self) -> bool:
+            """Close the connection that has been idle longest, if any is idle."""
+            idle = [
+                c
+                for c in self.connections
+                if isinstance(c, HardenedProtocol)
+                and c is not self
+                and not c._reading
+                and (c.cycle is None or c.cycle.response_complete)
+                and not c.pipeline
+                and c.transport is not None
+                and not c.transport.is_closing()
+            ]
+            if not idle:
+                return False
+            idle[0].transport.close()
+            idle[0].connections.discard(idle[0])
+            return True
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._cancel()
+            if self._write_timer is not None:
+                self._write_timer.cancel()
+                self._write_timer = None
+            super().connection_lost(exc)
+
+        # -- timers -------------------------------------------------------------------
+        def _arm(self, seconds: float, callback: Callable[[], None]) -> None:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self.loop.call_later(seconds, callback)
+
+        def _cancel(self) -> None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+        def _on_idle(self) -> None:
+            self._timer = None
+            if not self._reading and self.transport is not None:
+                self.transport.close()
+
+        def _on_request_timeout(self) -> None:
+            self._timer = None
+            if self.transport is None or self.transport.is_closing():
+                return
+            if self.cycle is not None and not self.cycle.response_complete and self.pipeline:
+                # An earlier request is still being answered; reading waits for it.
+                self._arm(limits.request_timeout_s, self._on_request_timeout)
+                return
+            self._answer(
+                408,
+                "REQUEST_TIMEOUT",
+                f"the request did not arrive whole within {limits.request_timeout_s:g} s",
+            )
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            if self._write_timer is None:
+                self._write_mark = self.transport.get_write_buffer_size()
+                self._write_timer = self.loop.call_later(
+                    limits.write_timeout_s, self._on_write_timeout
+                )
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            if self._write_timer is not None:
+                self._write_timer.cancel()
+                self._write_timer = None
+
+        def _on_write_timeout(self) -> None:
+            self._write_timer = None
+            if self.transport is None or self.transport.is_closing():
+                return
+            size = self.transport.get_write_buffer_size()
+            if size < self._write_mark:
+                # The client reads, slowly: it has until the next timeout to read more.
+                self._write_mark = size
+                self._write_timer = self.loop.call_later(
+                    limits.write_timeout_s, self._on_write_timeout
+                )
+                return
+            self.transport.abort()
+
+        # -- parsing ------------------------------------------------------------------
+        def data_received(self, data: bytes) -> None:
+            if self._answered:
+                return
+            self._unset_keepalive_if_required()
+            if self._held:
+                # Requests are queued already: keep the bytes, read no more for now.
+                self._held += data
+                self.flow.pause_reading()
+                return
+            self._feed(data)
+
+        def _feed(self, data: bytes) -> None:
+            """Parse ``data`` a slice at a time, holding the rest once enough pipelined
+            requests wait: a client that sends thousands of requests in one write gets them
+            parsed as they are answered, not all at once."""
+            offset = 0
+            while offset < len(data):
+                if len(self.pipeline) >= MAX_PIPELINED:
+                    self._held = bytearray(data[offset:])
+                    self.flow.pause_reading()
+                    return
+                piece = (
+                    data[offset : offset + FEED_SLICE] if offset or len(data) > FEED_SLICE else data
+                )
+                offset += len(piece)
+                if self._in_head:
+                    self._raw_head += len(piece)
+                try:
+                    self.parser.feed_data(piece)
+                except httptools.HttpParserUpgrade:
+                    pass  # no protocol upgrades here: the request was answered as plain HTTP
+                except httptools.HttpParserError as exc:
+                    if not self._answered:
+                        self._parse_error(str(exc))
+                    return
+                if self._answered:
+                    return
+                if self._in_head and self._raw_head > limits.max_header_bytes + (64 << 10):
+                    # Still no end of the headers: the bytes held are already too many.
+                    self._too_large_head()
+                    return
+
+        def _parse_error(self, text: str) -> None:
+            if "overflow" in text.lower():
+                self._answer(
+                    413,
+                    "REQUEST_TOO_LARGE",
+                    "the Content-Length is too large for any body this server accepts (--max-body)",
+                )
+            else:
+                self._answer(400, "MALFORMED_REQUEST", f"malformed HTTP request: {text}")
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if self.transport is None or self.transport.is_closing():
+                return
+            if self._held and len(self.pipeline) < MAX_PIPELINED:
+                held, self._held = bytes(self._held), bytearray()
+                self._feed(held)
+            if self._held or len(self.pipeline) >= MAX_PIPELINED:
+                self.flow.pause_reading()
+
+        def send_400_response(self, msg: str) -> None:
+            if not self._answered:
+                self._answer(400, "MALFORMED_REQUEST", "malformed HTTP request")
+
+        def _answer(self, status: int, code: str, message: str) -> None:
+            self._answered = True
+            self._cancel()
+            count(status)
+            if self.transport is not None and not self.transport.is_closing():
+                extra = b"retry-after: 1\r\n" if status == 503 else b""
+                response = raw_error(status, code, message)
+                if extra:
+                    head, sep, rest = response.partition(b"\r\n")
+                    response = head + sep + extra + rest
+                self.transport.write(response)
+                self.transport.close()
+
+        def _too_large_head(self) -> None:
+            self._answer(
+                431,
+                "REQUEST_HEADERS_TOO_LARGE",
+                f"the request line and headers are larger than {limits.max_header_bytes} bytes",
+            )
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._reading = True
+            self._in_head = True
+            self._head_bytes = 0
+            self._raw_head = 0
+            self._unset_keepalive_if_required()
+            self._arm(limits.request_timeout_s, self._on_request_timeout)
+
+        def on_url(self, url: bytes) -> None:
+            self._head_bytes += len(url)
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._head_bytes += len(name) + len(value) + 4
+            if self._head_bytes > limits.max_header_bytes:
+                self._too_large_head()
+                raise _Refused
+            super().on_header(name, value)
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            if self._head_bytes > limits.max_header_bytes:
+                self._too_large_head()
+                raise _Refused
+            if self._refused:
+                self._answer(
+                    503,
+                    "TEMPORARILY_UNAVAILABLE",
+                    f"this server holds its most connections ({limits.max_connections}); "
+                    "retry shortly",
+                )
+                raise _Refused
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._reading = False
+            self._cancel()
+            super().on_message_complete()
+
+    return HardenedProtocol
