@@ -1,5 +1,6 @@
 """The monitoring report in a real headless browser (Debian's chromium): the rendered DOM holds
-the summary and every feature section, and the screenshot is a real, non-blank picture."""
+the summary, the outlier and attribution sections and every feature section, and the screenshot
+is a real, non-blank picture."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlopsctl.models.artifact import Feature
+from mlopsctl.models.outliers import outlier_baseline
 from mlopsctl.models.profile import profile_frame
 from mlopsctl.monitor import check_against_profile
 from mlopsctl.monitor.report import write_html
@@ -81,11 +84,32 @@ def test_report_renders_in_headless_chromium(tmp_path: Path):
             }
         )
 
+    def explained(rows: pd.DataFrame) -> pd.DataFrame:
+        """Contributions as a model with these weights would log them (contrib.<feature>)."""
+        return rows.assign(
+            **{
+                "contrib.age": (rows["age"] - 40) / 10,
+                "contrib.income": (np.log(rows["income"]) - 10) * 2,
+                "contrib.plan": rows["plan"].map({"basic": -0.5, "pro": 0.5, "team": 1.0}),
+                "contrib.bias": 0.2,
+            }
+        )
+
     kinds = [("age", "numeric"), ("income", "numeric"), ("plan", "categorical")]
     baseline = frame(3000, 0.0)
-    profile = {"rows": len(baseline), "features": profile_frame(baseline, kinds)}
-    result = check_against_profile(profile, frame(2000, 12.0), spec={"drift_share": 0.3})
+    trained = explained(baseline)
+    profile = {
+        "rows": len(baseline),
+        "features": profile_frame(baseline, kinds),
+        "outliers": outlier_baseline(baseline, [Feature(n, "", k) for n, k in kinds]),
+        "explain": {"mean_abs": {n: float(trained[f"contrib.{n}"].abs().mean()) for n, _ in kinds}},
+    }
+    current = frame(2000, 12.0)
+    current.loc[:99, "age"] = 200.0  # 5% of the rows far outside anything seen
+    result = check_against_profile(profile, explained(current), spec={"drift_share": 0.3})
     assert result["drifted_features"] == ["age"]
+    assert result["outliers"]["failed"] is True and result["outliers"]["share"] > 0.05
+    assert result["attribution"]["drifted_features"][0] == "age"
     page = tmp_path / "report.html"
     write_html(result, page)
 
@@ -94,6 +118,12 @@ def test_report_renders_in_headless_chromium(tmp_path: Path):
     html = dom.stdout
     assert 'id="summary"' in html and 'id="verdict"' in html and ">FAILED<" in html
     assert 'id="quality"' in html and 'id="features"' in html
+    assert 'id="outliers"' in html and 'data-outlier-feature="age"' in html
+    assert 'id="attribution"' in html
+    for name in ("age", "income", "plan"):
+        assert f'data-attribution="{name}"' in html
+    order = [html.index(f'id="{part}"') for part in ("summary", "outliers", "attribution")]
+    assert order == sorted(order) and order[-1] < html.index('id="quality"')
     for name in ("age", "income", "plan"):
         assert f'data-feature="{name}"' in html
     assert html.index('data-feature="age"') < html.index('data-feature="income"')
