@@ -2,6 +2,11 @@
 server: N processes registering one model get N distinct versions, and N processes moving one
 alias with --expect lose no move, every move landing in the history and the audit log.
 
+One artifact is one version: N processes (or threads, each with its own store object)
+registering the same run output make exactly one version, the others answering "already
+registered as N"; a registration killed between any two of its writes leaves nothing that a
+later one cannot find; a store from before the digest index still finds any earlier version.
+
 Every racer is a real `mlopsctl` process. Registrations wait on a start line after their
 imports, so that all of them are in the registry code at once rather than one after the other.
 """
@@ -12,8 +17,10 @@ import itertools
 import json
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +30,15 @@ import pytest
 from mlopsctl.events import list_events
 from mlopsctl.models.artifact import FORMAT
 from mlopsctl.pipeline.artifacts import store_output
-from mlopsctl.registry import alias_history, get_alias, register_version, set_alias
-from mlopsctl.runs import new_run_id, now_iso, save_run
+from mlopsctl.registry import (
+    alias_history,
+    get_alias,
+    register_from_run,
+    register_version,
+    set_alias,
+    version_numbers,
+)
+from mlopsctl.runs import load_run, new_run_id, now_iso, save_run
 from mlopsctl.store.base import ObjectStore
 from mlopsctl.store.blobs import blob_key
 
@@ -60,6 +74,7 @@ class Registry:
     project: Path
     tmp: Path
     backend: str
+    open_store: Callable[[], ObjectStore]  # another store object on the same store
 
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -93,12 +108,15 @@ def registry(
 
         with LocalStore(tmp_path / "store") as local:
             project = make_project(tmp_path, str(tmp_path / "store"), None)
-            yield Registry(local, project, tmp_path, "local")
+            yield Registry(
+                local, project, tmp_path, "local", lambda: LocalStore(tmp_path / "store")
+            )
     else:
         s3_url = request.getfixturevalue("s3_url")
         endpoint = request.getfixturevalue("s3_env").endpoint
-        store = request.getfixturevalue("make_s3_store")()
-        yield Registry(store, make_project(tmp_path, s3_url, endpoint), tmp_path, "s3")
+        make = request.getfixturevalue("make_s3_store")
+        project = make_project(tmp_path, s3_url, endpoint)
+        yield Registry(make(), project, tmp_path, "s3", make)
 
 
 # -- fabricated runs: what a training pipeline leaves in the store, without the training --------
@@ -221,6 +239,156 @@ def test_racing_registrations_get_distinct_versions(registry: Registry) -> None:
     latest = registry.cli("models", "show", "churn", "--json")
     assert latest.returncode == 0, latest.stderr
     assert json.loads(latest.stdout)["version"] == RACERS
+
+
+# -- registering one artifact: one version ------------------------------------------------------
+def racing_cli(registry: Registry, commands: list[list[str]]) -> list[tuple[int, str, str]]:
+    """Run each command in its own `mlopsctl` process, all released at once; (code, out, err)
+    of each, the error output without the timing line, after checking that they overlapped."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RACER, *command],
+            cwd=registry.project,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for command in commands
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        results = [proc.communicate(timeout=DEADLINE_S) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    windows, answers = [], []
+    for proc, (out, err) in zip(procs, results, strict=True):
+        lines = err.strip().splitlines()
+        start, end = lines[-1].split()[1:]
+        windows.append((float(start), float(end)))
+        answers.append((proc.returncode, out, "\n".join(lines[:-1])))
+    assert most_at_once(windows) >= 2, f"the commands did not overlap: {windows}"
+    return answers
+
+
+def test_racing_registrations_of_one_run_output_make_one_version(registry: Registry) -> None:
+    store = registry.store
+    artifact = store_fake_model(store, registry.tmp, "same")
+    run_id = save_fake_run(store, artifact)
+    register = ["models", "register", "churn", "--run", run_id, "--output", "train.model"]
+
+    answers = racing_cli(registry, [register] * RACERS)
+    said = []
+    for code, out, err in answers:
+        assert code == 0, err
+        said.append(out.strip())
+    assert sorted(said) == ["already registered as churn:1"] * (RACERS - 1) + ["registered churn:1"]
+    assert version_numbers(store, "churn") == [1]
+    assert [e["version"] for e in list_events(store, model="churn", kind="register")] == [1]
+    again = registry.cli(*register)
+    assert (again.returncode, again.stdout.strip()) == (0, "already registered as churn:1")
+
+
+def test_racing_threads_with_their_own_stores_make_one_version(registry: Registry) -> None:
+    """Threads, each with its own store object, some registering the output of another run
+    that made the same model (a re-run served from the cache): still one version."""
+    store = registry.store
+    artifact = store_fake_model(store, registry.tmp, "same")
+    runs = [load_run(store, save_fake_run(store, artifact)) for _ in range(2)]
+    start = threading.Barrier(RACERS)
+
+    def register(i: int) -> dict[str, Any]:
+        own = registry.open_store()
+        try:
+            start.wait(timeout=30)
+            return register_from_run(own, runs[i % 2], "churn", "train.model")
+        finally:
+            own.close()
+
+    with ThreadPoolExecutor(max_workers=RACERS) as pool:
+        records = list(pool.map(register, range(RACERS)))
+    assert {r["version"] for r in records} == {1}
+    assert sum(1 for r in records if not r.get("existing")) == 1
+    assert version_numbers(store, "churn") == [1]
+    stored = json.loads(store.get("models/churn/versions/1.json"))
+    assert stored["artifact"]["digest"] == artifact["digest"]
+    assert stored["run"]["id"] in {r["id"] for r in runs}
+    assert len(list_events(store, model="churn", kind="register")) == 1
+
+
+class Crash(BaseException):
+    """Stands for SIGKILL: nothing in the registry catches it, so no clean-up code runs."""
+
+
+def test_a_registration_killed_between_any_two_writes_leaves_one_findable_version(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = registry.store
+    writes = {"put": store.put, "put_if_absent": store.put_if_absent}
+    if hasattr(store, "compare_and_swap"):
+        writes["compare_and_swap"] = store.compare_and_swap
+    crashed_at: list[str] = []
+    for dies_at in itertools.count():
+        name = f"crashy-{dies_at}"
+        artifact = store_fake_model(store, registry.tmp, name)
+        run = load_run(store, save_fake_run(store, artifact))
+        done = itertools.count()
+
+        def dying(method: str) -> Callable[..., Any]:
+            real = writes[method]
+
+            def write(key: str, *args: Any) -> Any:
+                if next(done) == dies_at:  # noqa: B023 (each model gets its own counter)
+                    crashed_at.append(key)
+                    raise Crash(key)
+                return real(key, *args)
+
+            return write
+
+        for method in writes:
+            monkeypatch.setattr(store, method, dying(method))
+        try:
+            register_from_run(store, run, name, "train.model")
+            finished = True
+        except Crash:
+            finished = False
+        finally:
+            for method, real in writes.items():
+                monkeypatch.setattr(store, method, real)
+        first = register_from_run(store, run, name, "train.model")
+        again = register_from_run(store, run, name, "train.model")
+        assert version_numbers(store, name) == [1], (dies_at, crashed_at[-1:])
+        assert first["version"] == again["version"] == 1
+        assert again.get("existing") is True
+        if finished:
+            assert first.get("existing") is True
+            break
+    assert len(crashed_at) >= 3, crashed_at  # it died at each of its writes in turn
+
+
+def test_a_store_from_before_the_index_finds_any_earlier_version(registry: Registry) -> None:
+    store = registry.store
+    first = load_run(store, save_fake_run(store, store_fake_model(store, registry.tmp, "a")))
+    second = load_run(store, save_fake_run(store, store_fake_model(store, registry.tmp, "b")))
+    assert register_from_run(store, first, "churn", "train.model")["version"] == 1
+    assert register_from_run(store, second, "churn", "train.model")["version"] == 2
+    for key in store.list("models/churn/"):
+        if "by-digest" in key:
+            store.delete(key)  # what a store registered to by an older mlopsctl looks like
+
+    again = register_from_run(store, first, "churn", "train.model")
+    assert (again["version"], again.get("existing")) == (1, True)  # not just the latest
+    assert any("by-digest/" in key for key in store.list("models/churn/"))  # the index filled
+    assert register_from_run(store, second, "churn", "train.model")["version"] == 2
+    assert version_numbers(store, "churn") == [1, 2]
 
 
 # -- moving an alias ---------------------------------------------------------------------------
