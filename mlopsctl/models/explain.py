@@ -207,7 +207,7 @@ def raw_output(model: LoadedModel, frame: pd.DataFrame) -> np.ndarray:
 
 def explain_table(model: LoadedModel, frame: pd.DataFrame) -> pd.DataFrame:
     """One row per input row: ``prediction``, ``explained`` (the class explained, classifiers),
-    ``output`` (the sum of the contributions), ``outlier`` (the row's outlier score,
+    ``output`` (the sum of the contributions), ``outlier_score`` (the row's outlier score,
     mlopsctl/models/outliers.py) and ``contrib.<feature>`` ... ``contrib.bias``; what
     ``mlopsctl models explain`` writes as CSV."""
     import pandas as pd
@@ -225,7 +225,7 @@ def explain_table(model: LoadedModel, frame: pd.DataFrame) -> pd.DataFrame:
 
 def explain_json(model: LoadedModel, frame: pd.DataFrame) -> dict[str, Any]:
     """The same as JSON: {"method", "output", "features", "outlier_threshold", "rows": [{
-    "prediction", "explained" (classifiers), "output", "outlier", "contributions": {feature:
+    "prediction", "explained" (classifiers), "output", "outlier_score", "contributions": {feature:
     value, ..., "bias": value}}]}; what ``mlopsctl models explain --json`` prints."""
     explanation, predictions, scores = _batch(model, frame)
     rows = []
@@ -234,7 +234,7 @@ def explain_json(model: LoadedModel, frame: pd.DataFrame) -> dict[str, Any]:
         if explanation.explained is not None:
             row["explained"] = _plain(explanation.explained[i])
         row["output"] = float(sum(values))
-        row["outlier"] = float(scores[i])
+        row[outliers.LOG_COLUMN] = float(scores[i])
         row["contributions"] = dict(zip(explanation.names, values, strict=True))
         rows.append(row)
     return {

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 METHOD = "tail-pvalue/v1"
 THRESHOLD = 0.99
 # The column serving logs the score in, and monitoring reads it from.
-LOG_COLUMN = "outlier"
+LOG_COLUMN = "outlier_score"
 LEVELS = (
     0.0,
     0.0001,

@@ -52,6 +52,7 @@ POOLED = "__pooled__"
 LOG_COLUMNS = frozenset(
     {
         "request_id",
+        "row",
         "ts",
         "model",
         "version",

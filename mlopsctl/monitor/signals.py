@@ -4,8 +4,8 @@ attribution drift.
 Outliers (spec ``outliers``): every current row gets the outlier score of
 mlopsctl/models/outliers.py against the model's training data (the tail tables in its
 model.json, or its training profile for models trained before those existed); rows that carry
-a logged score (serving logs: column ``outlier``) keep it, the others are scored here from their
-features. A row is an outlier at a score of at least ``threshold`` (0.99: about 1 % of
+a logged score (serving logs: column ``outlier_score``) keep it, the others are scored here from
+their features. A row is an outlier at a score of at least ``threshold`` (0.99: about 1 % of
 training-like rows at most); the check fails when the share of outliers exceeds ``max_share``
 (0.05). Which feature was the most extreme is counted over the outlier rows scored here.
 

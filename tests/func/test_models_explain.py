@@ -40,7 +40,7 @@ def test_explain_csv_json_and_file(cli: Invoke, trained: Trained) -> None:
     assert shown.exit_code == 0, shown.stderr
     table = pd.read_csv(io.StringIO(shown.stdout))
     contrib = [f"contrib.{n}" for n in names] + ["contrib.bias"]
-    assert list(table.columns) == ["prediction", "explained", "output", "outlier", *contrib]
+    assert list(table.columns) == ["prediction", "explained", "output", "outlier_score", *contrib]
     assert len(table) == 12
     assert (table["prediction"] == model.predict(rows)).all()
     assert (table["explained"] == model.classes[1]).all()  # binary: the positive class
@@ -48,7 +48,7 @@ def test_explain_csv_json_and_file(cli: Invoke, trained: Trained) -> None:
     margin = model.estimator.get_booster().predict(xgboost.DMatrix(matrix), output_margin=True)
     np.testing.assert_allclose(table[contrib].sum(axis=1), margin, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(table["output"], margin, rtol=1e-5, atol=1e-5)
-    assert table["outlier"].between(0, 0.99).all()  # rows from the training data's source
+    assert table["outlier_score"].between(0, 0.99).all()  # rows from the training data's source
 
     as_json = cli("models", "explain", MODEL, "rows.parquet", "--json", cwd=trained.root)
     assert as_json.exit_code == 0, as_json.stderr

@@ -112,7 +112,7 @@ def test_logged_scores_are_read_and_the_rest_scored(cli: Invoke, root: Path) -> 
     logged = np.full(len(rows), np.nan)
     logged[:40] = 0.1
     logged[40:70] = 0.995  # 30 rows the server called outliers
-    rows["outlier"] = logged  # the rest (73 rows) carry no score: scored here
+    rows["outlier_score"] = logged  # the rest (73 rows) carry no score: scored here
     rows.to_parquet(root / "data/logged.parquet", index=False)
     code, result, stderr = _check(cli, root, _spec(root, "data/logged.parquet"))
     assert code == 4, stderr

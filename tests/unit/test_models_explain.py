@@ -241,17 +241,17 @@ def test_tables_json_and_errors(tmp_path: Path) -> None:
     rows = _frame(5, seed=7)
     table = explain_table(model, rows)
     contrib = [f"{CONTRIB_PREFIX}{n}" for n in ("age", "income", "plan", BIAS)]
-    assert list(table.columns) == ["prediction", "explained", "output", "outlier", *contrib]
+    assert list(table.columns) == ["prediction", "explained", "output", "outlier_score", *contrib]
     np.testing.assert_allclose(table[contrib].sum(axis=1), table["output"])
     assert (table["prediction"] == model.predict(rows)).all()
-    assert table["outlier"].between(0, 1).all()
+    assert table["outlier_score"].between(0, 1).all()
 
     document = explain_json(model, rows)
     assert document["method"] == "treeshap" and document["output"] == "log-odds"
     assert document["features"] == ["age", "income", "plan"]
     assert len(document["rows"]) == 5
     first = document["rows"][0]
-    assert set(first) == {"prediction", "explained", "output", "outlier", "contributions"}
+    assert set(first) == {"prediction", "explained", "output", "outlier_score", "contributions"}
     assert sum(first["contributions"].values()) == pytest.approx(first["output"])
 
     from mlopsctl.errors import UsageError

@@ -162,7 +162,7 @@ def test_saved_models_carry_the_tables_and_score_through_the_loaded_model(tmp_pa
     assert scores[0] == pytest.approx(1.0) and (scores[1:] < THRESHOLD).all()
     assert scorer_for(model) is scorer_for(model)  # built once per loaded model
     np.testing.assert_allclose(outlier_scores(model.meta, rows), scores)
-    assert LOG_COLUMN == "outlier"
+    assert LOG_COLUMN == "outlier_score"  # as serving logs it
 
 
 def test_one_row_and_mappings_of_columns(training: pd.DataFrame) -> None:
