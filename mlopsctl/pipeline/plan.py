@@ -4,6 +4,7 @@ reported at its place in the spec (file:line:column), naming the step."""
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from mlopsctl.pipeline.params import (
 )
 
 FILE, DIR, AUTO = "file", "dir", "auto"
+_ENV_REF = re.compile(r"\$\{\s*env\.")
 
 
 @dataclass
@@ -182,7 +184,9 @@ def _step_plan(
 
     unset: set[str] | None = set() if problems.static else None
     with_block = interpolate(body.get("with") or {}, params, err, ("with",), unset)
-    with_is_known = not unset  # static: a with: value made from an unset ${env.X} is unknown
+    # static: a with: value made from an unset ${env.X} (directly or through a parameter) is
+    # not known, so the checks of the values are left to the run
+    with_is_known = not (problems.static and _mentions_env(with_block))
     env = interpolate(body.get("env") or {}, params, err, ("env",), unset)
     inputs: dict[str, tuple[str, str]] = {}
     for input_name, ref in (body.get("inputs") or {}).items():
@@ -213,6 +217,15 @@ def _step_plan(
         return StepPlan(name=name, kind="python", target=target, outputs=declared, **common)
     err((), "needs one of 'component', 'run' or 'python'")
     return None
+
+
+def _mentions_env(value: Any) -> bool:
+    """Whether a ${env.X} reference is left in a value (a static check leaves it unresolved)."""
+    if isinstance(value, dict):
+        return any(_mentions_env(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_mentions_env(v) for v in value)
+    return isinstance(value, str) and _ENV_REF.search(value) is not None
 
 
 def _run_command(

@@ -174,3 +174,33 @@ def test_the_pre_push_check_makes_the_plan_checks_on_the_pushed_tree(
         "pipelines/static.yaml:9:5: step 'ingest': unknown component 'ingst'; "
         "did you mean 'ingest'?"
     ]
+
+
+@pytest.mark.parametrize(
+    "edits",
+    [
+        [('"${params.data}"', '"${env.MLOPSCTL_TEST_DATA}"')],
+        [
+            (
+                "  data: data/missing.csv",
+                '  data: data/missing.csv\n  ts: "${env.MLOPSCTL_TEST_DATA}"',
+            ),
+            ("test_size: 0.25", 'test_size: "${params.ts}"'),
+        ],
+        [("test_size: 0.25", 'test_size: "${env.MLOPSCTL_TEST_DATA}"')],
+    ],
+    ids=["in-with", "through-a-parameter", "a-number"],
+)
+def test_with_values_from_unset_environment_variables_are_left_to_the_run(
+    project: Path, cli: Invoke, monkeypatch: pytest.MonkeyPatch, edits: list[tuple[str, str]]
+) -> None:
+    monkeypatch.delenv("MLOPSCTL_TEST_DATA", raising=False)
+    text = GOOD
+    for edit in edits:
+        assert edit[0] in text
+        text = text.replace(*edit)
+    path = _write(project, text)
+    assert _problems(project, cli, path) == []
+    dry = cli("run", str(path), "--dry-run", cwd=project)
+    assert dry.exit_code == 3
+    assert "environment variable MLOPSCTL_TEST_DATA is not set" in dry.stderr
