@@ -108,6 +108,9 @@ def promote(spec_path: SpecArg, reason: ReasonOpt = None) -> None:
     spec = _spec(spec_path)
     with project_store() as store:
         move = promote_release(store, spec, reason)
+    if move.get("unchanged"):
+        out(move["note"])  # already there (a racing promote of the same candidate won): exit 0
+        return
     out(f"{move['model']}@{move['alias']}: {move['previous'] or '(none)'} -> {move['version']}")
 
 

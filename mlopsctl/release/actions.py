@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlopsctl.errors import CheckFailed, UsageError
+from mlopsctl.errors import CheckFailed, Conflict, UsageError
 from mlopsctl.events import list_events, record_event
 from mlopsctl.release.gates import approval_gate, approvals_for, candidate_ref, champion_alias
 
@@ -109,7 +109,12 @@ def latest_check(
 
 
 def promote(store: ObjectStore, spec: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
-    """Move the champion alias to the candidate, or CheckFailed saying why not."""
+    """Move the champion alias to the candidate, or CheckFailed saying why not.
+
+    Promotes run at once (CI jobs on one commit) end in the state they want or say why not: an
+    alias already at the candidate, moved there by this promote's rival or earlier, is success
+    without a move (``unchanged: True``); an alias that another promotion moved elsewhere since
+    the check is a Conflict (exit 7)."""
     from mlopsctl.registry import get_alias, resolve, set_alias
 
     model = spec["model"]
@@ -130,10 +135,10 @@ def promote(store: ObjectStore, spec: dict[str, Any], reason: str | None = None)
     current = get_alias(store, model, alias)
     holder = int(current[0]["version"]) if current else None
     if holder == version:
-        raise UsageError(f"{model}@{alias} already points at version {version}")
+        return _already_there(model, alias, version)
     if (check.get("champion") or {}).get("version") != holder:
         # The check compared against another champion; its verdict says nothing about this one.
-        raise CheckFailed(
+        raise Conflict(
             f"{model}@{alias} moved to version {holder} after the check",
             "run release check again against the current champion",
         )
@@ -148,15 +153,26 @@ def promote(store: ObjectStore, spec: dict[str, Any], reason: str | None = None)
                     f"approve with: mlopsctl release approve {model}:{version} --by EMAIL",
                 )
             approvers += people
-    move = set_alias(
-        store,
-        model,
-        alias,
-        version,
-        expect=holder,
-        reason=reason or f"release {spec['name']}: check {check['id']} passed",
-        action="promote",
-    )
+    try:
+        move = set_alias(
+            store,
+            model,
+            alias,
+            version,
+            expect=holder,
+            reason=reason or f"release {spec['name']}: check {check['id']} passed",
+            action="promote",
+        )
+    except Conflict:
+        # Another move landed between our read and our swap.
+        now = get_alias(store, model, alias)
+        moved_to = int(now[0]["version"]) if now else None
+        if moved_to == version:
+            return _already_there(model, alias, version)  # a promote of the same candidate
+        raise Conflict(
+            f"{model}@{alias} moved to version {moved_to} while this promotion was being made",
+            "another promotion won; run release check again against the current champion",
+        ) from None
     record_event(
         store,
         "promotion",
@@ -169,6 +185,17 @@ def promote(store: ObjectStore, spec: dict[str, Any], reason: str | None = None)
         approvals=sorted(set(approvers)),
     )
     return move
+
+
+def _already_there(model: str, alias: str, version: int) -> dict[str, Any]:
+    return {
+        "model": model,
+        "alias": alias,
+        "version": version,
+        "previous": version,
+        "unchanged": True,
+        "note": f"{model}@{alias} already points at version {version}; nothing to do",
+    }
 
 
 def rollback(store: ObjectStore, spec: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
