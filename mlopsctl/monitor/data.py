@@ -292,3 +292,113 @@ def filter_window(
         before = pc.less(values, bound(until))
         keep = before if keep is None else pc.and_(keep, before)
     return table if keep is None else table.filter(keep)
+
+
+def filter_rows(table: pa.Table, *, version: int | None = None, arm: str | None = None) -> pa.Table:
+    """Rows served by model ``version`` and/or through traffic ``arm`` (the serving log's
+    ``version`` and ``arm`` columns). Monitoring's ``current.version``/``current.arm`` and the
+    canary analysis of `release rollout` both filter with this."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keep = None
+    for column, value in (("version", version), ("arm", arm)):
+        if value is None:
+            continue
+        if column not in table.column_names:
+            raise UsageError(
+                f"the current data have no '{column}' column to filter on",
+                f"filter by {column} on serving logs (store:logs/predictions/MODEL/), or drop "
+                f"current.{column}",
+            )
+        values = table.column(column)
+        if column == "version":
+            target = pa.scalar(int(value), pa.int64())
+            if not pa.types.is_integer(values.type):
+                values = pc.cast(values, pa.string())
+                target = pa.scalar(str(value), pa.string())
+        else:
+            values = pc.cast(values, pa.string())
+            target = pa.scalar(str(value), pa.string())
+        match = pc.fill_null(pc.equal(values, target), False)
+        keep = match if keep is None else pc.and_(keep, match)
+    return table if keep is None else table.filter(keep)
+
+
+class RowFilter:
+    """Which served rows a monitor judges: ``current.version`` (a number, or ``all``) and
+    ``current.arm`` of the spec; without ``current.version``, the version the spec's model
+    reference resolves to (for ``name@alias``, the one the alias points at now), applied only
+    where the data have a ``version`` column (serving logs), so that rows another version served
+    (a canary, a rolled-back candidate) are not judged against this model's baseline."""
+
+    def __init__(self, current: dict[str, Any], record: dict[str, Any] | None) -> None:
+        wanted = current.get("version")
+        self.strict_version = wanted not in (None, "all")
+        self.version: int | None = None
+        self.source = "all rows"
+        if wanted is not None and wanted != "all":
+            self.version = int(wanted)
+            self.source = "current.version"
+        elif wanted is None and record is not None:
+            self.version = int(record["version"])
+            self.source = "the monitored model's version"
+        self.arm: str | None = str(current["arm"]) if current.get("arm") is not None else None
+        self.kept = 0
+        self.excluded = 0
+        self.unfiltered = 0  # rows of files without a version column (the default filter only)
+
+    @property
+    def columns(self) -> list[str]:
+        return [c for c, v in (("version", self.version), ("arm", self.arm)) if v is not None]
+
+    def apply(
+        self,
+        tables: Iterator[pa.Table],
+        time_column: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[pa.Table]:
+        for table in tables:
+            if time_column and (since is not None or until is not None):
+                table = filter_window(table, time_column, since, until)
+            before = table.num_rows
+            version = self.version
+            if version is not None and "version" not in table.column_names:
+                if self.strict_version:
+                    filter_rows(table, version=version)  # raises, naming the missing column
+                self.unfiltered += before
+                version = None
+            table = filter_rows(table, version=version, arm=self.arm)
+            self.kept += table.num_rows
+            self.excluded += before - table.num_rows
+            yield table
+
+    def describe(self) -> dict[str, Any]:
+        """What was used, for the result and the report."""
+        return {
+            "version": self.version,
+            "arm": self.arm,
+            "source": self.source,
+            "rows": self.kept,
+            "excluded_rows": self.excluded,
+            "rows_without_version": self.unfiltered,
+        }
+
+    def what(self) -> str:
+        parts = []
+        if self.version is not None:
+            parts.append(f"version {self.version} ({self.source})")
+        if self.arm is not None:
+            parts.append(f"arm {self.arm}")
+        return " and ".join(parts) or "any version"
+
+    def note(self) -> str | None:
+        if self.version is None and self.arm is None:
+            return None
+        text = f"rows served by {self.what()}: {self.excluded} other row(s) left out"
+        if self.unfiltered:
+            text += f"; {self.unfiltered} row(s) in files without a version column kept"
+        if self.source == "the monitored model's version":
+            text += " (current.version: all judges every row)"
+        return text

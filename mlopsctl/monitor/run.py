@@ -201,9 +201,13 @@ def _run(
     )
     time_column = source.get("time_column") if since else None
     wanted = checks.wanted_columns(columns, extra, time_column)
+    served = data.RowFilter(source, record)
+    wanted += [c for c in served.columns if c not in wanted]
     header: set[str] = set()
     rows, seen = checks.accumulate(
-        checks.tables_from_files(files, columns, wanted, header),
+        served.apply(
+            checks.tables_from_files(files, columns, wanted, header), time_column, since, until
+        ),
         columns,
         extra,
         exact_rows=settings.exact_rows,
@@ -211,12 +215,21 @@ def _run(
         since=since,
         until=until,
     )
+    if rows == 0 and served.excluded:
+        raise UsageError(
+            f"none of the current rows were served by {served.what()}: {served.excluded} "
+            "row(s) came from other versions or arms",
+            "set current.version (or all) or current.arm in the monitor spec",
+        )
+    if served.note():
+        notes.append(str(served.note()))
     # Columns the monitor reads for other purposes (labels, ids, times) are not "extra".
     expected = set(wanted) - {c.name for c in columns}
     result = _finish(
         spec, columns, settings, extra, header - expected, seen, rows, notes, record, meta
     )
     result["current"] = location
+    result["served"] = served.describe()
     result["baseline"] = base.label
     if since is not None and until is not None:
         result["window"] = {
