@@ -43,6 +43,11 @@ class Project:
         hosts = self.docker.get("hosts") or {}
         return dict(hosts)
 
+    def host_price(self, host: str) -> float | None:
+        """docker.hosts.<host>.price_per_hour, or None when the host declares none."""
+        price = (self.docker_hosts.get(host) or {}).get("price_per_hour")
+        return None if price is None else float(price)
+
 
 def find_project_file(start: Path) -> Path | None:
     """The nearest mlops.yaml at or above `start`, stopping at the git root."""

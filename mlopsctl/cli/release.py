@@ -1,15 +1,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mlopsctl.cli.options import JsonOpt, ReasonOpt, project_store
-from mlopsctl.cli.output import emit_json, out
+from mlopsctl.cli.options import JsonOpt, ReasonOpt, TrustOpt, project_store
+from mlopsctl.cli.output import emit_json, err, out
+from mlopsctl.errors import CheckFailed
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 app = typer.Typer(
-    help="Release gates: check a candidate against a Release spec, approve, promote, roll back.",
+    help="Release gates: check a candidate against a Release spec, approve, promote, roll back; "
+    "canary and A/B rollouts judged on live traffic (rollout, status, abort).",
     no_args_is_help=True,
 )
 
@@ -34,15 +39,34 @@ def check(
     ] = None,
     json_out: JsonOpt = False,
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed (recorded).")] = 0,
+    hosts: Annotated[
+        str | None,
+        typer.Option(
+            "--hosts",
+            help="Measure latency gates on these hosts (comma-separated: local, docker or "
+            "docker.hosts names), side by side in one hardware table.",
+        ),
+    ] = None,
+    trust: TrustOpt = False,
 ) -> None:
-    """Judge every gate; record the result; exit 0 when all pass, 4 otherwise."""
-    from mlopsctl.errors import CheckFailed
+    """Judge every gate; record the result; exit 0 when all pass, 4 otherwise. A latency gate
+    serves the candidate (mlopsctl serve, or its serving image on a Docker host) and measures it."""
     from mlopsctl.release.gates import run_check
-    from mlopsctl.release.report import junit, table
+    from mlopsctl.release.report import hardware_table, junit, table
 
     spec = _spec(spec_path)
+    chosen = [h.strip() for h in hosts.split(",") if h.strip()] if hosts else None
     with project_store() as store:
-        result = run_check(store, spec, spec_path=str(spec_path), candidate=candidate, seed=seed)
+        result = run_check(
+            store,
+            spec,
+            spec_path=str(spec_path),
+            candidate=candidate,
+            seed=seed,
+            hosts=chosen,
+            trust=trust,
+            log=err,
+        )
     if junit_file is not None:
         policies = [str(g.get("on_inconclusive", "fail")) for g in spec["gates"]]
         junit_file.write_text(junit(result, policies), encoding="utf-8")
@@ -56,6 +80,11 @@ def check(
         )
         for line in table(result):
             out(line)
+        for gate in result["gates"]:
+            if gate["type"] == "latency" and gate.get("details"):
+                out(f"{gate['name']}: hardware")
+                for line in hardware_table(gate["details"]):
+                    out("  " + line)
     if not result["passed"]:
         blocking = [
             f"{g['name']} ({g['verdict']})"
@@ -123,3 +152,109 @@ def rollback(spec_path: SpecArg, reason: ReasonOpt = None) -> None:
     with project_store() as store:
         move = rollback_release(store, spec, reason)
     out(f"{move['model']}@{move['alias']}: {move['previous']} -> {move['version']} (rollback)")
+
+
+def _rollouts() -> ModuleType:
+    from mlopsctl.release import rollout
+
+    return rollout
+
+
+def _show_outcome(outcome: Any, json_out: bool) -> None:
+    if json_out:
+        emit_json(outcome.as_dict())
+        return
+    out(outcome.message)
+    for check in outcome.checks:
+        out("  " + _check_line(check))
+
+
+def _check_line(check: dict[str, Any]) -> str:
+    value = check.get("value")
+    shown = f"{value:.4g}" if isinstance(value, float) else ("-" if value is None else str(value))
+    bound = check.get("bound") or "-"
+    line = f"{check['name']}: {check['verdict'].upper()} {shown} (bound {bound})"
+    if check.get("needed"):
+        line += f"; needs {check['needed']}"
+    if check.get("note"):
+        line += f"; {check['note']}"
+    return line
+
+
+@app.command("rollout")
+def rollout(
+    spec_path: SpecArg,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Keep going (every --interval) until it ends.")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", help="Seconds between steps with --watch.")
+    ] = 30.0,
+    json_out: JsonOpt = False,
+    reason: ReasonOpt = None,
+) -> None:
+    """Start or advance a canary/A-B rollout by at most one step: judge the checks on live
+    traffic, hold, go to the next step, promote after the last, or roll back. Exit 0 while it
+    runs and once promoted, 4 once rolled back or aborted, 7 when another runner moved it."""
+    rollouts = _rollouts()
+    spec = _spec(spec_path)
+    with project_store() as store:
+        if watch:
+            outcome = rollouts.watch(
+                store,
+                spec,
+                interval=interval,
+                report=lambda o: _show_outcome(o, json_out),
+                reason=reason,
+            )
+        else:
+            outcome = rollouts.advance(store, spec, reason=reason)
+            _show_outcome(outcome, json_out)
+    if outcome.state.get("status") in ("rolled_back", "aborted"):
+        raise CheckFailed(
+            f"the rollout of {outcome.state['model']}:{outcome.state['candidate']['version']} "
+            f"was {outcome.state['status'].replace('_', ' ')}: {outcome.state.get('reason')}",
+            f"all traffic is on @{outcome.state['alias']}; the alias did not move",
+        )
+
+
+@app.command("status")
+def status(spec_path: SpecArg, json_out: JsonOpt = False) -> None:
+    """Where the rollout stands: the step, each check with its numbers (judged now, read only),
+    and what it needs to advance."""
+    spec = _spec(spec_path)
+    with project_store() as store:
+        view = _rollouts().status(store, spec)
+    if json_out:
+        emit_json(view)
+        return
+    if view["status"] == "none":
+        out(view["message"])
+        return
+    step = view["step"]
+    out(
+        f"rollout {view['release']}: {view['model']}:{view['candidate']['version']} vs "
+        f"@{view['alias']} ({view['champion']['version']}), {view['status']}, step "
+        f"{step['index']} of {step['of']} ({step['traffic']:g}%) since {step['since']}"
+    )
+    traffic = ", ".join(f"{a['arm']}={a['weight']:g}" for a in view.get("traffic") or [])
+    out(f"  traffic ({view['deployment']}): {traffic or '-'}")
+    arms = view.get("arms")
+    if arms:
+        c, h = arms["candidate"], arms["champion"]
+        out(
+            f"  window since {view['window']['since']}: candidate {c['requests']} requests, "
+            f"{c['errors']} errors; champion {h['requests']} requests, {h['errors']} errors"
+        )
+    for check in view["checks"]:
+        out("  " + _check_line(check))
+    out(view["message"])
+
+
+@app.command("abort")
+def abort(spec_path: SpecArg, reason: ReasonOpt = None) -> None:
+    """Stop a rollout: all traffic back on the champion alias; the alias does not move."""
+    spec = _spec(spec_path)
+    with project_store() as store:
+        outcome = _rollouts().abort(store, spec, reason=reason)
+    out(outcome.message)

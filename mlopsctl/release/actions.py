@@ -117,6 +117,12 @@ def promote(store: ObjectStore, spec: dict[str, Any], reason: str | None = None)
     the check is a Conflict (exit 7)."""
     from mlopsctl.registry import get_alias, resolve, set_alias
 
+    strategy = str((spec.get("promote") or {}).get("strategy") or "direct")
+    if strategy not in ("direct", "replace"):  # replace: the old name of direct
+        raise UsageError(
+            f"release {spec['name']} has promote.strategy: {strategy}, which moves traffic step "
+            "by step: run mlopsctl release rollout SPEC (release promote moves it all at once)"
+        )
     model = spec["model"]
     cand = resolve(store, candidate_ref(model, spec.get("candidate")))
     version = int(cand["version"])

@@ -1,10 +1,11 @@
 """`release check`: score candidate and champion on the same rows and judge every gate.
 
-Verdicts: pass, fail, inconclusive (a compare whose interval straddles its bound; the spec's
-``on_inconclusive`` says whether that blocks), skipped (the gate cannot be judged here: no
-champion to compare with, latency without a serving target) and pending (approvals not in
-yet; `release promote` checks them again). Skipped and pending never count as a pass: they are
-shown with a note, and promote demands the approvals itself.
+Verdicts: pass, fail, inconclusive (a compare or latency interval that straddles its bound;
+the spec's ``on_inconclusive`` says whether that blocks), skipped (the gate cannot be judged
+here: no champion to compare with) and pending (approvals not in yet; `release promote` checks
+them again). Skipped and pending never count as a pass: they are shown with a note, and promote
+demands the approvals itself. The latency gate serves the candidate and measures it
+(latency.py).
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlopsctl.config import load_project
 from mlopsctl.errors import MlopsError, UsageError
 from mlopsctl.events import list_events, record_event
+from mlopsctl.release import latency
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from mlopsctl.config import Project
     from mlopsctl.models.artifact import LoadedModel
     from mlopsctl.release.stats import Scored
     from mlopsctl.store.base import ObjectStore
@@ -93,8 +97,16 @@ def run_check(
     candidate: str | None = None,
     seed: int = 0,
     root: Path | None = None,
+    project: Project | None = None,
+    hosts: list[str] | None = None,
+    trust: bool = False,
+    log: latency.Log | None = None,
 ) -> dict[str, Any]:
-    """Judge every gate of ``spec``; record and return the result (the "gate" event)."""
+    """Judge every gate of ``spec``; record and return the result (the "gate" event).
+
+    ``project`` (default: the one found from ``root``) gives the Docker hosts the latency gate
+    may measure on; ``hosts`` replaces every latency gate's hosts (``--hosts a,b``); ``trust``
+    lets pickle-flavoured models load (and be served for the latency gate)."""
     from mlopsctl.registry import get_alias, get_version, load_model, resolve
 
     model_name = spec["model"]
@@ -102,9 +114,11 @@ def run_check(
     alias = champion_alias(spec)
     found = get_alias(store, model_name, alias)
     champ = get_version(store, model_name, int(found[0]["version"])) if found else None
-    cand_model = load_model(f"{model_name}:{cand['version']}", store=store)
+    cand_model = load_model(f"{model_name}:{cand['version']}", store=store, trust_pickle=trust)
     champ_model = (
-        load_model(f"{model_name}:{champ['version']}", store=store) if champ is not None else None
+        load_model(f"{model_name}:{champ['version']}", store=store, trust_pickle=trust)
+        if champ is not None
+        else None
     )
     frame, source = _evaluation_frame(store, spec, cand, root or Path.cwd())
     target = (spec.get("evaluation") or {}).get("target") or cand_model.target
@@ -145,16 +159,21 @@ def run_check(
                 )
             )
         else:
-            results.append(
-                GateResult(
-                    name,
-                    kind,
-                    "skipped",
-                    metric=f"p{gate.get('percentile', 95):g} ms",
-                    bound=f"<= {gate.get('max_ms')}",
-                    note="latency needs a serving target to measure on; not measured, not passed",
-                )
+            project = project or load_project(root or Path.cwd())
+            rows = latency.measure(
+                project,
+                store,
+                model_name,
+                int(cand["version"]),
+                frame,
+                [f.name for f in cand_model.features],
+                gate,
+                hosts=latency.hosts_of(gate, hosts),
+                seed=seed,
+                trust=trust,
+                log=log,
             )
+            results.append(_latency_result(name, gate, rows))
     passed = not any(_blocks(r, g) for r, g in zip(results, spec["gates"], strict=True))
     event = record_event(
         store,
@@ -171,6 +190,31 @@ def run_check(
         gates=[r.as_dict() for r in results],
     )
     return event
+
+
+def _latency_result(name: str, gate: dict[str, Any], rows: list[dict[str, Any]]) -> GateResult:
+    """The gate's verdict is the worst of its rows; its value and interval are those of the
+    slowest measured row."""
+    measured = [r for r in rows if r.get("value_ms") is not None]
+    worst = max(measured, key=lambda r: r["value_ms"]) if measured else None
+    notes = [f"{r['host']}: {r['note']}" for r in rows if r.get("note")]
+    if worst is not None:
+        notes.insert(
+            0,
+            f"slowest: {worst['host']}, batch {worst['batch_size']}, concurrency "
+            f"{worst['concurrency']}, {worst['requests']} requests",
+        )
+    return GateResult(
+        name,
+        "latency",
+        latency.verdict_of(rows),
+        metric=f"p{float(gate.get('percentile', 95)):g} ms",
+        value=worst["value_ms"] if worst else None,
+        bound=f"<= {float(gate['max_ms']):g}",
+        ci=worst.get("ci") if worst else None,
+        note="; ".join(notes) or None,
+        details=rows,
+    )
 
 
 def _blocks(result: GateResult, gate: dict[str, Any]) -> bool:

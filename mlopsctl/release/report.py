@@ -62,3 +62,45 @@ def junit(result: dict[str, Any], on_inconclusive: list[str]) -> str:
     suite.set("failures", str(failures))
     suite.set("skipped", str(skipped))
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def hardware_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The hosts side by side: one line per host x batch size x concurrency."""
+    header = (
+        "host",
+        "batch",
+        "conc",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "CI",
+        "pred/s",
+        "$/1k",
+        "verdict",
+    )
+    lines = [header]
+    for r in rows:
+        ci = r.get("ci")
+        cost = r.get("cost_per_1000")
+        lines.append(
+            (
+                str(r["host"]),
+                str(r.get("batch_size", "-")),
+                str(r.get("concurrency", "-")),
+                _ms(r.get("p50_ms")),
+                _ms(r.get("p95_ms")),
+                _ms(r.get("p99_ms")),
+                f"[{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "-",
+                f"{r['throughput']:.1f}" if r.get("throughput") is not None else "-",
+                f"{cost:.4g}" if isinstance(cost, float) else "-",
+                str(r["verdict"]).upper(),
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    ]
+
+
+def _ms(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else "-"

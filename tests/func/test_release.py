@@ -68,7 +68,6 @@ def _spec(root: Path, candidate: int, champion: str = "production", **compare: A
             {"type": "threshold", "metric": "accuracy", "min": 0.5},
             gate,
             {"type": "signature"},
-            {"type": "latency", "max_ms": 50},
             {"type": "approval", "approvers": ["alice@example.com", "bob@example.com"]},
         ],
     }
@@ -99,7 +98,6 @@ def test_compare_gate_pass_fail_inconclusive(cli: Invoke, project: Path) -> None
     compare = _gate(better, "compare")
     assert compare["verdict"] == "pass" and compare["ci"][0] > 0, compare
     assert code == 0 and better["passed"]
-    assert _gate(better, "latency")["verdict"] == "skipped"
     assert _gate(better, "approval")["verdict"] == "pending"
     assert _gate(better, "signature")["verdict"] == "pass"
 
@@ -133,13 +131,13 @@ def test_table_junit_and_seed(cli: Invoke, project: Path, tmp_path: Path) -> Non
     assert any(
         line.startswith("compare (accuracy improvement)") and "FAIL" in line for line in lines
     )
-    assert "latency needs a serving target" in result.stdout
+    assert "no approvals yet" in result.stdout
     assert "release check of breast-cancer:2 failed" in result.stderr
     suite = ET.parse(junit).getroot()
     cases = {c.get("name"): c for c in suite.iter("testcase")}
-    assert set(cases) == {"threshold", "compare", "signature", "latency", "approval"}
+    assert set(cases) == {"threshold", "compare", "signature", "approval"}
     assert cases["compare"].find("failure") is not None
-    assert cases["latency"].find("skipped") is not None
+    assert cases["approval"].find("skipped") is not None  # pending
     assert cases["threshold"].find("failure") is None and cases["threshold"].find("skipped") is None
     assert suite.get("failures") == "1"
     # Same seed, same interval.
