@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from mlopsctl.digest import canonical_json
 from mlopsctl.errors import Conflict, MlopsError, NotFound
+from mlopsctl.names import check_name
 from mlopsctl.timeutil import stamp
 
 if TYPE_CHECKING:
@@ -48,11 +49,11 @@ class RunOutcome(_RunOutcome, total=False):
 
 
 def state_key(name: str) -> str:
-    return f"{PREFIX}{name}/state.json"
+    return f"{PREFIX}{check_name('trigger', name)}/state.json"
 
 
 def history_prefix(name: str) -> str:
-    return f"{PREFIX}{name}/history/"
+    return f"{PREFIX}{check_name('trigger', name)}/history/"
 
 
 def read_state(store: ObjectStore, name: str) -> tuple[dict[str, Any] | None, str | None]:

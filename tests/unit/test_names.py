@@ -225,3 +225,16 @@ def test_schema_name_patterns_are_the_grammars() -> None:
         assert name.endswith("$(?!\\n)") and re.search(name, "churn\n") is None
     for kind in GRAMMARS:
         assert re.search(schema_pattern(kind), "a\n") is None
+
+
+@pytest.mark.parametrize("value", BAD.values(), ids=list(BAD))
+def test_trigger_state_keys_refuse_bad_names(value: str) -> None:
+    """A Trigger spec's name is checked by its schema; the keys its state lives under check it
+    again, so no caller can build ct/<name>/ from an unchecked name."""
+    from mlopsctl.ct.state import history_prefix, state_key
+
+    assert state_key("nightly") == "ct/nightly/state.json"
+    assert history_prefix("nightly") == "ct/nightly/history/"
+    for key_of in (state_key, history_prefix):
+        with pytest.raises(UsageError, match="trigger names are"):
+            key_of(value)
