@@ -78,7 +78,11 @@ def show(
         f"{record.get('spec', {}).get('digest', '')[:19]}"
     )
     out(f"experiment {record.get('experiment')}")
-    out(f"started    {record.get('started')}  took {record.get('duration_s')} s")
+    if "heartbeat" in record:  # a run in progress, or abandoned (mlopsctl.runs.RunLease)
+        out(f"started    {record.get('started')}  last heartbeat {record['heartbeat']}")
+        out(f"owner      pid {record.get('pid')} on {record.get('host')}")
+    else:
+        out(f"started    {record.get('started')}  took {record.get('duration_s')} s")
     out(f"who/where  {record.get('user', {}).get('name')} on {record.get('where', {}).get('host')}")
     reason = record.get("reason")
     if reason:
