@@ -6,6 +6,10 @@ It fetches the step's inputs from the store by digest (verified), runs the compo
 command or Python function in a fresh work folder, stores every output as a blob, and writes
 RESULT (the task's `result` path) with the output digests, metrics and facts. Exit 0 on success;
 on failure a one-line reason is the last line of stderr.
+
+Started by the local runner, it leads its own process group and watches a pipe from the runner
+(PARENT_FD_ENV): when the runner's process is gone, however it died, it stops that group (the
+`run:` command's processes included) and itself.
 """
 
 from __future__ import annotations
@@ -13,12 +17,19 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
 from typing import Any
+
+from mlopsctl.pipeline.runners import PARENT_FD_ENV
+
+_ORPHAN_GRACE_S = 2.0  # SIGTERM to the group, then this long before SIGKILL
+_ORPHANED = threading.Event()  # set when the runner is gone
 
 
 def run_task(task: dict[str, Any]) -> dict[str, Any]:
@@ -153,5 +164,84 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# -- when the runner dies -------------------------------------------------------------------
+def watch_parent() -> threading.Thread | None:
+    """When started with PARENT_FD_ENV (the read end of a pipe whose write end only the
+    runner holds), a daemon thread waits for end-of-file on it, which comes when the runner's
+    process is gone, and then stops this process group: SIGTERM to the others, a short grace,
+    SIGKILL to the group, this process included (nobody is left to record the step)."""
+    text = os.environ.pop(PARENT_FD_ENV, "")  # not for the step's own children
+    if not text:
+        return None
+    try:
+        fd = int(text)
+        os.set_inheritable(fd, False)
+    except (ValueError, OSError):
+        return None
+    watchdog = threading.Thread(target=_wait_for_parent, args=(fd,), name="parent", daemon=True)
+    watchdog.start()
+    return watchdog
+
+
+def _wait_for_parent(fd: int) -> None:
+    try:
+        while os.read(fd, 512):  # the runner never writes: this returns b"" when it is gone
+            pass
+    except OSError:
+        pass
+    _ORPHANED.set()
+    _stop_own_group(_ORPHAN_GRACE_S)
+
+
+def _stop_own_group(grace: float) -> None:
+    me, group = os.getpid(), os.getpgrp()
+    if group != me:
+        os.kill(me, signal.SIGKILL)  # not a group of our own: only this process is ours
+    others = _group_members(group, me)
+    if others:
+        for pid in others:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                pass
+        deadline = time.monotonic() + grace
+        while _group_members(group, me) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    os.killpg(group, signal.SIGKILL)  # whatever is left, and this process
+
+
+def _group_members(group: int, me: int) -> list[int] | None:
+    """The live processes of process group `group` other than `me`, read from /proc; None
+    where there is no /proc (then the group gets SIGKILL without the SIGTERM first)."""
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return None
+    found = []
+    for name in names:
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            fields = Path(f"/proc/{name}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # ended meanwhile
+        if len(fields) > 2 and fields[2] == str(group) and fields[0] not in ("Z", "X"):
+            found.append(int(name))
+    return found
+
+
+def settle(watchdog: threading.Thread | None) -> None:
+    """At exit: when the runner is gone, let the watchdog finish stopping the group (it ends
+    this process) instead of exiting and leaving the group's stragglers behind."""
+    if watchdog is not None and _ORPHANED.is_set():
+        watchdog.join(timeout=_ORPHAN_GRACE_S + 5)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _watchdog = watch_parent()
+    try:
+        _code = main()
+    finally:
+        settle(_watchdog)
+    sys.exit(_code)

@@ -20,6 +20,12 @@ if TYPE_CHECKING:
     from mlopsctl.pipeline.executor import RunOptions
     from mlopsctl.pipeline.plan import PipelinePlan, StepPlan
 
+# The read end of a pipe whose write end only the runner holds: `python -m mlopsctl.exec` sees
+# end-of-file on it when the runner's process is gone, however it died (SIGKILL included), and
+# then stops its own process group (mlopsctl/exec.py).
+PARENT_FD_ENV = "MLOPSCTL_PARENT_FD"
+STOP_GRACE_S = 5.0  # between SIGTERM and SIGKILL when stopping a step's process group
+
 
 @dataclass
 class StepExit:
@@ -77,7 +83,9 @@ class StepRunner:
 
 class LocalRunner(StepRunner):
     """One child process per step, in its own session so that Ctrl-C reaches only us and we
-    stop each step's whole process group (a shell command's children included)."""
+    stop each step's whole process group (a shell command's children included). Each step
+    also gets the read end of a pipe (PARENT_FD_ENV) so that it stops itself, group and all,
+    if this process dies without stopping it."""
 
     name = "local"
 
@@ -85,22 +93,37 @@ class LocalRunner(StepRunner):
         self.project_root = project_root
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
+        self._stopping = False
 
     def run(self, step: StepPlan, task: dict[str, Any], workdir: Path, log: LogSink) -> StepExit:
         task_path = workdir / "task.json"
         task_path.write_text(json.dumps(task))
-        env = dict(os.environ, PYTHONUNBUFFERED="1", **step.env)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mlopsctl.exec", str(task_path)],
-            cwd=self.project_root,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
+        # os.pipe() makes both ends non-inheritable: only this step gets the read end (pass_fds)
+        # and no child at all gets the write end, so EOF means this process is gone.
+        watch, alive = os.pipe()
+        try:
+            env = dict(os.environ, PYTHONUNBUFFERED="1", **step.env)
+            env[PARENT_FD_ENV] = str(watch)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "mlopsctl.exec", str(task_path)],
+                cwd=self.project_root,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                pass_fds=(watch,),
+            )
+        except BaseException:
+            os.close(alive)
+            raise
+        finally:
+            os.close(watch)
         with self._lock:
             self._procs[step.name] = proc
+            stopping = self._stopping
         try:
+            if stopping:  # stop_all ran while this step was starting
+                _stop_groups([proc])
             assert proc.stdout is not None
             for line in iter(proc.stdout.readline, b""):
                 log.write(line)
@@ -108,31 +131,38 @@ class LocalRunner(StepRunner):
         finally:
             with self._lock:
                 self._procs.pop(step.name, None)
+            os.close(alive)
         if code != 0:
             return StepExit(code)
         return StepExit(code, json.loads(Path(task["result"]).read_text()))
 
     def stop_all(self) -> None:
-        import signal
-
         with self._lock:
+            self._stopping = True
             procs = list(self._procs.values())
+        _stop_groups(procs)
 
-        def signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-            try:
-                os.killpg(proc.pid, sig)  # start_new_session made the step its group's leader
-            except ProcessLookupError:
-                pass
 
-        for proc in procs:
-            signal_group(proc, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        for proc in procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            signal_group(proc, signal.SIGKILL)  # whatever of the group is still alive
+def _stop_groups(procs: list[subprocess.Popen[bytes]], grace: float = STOP_GRACE_S) -> None:
+    """SIGTERM to each step's process group, up to `grace` seconds for them to end, then
+    SIGKILL to whatever of each group is still there."""
+    import signal
+
+    def signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+        try:
+            os.killpg(proc.pid, sig)  # start_new_session made the step its group's leader
+        except (ProcessLookupError, PermissionError):
+            pass  # the group is gone (PermissionError: macOS says so for a zombie leader)
+
+    for proc in procs:
+        signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+        signal_group(proc, signal.SIGKILL)  # whatever of the group is still alive
 
 
 def prepare_local_run(
