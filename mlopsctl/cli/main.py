@@ -49,9 +49,8 @@ class MlopsGroup(TyperGroup):
         except MlopsError as exc:
             _report(ctx, f"error: {exc.one_line()}")
             raise typer.Exit(int(exc.exit_code)) from None
-        except KeyboardInterrupt:
-            err("mlopsctl: interrupted")
-            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        except KeyboardInterrupt as exc:
+            raise typer.Exit(_interrupted(exc)) from None
         except (typer.Exit, typer.Abort, BrokenPipeError):
             raise
         except Exception as exc:
@@ -59,6 +58,17 @@ class MlopsGroup(TyperGroup):
                 raise  # usage errors: the parser reports them itself (exit 2)
             _report(ctx, f"internal error: {type(exc).__name__}: {exc}; please report it")
             raise typer.Exit(int(ExitCode.ERROR)) from None
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    """One line, and the exit code: 128 + the signal (130 for Ctrl-C, 143 for SIGTERM). A run
+    interrupted by a signal says which one and what became of the run."""
+    signum = getattr(exc, "signum", None)
+    if isinstance(signum, int) and signum > 0:
+        err(f"mlopsctl: {exc}")
+        return 128 + signum
+    err("mlopsctl: interrupted")
+    return int(ExitCode.INTERRUPTED)
 
 
 def _report(ctx: Any, line: str) -> None:
@@ -74,7 +84,8 @@ app = typer.Typer(
     help="Serverless MLOps: pipelines, experiments, registry, releases and monitoring, "
     "driven by YAML specs in git and records in an object store.",
     epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 invalid spec, 4 check failed, "
-    "5 store/engine unreachable or not authorized, 6 not found, 7 conflict, 130 interrupted.",
+    "5 store/engine unreachable or not authorized, 6 not found, 7 conflict, 130 interrupted "
+    "(Ctrl-C), 143 terminated (SIGTERM).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -129,9 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     try:
         code = app(args=argv, prog_name="mlopsctl", standalone_mode=False)
-    except KeyboardInterrupt:
-        err("mlopsctl: interrupted")
-        code = int(ExitCode.INTERRUPTED)
+    except KeyboardInterrupt as exc:
+        code = _interrupted(exc)
     except BrokenPipeError:
         # `mlopsctl ... | head` closed our stdout early: not an error worth a word. Point stdout
         # at /dev/null so the interpreter's final flush does not raise again.

@@ -1,13 +1,20 @@
 """Run a planned pipeline: independent steps in parallel (up to `jobs`), each in its own
 process through `python -m mlopsctl.exec` (a local subprocess, or a container: see
 pipeline/runners.py), served from the shared step cache when nothing that decides its outputs
-changed, and recorded as one immutable run record."""
+changed, and recorded as one immutable run record.
+
+While it runs, the run has a live record with a heartbeat (mlopsctl.runs.RunLease). SIGINT and
+SIGTERM stop the running steps and record the run as `interrupted`, with the signal, then raise
+RunInterrupted. Each step works in a temporary folder named with this process's PID; folders
+that killed runs left behind are removed when the next run starts."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -25,13 +32,108 @@ from mlopsctl.pipeline.hashing import path_digest
 from mlopsctl.pipeline.plan import PipelinePlan, StepPlan
 from mlopsctl.pipeline.runners import LocalRunner, LogSink, StepRunner
 from mlopsctl.provenance import git_info, library_versions, python_version, where, who
-from mlopsctl.runs import new_run_id, save_run
+from mlopsctl.runs import RunLease, heartbeat_interval, new_run_id, pid_alive, save_run
 from mlopsctl.timeutil import stamp
 
 if TYPE_CHECKING:
     from mlopsctl.store.base import ObjectStore
 
 _TAIL_LINES = 40
+# A step's work folder: mlopsctl-<pid of the run>-<step>-<random>, in the temp folder.
+_WORKDIR = re.compile(r"mlopsctl-([0-9]+)-[a-z][a-z0-9_-]*-[a-z0-9_]+")
+KEPT_MARKER = ".mlopsctl-kept"  # in a failed step's folder, kept for the user to look at
+_STALE_AFTER_S = 60.0
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM during a run. `signum` gives the exit code (128 + signum, in
+    cli/main.py); the message says what became of the run."""
+
+    def __init__(self, signum: int, run_id: str | None = None, status: str | None = None):
+        super().__init__(signum)
+        self.signum = signum
+        self.run_id = run_id
+        self.status = status
+
+    def __str__(self) -> str:
+        said = f"interrupted by {_signal_name(self.signum)}"
+        if self.run_id is None:
+            return said
+        if self.status == "interrupted":
+            return f"{said}; run {self.run_id} recorded as interrupted"
+        return f"{said} as run {self.run_id} ended; it is recorded as {self.status}"
+
+
+class _StopSignals:
+    """SIGINT and SIGTERM during a run (main thread only; a signal the process ignores stays
+    ignored). The first one raises RunInterrupted while `armed` (the steps are running), and
+    is only noted otherwise; any later one is only noted, so that stopping the steps and
+    recording the run are never cut short."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.armed = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous = signal.getsignal(sig)
+                if previous is not signal.SIG_IGN:
+                    self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is None:
+            self.signum = signum
+            if self.armed:
+                raise RunInterrupted(signum)
+
+    def arm(self) -> None:
+        """From here on the first signal raises (at once if one came already)."""
+        self.armed = True
+        if self.signum is not None:
+            raise RunInterrupted(self.signum)
+
+    def __exit__(self, *exc: object) -> None:
+        self.armed = False
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+
+
+def remove_stale_workdirs(
+    folder: Path | None = None, older_than_s: float | None = None
+) -> list[Path]:
+    """Remove the step work folders that killed runs left in the temp folder: named with the
+    PID of a run that is gone, untouched for a minute (a running run's heartbeat keeps its
+    own fresh, so a run this process cannot see is spared too), ours, and not kept on purpose
+    for a failed step. Returns the folders removed."""
+    folder = Path(tempfile.gettempdir()) if folder is None else folder
+    if older_than_s is None:
+        older_than_s = max(_STALE_AFTER_S, 3 * heartbeat_interval())
+    cutoff = time.time() - older_than_s
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    removed: list[Path] = []
+    for entry in entries:
+        match = _WORKDIR.fullmatch(entry.name)
+        if not match:
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if not entry.is_dir(follow_symlinks=False) or info.st_mtime > cutoff:
+                continue
+            if info.st_uid != os.getuid():
+                continue  # someone else's
+        except OSError:
+            continue
+        if pid_alive(int(match[1])) or os.path.lexists(os.path.join(entry.path, KEPT_MARKER)):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(Path(entry.path))
+    return removed
 
 
 class Progress:
@@ -59,8 +161,9 @@ class RunOptions:
     echo_logs: bool = False
     image: dict[str, Any] | None = None  # set by the container runner: {ref, digest}
     register: bool = True  # register the model named in the spec's register: block
-    backend: str = "local"  # local | docker
+    backend: str = "local"  # local | docker | ray
     docker_host: str | None = None  # a docker.hosts entry of mlops.yaml (docker backend)
+    address: str | None = None  # the Ray cluster: HOST:PORT, ray://HOST:PORT or auto (ray)
     image_ref: str | None = None  # run in this image instead of building the pipeline's
     network: str | None = None  # container network mode (docker backend)
     build_log: Callable[[str], None] | None = None  # image build output (docker backend)
@@ -145,6 +248,10 @@ class Executor:
         self.results: dict[str, dict[str, Any]] = {}  # step -> outputs
         self.steps: dict[str, dict[str, Any]] = {}  # step -> its part of the run record
         self._interrupted = False
+        self._signal: str | None = None  # the signal that interrupted the run
+        self._workdirs: set[Path] = set()  # of the steps running now
+        self._workdirs_lock = threading.Lock()
+        self._user: dict[str, Any] | None = None  # who started it, for the live record
 
     # -- keys -----------------------------------------------------------------------------
     def key_material(self, step: StepPlan) -> dict[str, Any]:
@@ -177,8 +284,30 @@ class Executor:
 
     # -- running --------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        plan, options = self.plan, self.options
+        """Run the steps and save the run record. On SIGINT or SIGTERM: stop the steps, record
+        the run as interrupted, raise RunInterrupted."""
         started_at, t0 = stamp(), time.perf_counter()
+        remove_stale_workdirs()
+        lease = RunLease(
+            self.store, lambda: self._live_record(started_at), on_beat=self._touch_workdirs
+        )
+        with _StopSignals() as signals:
+            try:
+                failed = self._run_steps(lease, signals)
+                status = "failed" if failed else "succeeded"
+                if self._interrupted:
+                    status = "interrupted"
+                record = self._run_record(status, started_at, time.perf_counter() - t0)
+                save_run(self.store, record)
+            finally:
+                lease.end()
+        if signals.signum is not None:
+            raise RunInterrupted(signals.signum, self.run_id, status)
+        return record
+
+    def _run_steps(self, lease: RunLease, signals: _StopSignals) -> bool:
+        """Run every step that can run; True when one failed. Sets _interrupted."""
+        plan, options = self.plan, self.options
         for name in plan.steps:
             options.progress(name, "waiting")
         pending = list(plan.steps)
@@ -187,6 +316,8 @@ class Executor:
         failed = False
         pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="step")
         try:
+            signals.arm()
+            lease.start()
             while pending or running:
                 progressed = True
                 while progressed and not failed:
@@ -213,26 +344,66 @@ class Executor:
                     name = running.pop(future)
                     if not self._finish(plan.steps[name], future.result()):
                         failed = True
-        except KeyboardInterrupt:
+            signals.armed = False
+        except KeyboardInterrupt as exc:
+            signals.armed = False  # a second signal must not cut the clean-up short
             self._interrupted = True
+            signals.signum = int(getattr(exc, "signum", 0) or signals.signum or signal.SIGINT)
+            self._signal = _signal_name(signals.signum)
             self.runner.stop_all()
             for future, name in running.items():
                 outcome = future.result()
                 self.steps[name].update(status="interrupted", error=outcome.error[-2000:])
+                if outcome.workdir:  # nothing to look at: the log's tail is in the record
+                    shutil.rmtree(outcome.workdir, ignore_errors=True)
                 options.progress(name, "interrupted")
             running.clear()
         finally:
             pool.shutdown(wait=True)
+        for part in self.steps.values():
+            if part.get("status") == "running":  # started just as the signal came
+                part["status"] = "interrupted"
         for name in pending:
             self.steps[name] = {"status": "skipped"}
             options.progress(name, "skipped")
+        return failed
 
-        status = "interrupted" if self._interrupted else ("failed" if failed else "succeeded")
-        record = self._run_record(status, started_at, time.perf_counter() - t0)
-        save_run(self.store, record)
-        if self._interrupted:
-            raise KeyboardInterrupt
-        return record
+    def _live_record(self, started: str) -> dict[str, Any]:
+        """What the live record says while the run is in progress (RunLease adds the owner
+        and the heartbeat)."""
+        plan = self.plan
+        if self._user is None:
+            self._user = who(plan.project_root)
+        steps = dict(self.steps)  # a copy: the main thread adds steps as they start
+        return {
+            "id": self.run_id,
+            "kind": "pipeline",
+            "pipeline": plan.name,
+            "experiment": self.experiment,
+            "spec": {"path": plan.spec_display, "digest": plan.spec_digest},
+            "params": plan.params,
+            "overrides": plan.overrides,
+            "started": started,
+            "user": self._user,
+            "where": where(),
+            "order": list(plan.steps),
+            "steps": {
+                name: {"status": (steps.get(name) or {}).get("status", "waiting")}
+                for name in plan.steps
+            },
+            "metrics": {},
+        }
+
+    def _touch_workdirs(self) -> None:
+        """Keep the running steps' work folders fresh, so that no other run's clean-up takes
+        them for a killed run's (remove_stale_workdirs)."""
+        with self._workdirs_lock:
+            folders = list(self._workdirs)
+        for folder in folders:
+            try:
+                os.utime(folder)
+            except OSError:
+                pass
 
     def _serve_from_cache(self, step: StepPlan, key: str, material: dict[str, Any]) -> bool:
         entry = cache.lookup(self.store, key)
@@ -316,15 +487,21 @@ class Executor:
     def _execute(self, step: StepPlan) -> _Outcome:
         """Runs in a worker thread: the runner runs the step's process to completion."""
         t0 = time.perf_counter()
-        workdir = Path(tempfile.mkdtemp(prefix=f"mlopsctl-{step.name}-"))
-        task = self._task(step, workdir)
-        log_path = workdir / "step.log"
-        with log_path.open("wb") as log:
-            sink = LogSink(log, step.name, self.options.echo_logs)
-            try:
-                ended = self.runner.run(step, task, workdir, sink)
-            finally:
-                sink.close()
+        workdir = Path(tempfile.mkdtemp(prefix=f"mlopsctl-{os.getpid()}-{step.name}-"))
+        with self._workdirs_lock:
+            self._workdirs.add(workdir)
+        try:
+            task = self._task(step, workdir)
+            log_path = workdir / "step.log"
+            with log_path.open("wb") as log:
+                sink = LogSink(log, step.name, self.options.echo_logs)
+                try:
+                    ended = self.runner.run(step, task, workdir, sink)
+                finally:
+                    sink.close()
+        finally:
+            with self._workdirs_lock:
+                self._workdirs.discard(workdir)
         seconds = time.perf_counter() - t0
         if ended.code == 0 and ended.result is not None:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -333,6 +510,7 @@ class Executor:
         if ended.detail:
             lines.append(ended.detail)
         tail = "\n".join(lines[-_TAIL_LINES:])
+        (workdir / KEPT_MARKER).touch()  # for the user to look at: no clean-up takes it
         return _Outcome(ok=False, error=tail, workdir=str(workdir), seconds=seconds)
 
     # -- the record -----------------------------------------------------------------------
@@ -359,7 +537,7 @@ class Executor:
             "ended": stamp(),
             "duration_s": round(seconds, 3),
             "git": git_info(plan.project_root),
-            "user": who(plan.project_root),
+            "user": self._user or who(plan.project_root),
             "where": where(),
             "environment": {
                 "mlopsctl": __version__,
@@ -376,6 +554,8 @@ class Executor:
         }
         if self.options.reason:
             record["reason"] = self.options.reason
+        if self._signal:
+            record["signal"] = self._signal
         return record
 
     # -- dry run --------------------------------------------------------------------------
@@ -394,3 +574,10 @@ class Executor:
             else:
                 rows.append({"step": name, "action": "run", "cache_key": None})
         return rows
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
