@@ -100,7 +100,7 @@ def malformed(message: str) -> BadRequest:
 def _no_infinity(name: str) -> float:
     if name == "NaN":
         return math.nan
-    raise malformed(f"{name} is not a valid feature value; send null for a missing value")
+    raise malformed(f"{name}: a value {_INFINITE}")
 
 
 def parse_json(body: bytes) -> Any:

@@ -105,7 +105,8 @@ def _supervise(
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-            os.close(read_end)
+            if ready_fd is not None:  # the first workers; respawned ones have no pipe
+                os.close(read_end)
             holder.close()
             code = 1
             try:

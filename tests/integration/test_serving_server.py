@@ -101,10 +101,21 @@ def server_env(root: Path, **extra: str) -> dict[str, str]:
 
 
 def start_server(
-    root: Path, *args: str, env: dict[str, str] | None = None, port: int = 0
+    root: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    port: int = 0,
+    open_files: int | None = None,
 ) -> ServerProcess:
     """Start `mlopsctl serve ARGS --port PORT` (default 0: a free one) in `root` and wait for its
-    ready line."""
+    ready line; `open_files` lowers its open-file limit (`ulimit -n`)."""
+
+    def limit() -> None:
+        import resource
+
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlopsctl", "serve", *args, "--port", str(port)],
         cwd=root,
@@ -112,6 +123,7 @@ def start_server(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=limit if open_files is not None else None,
     )
     lines: list[str] = []
     ready = threading.Event()

@@ -313,3 +313,57 @@ def test_a_categorical_model_predicts_the_same_row_the_same_way(tmp_path: Path) 
     binary = codecs.to_inputs(codecs.oip_table(request, predictor), predictor)
     assert proba(with_null) == proba(csv) == proba(binary) == alone
     assert alone[1] > 0.5  # "1" is the churning plan: seen, not an unknown category
+
+
+def test_one_rule_for_infinity_categorical_features_included() -> None:
+    """1e400 (a 500 for models with categorical features before) is a 400 like every other
+    infinity; a lone surrogate and an oversized CSV field are 400s; NaN stays a missing value."""
+    categorical = Signature(["tenure", "plan"], {"tenure": "numeric", "plan": "categorical"})
+    for payload in (
+        b'{"dataframe_records": [{"tenure": 1e400, "plan": "a"}]}',
+        b'{"dataframe_records": [{"tenure": 1, "plan": 1e400}]}',
+        b'{"dataframe_records": [{"tenure": Infinity, "plan": "a"}]}',
+    ):
+        with pytest.raises(BadRequest, match="infinite") as caught:
+            table, _ = codecs.mlflow_table(codecs.parse_json(payload))
+            codecs.to_inputs(table, categorical)  # type: ignore[arg-type]
+        assert caught.value.status == 400
+    with pytest.raises(BadRequest, match="infinite"):
+        codecs.to_inputs(codecs.csv_table(b"tenure,plan\ninf,a\n"), categorical)  # type: ignore[arg-type]
+    sent = codecs.to_inputs(codecs.csv_table(b"tenure,plan\nnan,a\n"), categorical)  # type: ignore[arg-type]
+    assert sent.columns is not None and math.isnan(sent.columns["tenure"][0])
+    with pytest.raises(BadRequest, match="surrogate"):
+        codecs.parse_json(b'{"instances": [["\\ud800"]]}')
+    assert codecs.parse_json(b'["\\ud83d\\ude00"]') == ["\U0001f600"]  # a pair is fine
+    with pytest.raises(BadRequest, match="CSV"):
+        codecs.csv_table(b"a\n" + b"x" * 200_000 + b"\n")
+
+
+def test_binary_bytes_tensors_and_extra_columns() -> None:
+    """tritonclient's binary BYTES layout (4-byte little-endian length, then the bytes) for a
+    string feature; extra named inputs are ignored and listed unless strict."""
+    categorical = Signature(["tenure", "plan"], {"tenure": "numeric", "plan": "categorical"})
+    strings = b"".join(len(v).to_bytes(4, "little") + v for v in (b"gold", b"basic"))
+    head = json.dumps(
+        {
+            "inputs": [
+                {"name": "tenure", "shape": [2], "datatype": "FP64", "data": [1, 2]},
+                {
+                    "name": "plan",
+                    "shape": [2],
+                    "datatype": "BYTES",
+                    "parameters": {"binary_data_size": len(strings)},
+                },
+                {"name": "extra", "shape": [2], "datatype": "FP64", "data": [0, 0]},
+            ]
+        }
+    ).encode()
+    request = codecs.oip_request(head + strings, len(head))
+    table = codecs.oip_table(request, categorical)  # type: ignore[arg-type]
+    inputs = codecs.to_inputs(table, categorical, strict=False)  # type: ignore[arg-type]
+    assert inputs.columns is not None and inputs.columns["plan"] == ["gold", "basic"]
+    assert inputs.ignored == ["extra"]
+    with pytest.raises(BadRequest, match="unknown feature"):
+        codecs.to_inputs(table, categorical, strict=True)  # type: ignore[arg-type]
+    with pytest.raises(BadRequest, match="runs past"):
+        codecs.oip_request(head + strings[:-2], len(head))
