@@ -562,7 +562,7 @@ class App:
                 prediction.labels,
                 prediction.score,
                 predictor.log_schema,
-                _outlier_scores(predictor, inputs),
+                predictor.outliers,
             ),
             inputs.rows,
         )
@@ -746,18 +746,6 @@ def _contributions(predictor: Predictor, inputs: codecs.Inputs) -> tuple[Any, li
 def _explanations(predictor: Predictor, inputs: codecs.Inputs) -> list[dict[str, float]]:
     values, names = _contributions(predictor, inputs)
     return [dict(zip(names, map(float, row), strict=True)) for row in values]
-
-
-def _outlier_scores(predictor: Predictor, inputs: codecs.Inputs) -> Any:
-    """Each row's outlier score against the training profile, when the model stores what that
-    takes (mlopsctl.models.outliers); None otherwise."""
-    scorer = getattr(predictor, "outliers", None)
-    if scorer is None:
-        return None
-    try:
-        return scorer(predictor.model, inputs.frame(predictor.names))
-    except Exception:  # noqa: BLE001 - a score is extra: the prediction stands without it
-        return None
 
 
 def _is_number(value: Any) -> bool:

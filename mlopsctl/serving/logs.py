@@ -69,7 +69,7 @@ FEATURE_PREFIX = "feature."
 STAGE_EVERY_S = 1.0
 
 # (request_id, ts_ms, version, arm, latency_ms, inputs, labels, scores, LogSchema[, outlier
-# scores]) per request; feedback entries are (request_id, ts_ms, actual[, row])
+# scorer or None]) per request; feedback entries are (request_id, ts_ms, actual[, row])
 Entry = tuple[Any, ...]
 
 
@@ -397,19 +397,47 @@ def _prediction_table(model: str, schema: LogSchema, batch: list[Entry]) -> pa.T
         columns["score"] = pa.array(
             np.concatenate([np.asarray(e[7], dtype="float64") for e in batch]), pa.float64()
         )
-    outliers = [e[9] if len(e) > 9 else None for e in batch]
-    if any(o is not None for o in outliers):
-        columns["outlier_score"] = pa.array(
-            np.concatenate(
-                [
-                    np.asarray(o, dtype="float64") if o is not None else np.full(n, np.nan)
-                    for o, n in zip(outliers, counts, strict=True)
-                ]
-            ),
-            pa.float64(),
-            from_pandas=True,
-        )
+    scores = _outlier_scores(batch, counts, schema, matrices)
+    if scores is not None:
+        columns["outlier_score"] = pa.array(scores, pa.float64(), from_pandas=True)
     return pa.table(columns)
+
+
+def _outlier_scores(
+    batch: list[Entry], counts: list[int], schema: LogSchema, matrices: list[Any]
+) -> Any:
+    """Each row's outlier score (NaN where its model keeps no outlier tables), scored in one
+    call per model version; None when no entry's model has a scorer."""
+    import numpy as np
+
+    scorers = [e[9] if len(e) > 9 else None for e in batch]
+    if all(s is None for s in scorers):
+        return None
+    out = np.full(sum(counts), np.nan)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype("int64")
+    groups: dict[int, list[int]] = {}
+    for i, scorer in enumerate(scorers):
+        if scorer is not None:
+            groups.setdefault(id(scorer), []).append(i)
+    for members in groups.values():
+        scorer = scorers[members[0]]
+        assert scorer is not None
+        columns: dict[str, Any] = {}
+        for j, name in enumerate(schema.names):
+            parts = []
+            for i in members:
+                m = matrices[i]
+                parts.append(m[:, j] if isinstance(m, np.ndarray) else np.asarray(m[name], object))
+            columns[name] = np.concatenate(parts)
+        try:
+            scores = np.asarray(scorer.score(columns)[0], dtype="float64")
+        except Exception:  # noqa: BLE001 - a score is extra: the rows are logged without it
+            continue
+        offset = 0
+        for i in members:
+            out[starts[i] : starts[i] + counts[i]] = scores[offset : offset + counts[i]]
+            offset += counts[i]
+    return out
 
 
 def _typed_labels(labels: Any) -> pa.Array:

@@ -62,6 +62,9 @@ class Predictor:
             self.task == "classification",
             self.has_proba,
         )
+        # The model's outlier scorer, when model.json keeps the tables it needs (scores are
+        # computed by the log writer, in batches, off the request path).
+        self.outliers = _outlier_scorer(model)
         self._transform = _compile_transform(model) if self.numeric else None
         self._estimate = _compile_estimator(model) if self._transform is not None else None
 
@@ -82,6 +85,19 @@ class Predictor:
         labels = self.model.predict(frame)
         proba = self.model.predict_proba(frame) if self.has_proba else None
         return Prediction(labels, proba, _score(proba))
+
+
+def _outlier_scorer(model: LoadedModel) -> Any:
+    if not ((model.meta.get("outliers") or {}).get("features")):
+        return None
+    try:
+        from mlopsctl.models.outliers import scorer_for
+    except ImportError:  # pragma: no cover - an mlopsctl without outlier scores
+        return None
+    try:
+        return scorer_for(model)
+    except Exception:  # noqa: BLE001 - a score is extra: serve without it
+        return None
 
 
 def _score(proba: np.ndarray | None) -> np.ndarray | None:

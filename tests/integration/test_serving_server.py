@@ -629,7 +629,10 @@ def test_logs_hold_every_request_after_a_graceful_stop(served_project: Path) -> 
     )  # 11 good requests x 3 rows; the bad one is not logged
     names = table.column_names
     assert names[:7] == ["request_id", "row", "ts", "model", "version", "arm", "latency_ms"]
-    assert names[7:37] == list(frame.columns) and names[37:] == ["prediction", "score"]
+    assert names[7:37] == list(frame.columns) and names[37:39] == ["prediction", "score"]
+    if names[39:]:  # a model that keeps its outlier tables: each row's score, in [0, 1]
+        assert names[39:] == ["outlier_score"]
+        assert all(0.0 <= v <= 1.0 for v in table.column("outlier_score").to_pylist())
     assert str(table.schema.field("ts").type) == "timestamp[ms, tz=UTC]"
     assert str(table.schema.field("prediction").type) == "int64"  # as the model returns it
     data = table.to_pydict()
