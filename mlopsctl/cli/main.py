@@ -20,6 +20,7 @@ from mlopsctl.cli import gc as gc_cli
 from mlopsctl.cli import hooks as hooks_cli
 from mlopsctl.cli import init as init_cli
 from mlopsctl.cli import lineage as lineage_cli
+from mlopsctl.cli import logs as logs_cli
 from mlopsctl.cli import models as models_cli
 from mlopsctl.cli import monitor as monitor_cli
 from mlopsctl.cli import release as release_cli
@@ -131,6 +132,7 @@ app.add_typer(hooks_cli.app, name="hooks")
 app.add_typer(release_cli.app, name="release")
 app.command("serve")(serve_cli.serve)
 app.add_typer(serve_cli.traffic_app, name="traffic")
+app.add_typer(logs_cli.app, name="logs")
 app.command("feedback")(serve_cli.feedback)
 app.add_typer(monitor_cli.app, name="monitor")
 app.add_typer(ct_cli.app, name="ct")

@@ -73,9 +73,12 @@ STAGE_EVERY_S = 1.0
 Entry = tuple[Any, ...]
 
 
-def partition_key(prefix: str, model: str, date: str, pid: int, seq: int) -> str:
+def partition_key(prefix: str, model: str, date: str, pid: int, seq: int, token: str = "") -> str:
+    """``<prefix>/<model>/date=<date>/<HHMMSS>-<pid>-<seq>[-<token>].parquet``: the token keeps
+    two writers of one process (or a reused pid) apart."""
     stamp = time.strftime("%H%M%S", time.gmtime())
-    return f"{prefix}/{model}/date={date}/{stamp}-{pid}-{seq:06d}.parquet"
+    tail = f"-{token}" if token else ""
+    return f"{prefix}/{model}/date={date}/{stamp}-{pid}-{seq:06d}{tail}.parquet"
 
 
 class BufferedWriter:
@@ -114,6 +117,7 @@ class BufferedWriter:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._seq = 0
+        self._token = os.urandom(3).hex()
         self._failing = False  # the last write failed
         # One clock per kind of warning, so a stream of write failures cannot hide drops.
         self._last_warning = {"drop": -1e9, "write": -1e9}
@@ -302,7 +306,9 @@ class BufferedWriter:
                 sink = io.BytesIO()
                 pq.write_table(part, sink, compression="zstd")
                 self._seq += 1
-                key = partition_key(self.prefix, self.model, date, os.getpid(), self._seq)
+                key = partition_key(
+                    self.prefix, self.model, date, os.getpid(), self._seq, self._token
+                )
                 # A batch that spans two dates or schemas and fails half way is retried
                 # whole: its first file may then be written twice (at least once, never lost).
                 self.store.put_if_absent(key, sink.getvalue())
@@ -528,3 +534,62 @@ def error_table(model: str) -> Callable[[list[Entry]], list[pa.Table]]:
         ]
 
     return convert
+
+
+def compact_logs(
+    store: ObjectStore,
+    model: str,
+    *,
+    kind: str = PREDICTIONS,
+    date: str | None = None,
+    min_files: int = 2,
+) -> dict[str, Any]:
+    """Merge the Parquet files of each date partition of ``<kind>/<model>/`` into one file per
+    schema (``compact-<HHMMSS>-<digest>.parquet``), then delete the files merged. Readers that
+    list the partition while this runs may see a row twice (both the new file and an old one),
+    never lose one. Partitions with fewer than ``min_files`` files are left alone."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlopsctl.digest import sha256_bytes
+    from mlopsctl.registry import check_name
+
+    check_name(model)
+    prefix = f"{kind}/{model}/"
+    partitions: dict[str, list[str]] = {}
+    for key in store.list(prefix):
+        rest = key[len(prefix) :]
+        part, _, name = rest.partition("/")
+        if not part.startswith("date=") or not name.endswith(".parquet") or "/" in name:
+            continue
+        if date is not None and part != f"date={date}":
+            continue
+        partitions.setdefault(part, []).append(key)
+    done = []
+    for part, keys in sorted(partitions.items()):
+        if len(keys) < max(2, min_files):
+            continue
+        groups: dict[Any, list[pa.Table]] = {}
+        rows = 0
+        for key in sorted(keys):
+            table = pq.read_table(io.BytesIO(store.get(key)))
+            rows += table.num_rows
+            groups.setdefault(table.schema, []).append(table)
+        if len(groups) == len(keys):
+            continue  # one file per schema already
+        written = []
+        for tables in groups.values():
+            merged = pa.concat_tables(tables)
+            sink = io.BytesIO()
+            pq.write_table(merged, sink, compression="zstd")
+            data = sink.getvalue()
+            stamp = time.strftime("%H%M%S", time.gmtime())
+            digest = sha256_bytes(data).split(":", 1)[1][:16]
+            key = f"{prefix}{part}/compact-{stamp}-{digest}.parquet"
+            store.put_if_absent(key, data)
+            written.append(key)
+        for key in keys:
+            if key not in written:
+                store.delete(key)
+        done.append({"partition": part, "files": len(keys), "rows": rows, "written": written})
+    return {"model": model, "kind": kind, "partitions": done}
