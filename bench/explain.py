@@ -4,12 +4,17 @@ cancer, 200 trees of depth 4, exact TreeSHAP) and, for reference, a 100-tree ran
 a logistic regression (scikit-learn), next to a plain one-row predict and a one-row outlier
 score. Models are trained, saved and loaded back as `mlopsctl run` does it.
 
+Wall-clock percentiles are the goal's measure; the calling thread's CPU time per call is printed
+next to them, since on a machine whose cores are busy with other work the wall clock mostly
+measures the wait for a core (the load average is printed first).
+
 .venv/bin/python bench/explain.py [--calls N] [--warmup N]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from functools import partial
@@ -51,19 +56,20 @@ def _train(folder: Path, class_path: str, params: dict[str, Any]) -> Any:
     return load_model_dir(folder), test.drop(columns="target")
 
 
-def _percentiles(call: Any, rows: list[Any], calls: int, warmup: int) -> tuple[float, float]:
+def _percentiles(call: Any, rows: list[Any], calls: int, warmup: int) -> list[float]:
+    """[wall p50, wall p99, CPU p50, CPU p99] in milliseconds."""
     import numpy as np
 
     for i in range(warmup):
         call(rows[i % len(rows)])
-    times = np.empty(calls)
+    wall, cpu = np.empty(calls), np.empty(calls)
     for i in range(calls):
         row = rows[i % len(rows)]
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.thread_time()
         call(row)
-        times[i] = time.perf_counter() - start
-    p50, p99 = np.percentile(times * 1000, [50, 99])
-    return float(p50), float(p99)
+        wall[i], cpu[i] = time.perf_counter() - start, time.thread_time() - start_cpu
+    table = np.percentile(np.stack([wall, cpu]) * 1000, [50, 99], axis=1).T
+    return [float(v) for v in table.ravel()]
 
 
 def main() -> None:
@@ -74,8 +80,11 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=100)
     args = parser.parse_args()
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"one-row calls, {args.calls} each after {args.warmup} warm-up calls (milliseconds)")
-    print(f"{'model':<22} {'call':<10} {'p50':>8} {'p99':>8}")
+    print(f"load average {load} on {os.cpu_count()} CPUs")
+    heads = ("wall p50", "wall p99", "cpu p50", "cpu p99")
+    print(f"{'model':<22} {'call':<8} " + " ".join(f"{h:>9}" for h in heads))
     worst = 0.0
     with tempfile.TemporaryDirectory(prefix="mlopsctl-bench-explain-") as tmp:
         for label, class_path, params in MODELS:
@@ -87,10 +96,10 @@ def main() -> None:
                 ("outlier", partial(outlier_scores, model)),
             ]
             for name, call in calls:
-                p50, p99 = _percentiles(call, rows, args.calls, args.warmup)
+                p50, p99, cpu50, cpu99 = _percentiles(call, rows, args.calls, args.warmup)
                 if name == "explain" and class_path.startswith("xgboost"):
                     worst = p99
-                print(f"{label:<22} {name:<10} {p50:8.3f} {p99:8.3f}")
+                print(f"{label:<22} {name:<8} {p50:9.3f} {p99:9.3f} {cpu50:9.3f} {cpu99:9.3f}")
     verdict = "met" if worst < 15 else "MISSED"
     print(f"goal: one-row explanation p99 under 15 ms (quickstart): {worst:.2f} ms, {verdict}")
 

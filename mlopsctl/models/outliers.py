@@ -74,6 +74,7 @@ LEVELS = (
 )
 TOP_CATEGORIES = 1000
 TAIL_POINTS = 5  # about how many training values set the decay rate beyond the range
+SMALL_ROWS = 256  # up to this many rows, all numeric features are scored in one go
 
 _CACHE: weakref.WeakKeyDictionary[Any, Scorer] = weakref.WeakKeyDictionary()
 _CACHE_LOCK = threading.Lock()
@@ -166,6 +167,10 @@ class Scorer:
                 if cat is not None:
                     self._categorical[name] = cat
                     self.names.append(name)
+        position = {name: j for j, name in enumerate(self.names)}
+        self._numeric_at = [position[name] for name in self._numeric]
+        self._column_of = {name: j for j, name in enumerate(self._numeric)}
+        self._table = _NumericTable(list(self._numeric.values())) if self._numeric else None
 
     @property
     def numeric(self) -> list[str]:
@@ -182,15 +187,37 @@ class Scorer:
 
         rows = _rows(frame)
         out = np.ones((rows, len(self.names)))
+        small = rows <= SMALL_ROWS
+        if small and self._table is not None:
+            # A few rows (a request): every numeric feature at once, in a dozen numpy calls.
+            out[:, self._numeric_at] = self._table.pvalues(self._numeric_matrix(frame, rows))
+        elif self._table is not None:
+            for j, (name, tail) in zip(self._numeric_at, self._numeric.items(), strict=True):
+                if name in frame:
+                    out[:, j] = tail.pvalue(_floats(frame[name]))
         for j, name in enumerate(self.names):
-            if name not in frame:
-                continue
-            column = frame[name]
-            if name in self._numeric:
-                out[:, j] = self._numeric[name].pvalue(_floats(column))
-            else:
-                out[:, j] = self._categorical[name].pvalue(column)
+            if name in self._categorical and name in frame:
+                out[:, j] = self._categorical[name].pvalue(frame[name], small)
         return out
+
+    def _numeric_matrix(self, frame: Any, rows: int) -> np.ndarray:
+        """The numeric features as float64 [rows, features]; NaN where absent or missing."""
+        import numpy as np
+
+        matrix = np.full((rows, len(self._column_of)), np.nan)
+        present = [name for name in self._column_of if name in frame]
+        if not present:
+            return matrix
+        columns = [self._column_of[name] for name in present]
+        if hasattr(frame, "columns"):
+            try:
+                matrix[:, columns] = frame[present].to_numpy(dtype="float64", na_value=np.nan)
+                return matrix
+            except (TypeError, ValueError):
+                pass  # a column that does not hold numbers: one by one, as missing values
+        for name, column in zip(present, columns, strict=True):
+            matrix[:, column] = _floats(frame[name])
+        return matrix
 
     def score(self, frame: Any) -> tuple[np.ndarray, np.ndarray]:
         """(scores [rows], index into ``names`` of each row's most extreme feature)."""
@@ -302,8 +329,11 @@ class _CategoricalTail:
                 self.table[value] = min(1.0, self.unseen + cumulative)
             i = j
 
-    def pvalue(self, column: Any) -> np.ndarray:
+    def pvalue(self, column: Any, small: bool = False) -> np.ndarray:
         import numpy as np
+
+        if small:
+            return np.array([self._one(value) for value in column], dtype="float64")
         import pandas as pd
 
         series = pd.Series(column)
@@ -313,6 +343,67 @@ class _CategoricalTail:
         out = np.where(np.isnan(mapped), self.unseen, mapped)
         out[missing] = 1.0
         return out
+
+    def _one(self, value: Any) -> float:
+        if value is None or (isinstance(value, float) and value != value):
+            return 1.0
+        try:
+            import pandas as pd
+
+            if value is pd.NA or value is pd.NaT:
+                return 1.0
+        except ImportError:  # pragma: no cover - pandas is a dependency
+            pass
+        return self.table.get(value if isinstance(value, str) else str(value), self.unseen)
+
+
+class _NumericTable:
+    """Every numeric feature's tail tables side by side (padded), so that a few rows are scored
+    on all features at once; the same numbers as ``_NumericTail.pvalue`` feature by feature."""
+
+    def __init__(self, tails: list[_NumericTail]) -> None:
+        import numpy as np
+
+        count = len(tails)
+        width = max(t.x.size for t in tails) + 1  # room for the point after the last
+        self.x = np.full((count, width), np.inf)
+        self.below = np.empty((count, width))
+        self.above = np.empty((count, width))
+        for f, tail in enumerate(tails):
+            n = tail.x.size
+            self.x[f, :n] = tail.x
+            self.below[f, :n], self.below[f, n:] = tail.below, tail.below[-1]
+            self.above[f, :n], self.above[f, n:] = tail.above, tail.above[-1]
+        self.size = np.array([t.x.size for t in tails])
+        self.low = np.array([t.x[0] for t in tails])
+        self.high = np.array([t.x[-1] for t in tails])
+        self.edge = np.array([t.edge for t in tails])
+        self.low_rate = np.array([t.low_rate for t in tails])
+        self.high_rate = np.array([t.high_rate for t in tails])
+        self.features = np.arange(count)[None, :]
+
+    def pvalues(self, values: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        present = np.isfinite(values)
+        v = np.where(present, values, 0.0)
+        count = (v[:, :, None] >= self.x[None]).sum(axis=2)
+        j = np.minimum(np.maximum(count - 1, 0), np.maximum(self.size - 2, 0))
+        f = self.features
+        x0, x1 = self.x[f, j], self.x[f, j + 1]
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            t = np.nan_to_num(np.clip((v - x0) / (x1 - x0), 0.0, 1.0))
+            below = self.below[f, j] + t * (self.below[f, j + 1] - self.below[f, j])
+            above = self.above[f, j] + t * (self.above[f, j + 1] - self.above[f, j])
+            low, high = v < self.low, v > self.high
+            below = np.where(low, self.edge * np.exp(-(self.low - v) * self.low_rate), below)
+            above = np.where(low, 1.0, above)
+            above = np.where(high, self.edge * np.exp(-(v - self.high) * self.high_rate), above)
+            below = np.where(high, 1.0, below)
+        below = np.nan_to_num(below, nan=0.0)
+        above = np.nan_to_num(above, nan=0.0)
+        p = np.minimum(1.0, 2.0 * np.minimum(below, above))
+        return np.where(present, p, 1.0)
 
 
 def _numeric(entry: dict[str, Any]) -> _NumericTail | None:

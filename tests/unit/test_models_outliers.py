@@ -172,3 +172,27 @@ def test_one_row_and_mappings_of_columns(training: pd.DataFrame) -> None:
     assert scores.shape == (1,) and scores[0] < THRESHOLD
     assert scorer.names[int(worst[0])] in {"age", "income", "plan"}
     assert scorer.pvalues(row)[0, scorer.names.index("visits")] == 1.0
+
+
+def test_a_few_rows_and_a_batch_score_the_same(
+    training: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlopsctl.models import outliers
+
+    frame = training.copy()
+    frame["visits"] = frame["visits"].clip(upper=3)  # ties at the maximum
+    rows = _frame(200, seed=8, shift=1.5)
+    rows.loc[::7, "age"] = np.nan
+    rows.loc[::11, "income"] = 1e9  # far beyond the range
+    rows.loc[::13, "income"] = -5.0  # below it
+    rows.loc[::5, "plan"] = None
+    rows.loc[::9, "plan"] = "enterprise"
+    rows.loc[::4, "visits"] = [3.0, 3.5, 0.0, 2.5, 10.0] * 10
+    for tails in (True, False):
+        scorer = Scorer(_meta(frame, tails=tails))
+        few = scorer.pvalues(rows)
+        assert scorer.pvalues(rows.iloc[:1])[0].tolist() == few[0].tolist()
+        monkeypatch.setattr(outliers, "SMALL_ROWS", 0)  # feature by feature, as for a batch
+        many = scorer.pvalues(rows)
+        monkeypatch.undo()
+        np.testing.assert_allclose(few, many, rtol=1e-12, atol=1e-15)
