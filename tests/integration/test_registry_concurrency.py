@@ -144,18 +144,46 @@ def store_fake_model(store: ObjectStore, tmp: Path, tag: str) -> dict[str, Any]:
 
 
 def save_fake_run(store: ObjectStore, artifact: dict[str, Any]) -> str:
+    """A succeeded run record, complete as `mlopsctl run` writes one, whose train step made
+    `artifact`."""
+    import platform
+
+    from mlopsctl import __version__
+    from mlopsctl.digest import sha256_bytes
+
     run_id = new_run_id()
+    now = now_iso()
     save_run(
         store,
         {
             "id": run_id,
             "kind": "pipeline",
             "pipeline": "racers",
+            "experiment": "racers",
             "status": "succeeded",
-            "started": now_iso(),
+            "spec": {"path": "pipelines/racers.yaml", "digest": sha256_bytes(b"racers")},
             "params": {"artifact": artifact["digest"]},
+            "overrides": [],
+            "started": now,
+            "ended": now,
+            "duration_s": 0.5,
+            "git": {},
             "user": {"name": "ci", "source": "os"},
-            "where": {"host": "ci-runner"},
+            "where": {
+                "host": "ci-runner",
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+                "ci": True,
+            },
+            "environment": {
+                "mlopsctl": __version__,
+                "python": platform.python_version(),
+                "libraries": {},
+            },
+            "image": None,
+            "store": None,
+            "data": {},
+            "order": ["train"],
             "steps": {
                 "train": {
                     "status": "executed",
@@ -164,6 +192,7 @@ def save_fake_run(store: ObjectStore, artifact: dict[str, Any]) -> str:
                     "metrics": {"fit_seconds": 0.5},
                 }
             },
+            "metrics": {"fit_seconds": 0.5},
         },
     )
     return run_id
