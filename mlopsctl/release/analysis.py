@@ -488,21 +488,27 @@ def quantile_bounds(
 ) -> tuple[float, float]:
     """Distribution-free one-sided bounds of the q-quantile from order statistics: the lower
     one is below the true quantile with probability >= 1 - alpha_low, the upper above it with
-    probability >= 1 - alpha_high; -inf / inf when there are too few values to say."""
+    probability >= 1 - alpha_high; -inf / inf when there are too few values to say.
+
+    The k-th smallest of n values lies above the quantile with probability P(B <= k - 1) and
+    below it with probability P(B >= k), B ~ Binomial(n, q): the lower bound is the largest k
+    with P(B <= k - 1) <= alpha_low, the upper the smallest with P(B >= k) <= alpha_high."""
     import numpy as np
     from scipy.stats import binom
 
     n = len(values)
     if n == 0:
         return -math.inf, math.inf
-    ordered = np.sort(values)
-    ks = np.arange(1, n + 1)
-    # X_(k) > quantile with probability P(Binom(n, q) <= k - 1).
-    low_ok = np.nonzero(binom.cdf(ks - 1, n, q) <= alpha_low)[0]
-    lower = float(ordered[low_ok[-1]]) if len(low_ok) else -math.inf
-    # X_(k) < quantile with probability P(Binom(n, q) >= k).
-    high_ok = np.nonzero(binom.sf(ks - 1, n, q) <= alpha_high)[0]
-    upper = float(ordered[high_ok[0]]) if len(high_ok) else math.inf
+    low = int(binom.ppf(alpha_low, n, q))  # the smallest m with P(B <= m) >= alpha_low
+    while low >= 0 and binom.cdf(low, n, q) > alpha_low:
+        low -= 1
+    high = int(binom.ppf(1.0 - alpha_high, n, q))  # the smallest m with P(B <= m) >= 1 - a
+    while high < n and binom.sf(high, n, q) > alpha_high:
+        high += 1
+    wanted = [i for i in (low, high) if 0 <= i < n]
+    ordered = np.partition(np.asarray(values, dtype="float64"), wanted) if wanted else values
+    lower = float(ordered[low]) if 0 <= low < n else -math.inf
+    upper = float(ordered[high]) if 0 <= high < n else math.inf
     return lower, upper
 
 

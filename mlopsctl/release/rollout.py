@@ -274,6 +274,7 @@ def advance(
     if state["status"] in TERMINAL:
         if _is_new(store, spec, plan, state):
             return _start(store, spec, plan, (state, etag), now, reason)
+        _settle(store, plan, state)
         return Outcome("ended", state, message=_ended_message(state))
     if state["status"] == "promoting":
         return _promote(store, plan, state, etag, now)
@@ -324,6 +325,19 @@ def advance(
     etag = _write(store, state, etag)
     _event(plan, store, state, "promote", checks=_brief(checks))
     return _promote(store, plan, state, etag, now, checks)
+
+
+def _settle(store: ObjectStore, plan: Plan, state: dict[str, Any]) -> None:
+    """An ended rollout whose last call stopped before the deployment record was put back on
+    the alias alone (it still gives the candidate's arm traffic): put it back now."""
+    current = read_deployment(store, plan.model, plan.deployment)
+    if current is None or not str(current[0].get("reason") or "").startswith(
+        f"release {plan.release}:"
+    ):
+        return  # changed by someone else since: theirs now
+    candidate = str(state["candidate"]["version"])
+    if any(a.label == candidate and a.weight > 0 for a in arms_of(current[0])):
+        _set_split(store, plan, [ArmSpec(plan.alias, 100.0)], f"rollout {state['status']}")
 
 
 def _brief(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:

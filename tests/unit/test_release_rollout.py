@@ -556,3 +556,26 @@ def test_the_plan_reads_steps_hold_and_the_old_traffic_form() -> None:
     assert rollout.plan_of({**old, "promote": {"strategy": "ab"}}).steps == [50.0]
     with pytest.raises(UsageError, match="must grow"):
         rollout.plan_of(spec(steps=[50, 10]))
+
+
+def test_a_rollback_that_stopped_before_the_traffic_moved_is_finished_later(
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    passed_check(store)
+    rollout.advance(store, spec(), now=T0)
+    step_traffic(store, T0 + timedelta(seconds=1), error_share=0.2)
+    original = rollout._set_split
+
+    def crash(store: Any, plan: Any, arms: list[Any], *args: Any, **kwargs: Any) -> bool:
+        if [(a.label, a.weight) for a in arms] == [("production", 100.0)]:
+            raise KeyboardInterrupt  # killed between the state's write and the traffic's
+        return bool(original(store, plan, arms, *args, **kwargs))
+
+    monkeypatch.setattr(rollout, "_set_split", crash)
+    with pytest.raises(KeyboardInterrupt):
+        rollout.advance(store, spec(), now=T0 + timedelta(seconds=40))
+    monkeypatch.setattr(rollout, "_set_split", original)
+    assert traffic(store) == [("production", 90.0), ("2", 10.0)]  # the state says rolled back
+    again = rollout.advance(store, spec(), now=T0 + timedelta(seconds=50))
+    assert again.action == "ended" and again.failed
+    assert traffic(store) == [("production", 100.0)]
