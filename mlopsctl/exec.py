@@ -62,6 +62,11 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
         store=store,
         experiment=task.get("experiment"),
     )
+    engine = task.get("engine") or {}
+    if "ray" in engine:  # on a Ray cluster: the step may hand work out to it (tune's trials)
+        from mlopsctl.engines.ray import parallel_map
+
+        ctx.parallel = parallel_map(engine["ray"])
     started = time.perf_counter()
     kind = task["kind"]
     if kind == "component":

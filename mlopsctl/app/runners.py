@@ -2,7 +2,7 @@
 
 Like the store's backends (mlopsctl/store: URL scheme -> backend class), each runner backend is
 registered as a "module:function" string and imported on first use, so choosing `local` never
-imports Docker's client. The function is a factory: given the project, the plan, the store
+imports Docker's client nor Ray. The function is a factory: given the project, the plan, the store
 settings and the run options, it checks everything that can fail before a step starts and
 returns the StepRunner (mlopsctl/pipeline/runners.py) that the executor hands each step to.
 """
@@ -28,6 +28,7 @@ __all__ = ["RUNNERS", "known_backends", "prepare_runner", "runner_factory"]
 RUNNERS: dict[str, str] = {
     "local": "mlopsctl.pipeline.runners:prepare_local_run",
     "docker": "mlopsctl.containers.runner:prepare_docker_run",
+    "ray": "mlopsctl.engines.ray:prepare_ray_run",
 }
 
 

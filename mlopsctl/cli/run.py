@@ -16,6 +16,7 @@ from mlopsctl.names import check_name
 class Backend(str, Enum):
     local = "local"
     docker = "docker"
+    ray = "ray"
 
 
 def _build_log(text: str) -> None:
@@ -47,7 +48,10 @@ def run(
         bool, typer.Option("--no-register", help="Do not register the model (register: block).")
     ] = False,
     backend: Annotated[
-        Backend, typer.Option("--backend", help="Where steps run: local processes or containers.")
+        Backend,
+        typer.Option(
+            "--backend", help="Where steps run: local processes, containers or a Ray cluster."
+        ),
     ] = Backend.local,
     host: Annotated[
         str | None,
@@ -58,6 +62,14 @@ def run(
         typer.Option("--image", help="Run in this image instead of building the pipeline's."),
     ] = None,
     network: NetworkOpt = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="Ray cluster (--backend ray): HOST:PORT of its head, ray://HOST:PORT, or auto "
+            "(default: RAY_ADDRESS, else the cluster started on this machine).",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Run a pipeline: independent steps in parallel, unchanged steps from the shared cache,
@@ -79,12 +91,17 @@ def run(
         register=not no_register,
         backend=backend.value,
         docker_host=host,
+        address=address,
         image_ref=image,
         network=network,
         build_log=_build_log if stderr_is_terminal() or verbose else None,
     )
     if backend is Backend.local and (host or image or network):
         raise typer.BadParameter("--host, --image and --network need --backend docker")
+    if backend is Backend.ray and (host or network):
+        raise typer.BadParameter("--host and --network need --backend docker")
+    if address is not None and backend is not Backend.ray:
+        raise typer.BadParameter("--address needs --backend ray")
     record = run_pipeline(spec, list(param or []), options=options)
     if dry_run:
         if json_out:

@@ -26,6 +26,7 @@ components to plan a run, and a fully cached run must finish in well under a sec
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,10 @@ class StepContext:
     metrics: dict[str, float] = field(default_factory=dict)  # recorded in the run
     info: dict[str, Any] = field(default_factory=dict)  # non-numeric facts (rows, dtypes, ...)
     experiment: str | None = None
+    # Set when the step runs on a cluster that takes work of its own (the Ray backend):
+    # parallel(function, shared, items) runs function(shared, item) for each item there and
+    # yields the results in the items' order. None: do the work in this process.
+    parallel: Callable[[Callable[[Any, Any], Any], Any, list[Any]], Iterator[Any]] | None = None
 
     def log(self, message: str) -> None:
         sys.stderr.write(f"{message}\n")

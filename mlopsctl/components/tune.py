@@ -129,19 +129,27 @@ def run(ctx: StepContext) -> None:
 
     problem = _Problem(class_path, seed, features, task, classes, X, y, holdout, folds)
     candidates = _candidates(params, seed)
+    settings = [{**fixed, **trial_params} for trial_params in candidates]
+    # On a cluster (ctx.parallel: the Ray backend) each trial is a task of its own there;
+    # otherwise they run here, one after the other. Either way in the same order, with the
+    # same scores.
+    outcomes = (
+        ctx.parallel(_trial, problem, settings)
+        if ctx.parallel is not None
+        else (_trial(problem, setting) for setting in settings)
+    )
     trials: list[dict[str, Any]] = []
-    for number, trial_params in enumerate(candidates, start=1):
+    for number, (trial_params, outcome) in enumerate(
+        zip(candidates, outcomes, strict=True), start=1
+    ):
         trial_id = f"{ctx.run_id}-t{number:03d}"
-        started, clock = stamp(), time.perf_counter()
         record: dict[str, Any] = {"id": trial_id, "params": trial_params}
-        try:
-            scores = problem.score({**fixed, **trial_params})
-        except MlopsError as exc:
-            record.update(status="failed", metrics={}, error=exc.one_line())
+        if outcome["error"] is not None:
+            record.update(status="failed", metrics={}, error=outcome["error"])
         else:
-            record.update(status="succeeded", metrics=scores)
+            record.update(status="succeeded", metrics=outcome["metrics"])
         ctx.log(_describe(number, len(candidates), record, metric))
-        _save_trial(ctx, record, class_path, started, time.perf_counter() - clock)
+        _save_trial(ctx, record, class_path, outcome["started"], outcome["seconds"])
         trials.append(record)
 
     best = _best(trials, metric, direction)
@@ -179,6 +187,22 @@ def run(ctx: StepContext) -> None:
         }
     )
     ctx.info.update(trials=trials, best=result, task=task, features=[f.as_dict() for f in features])
+
+
+def _trial(problem: _Problem, hyperparameters: dict[str, Any]) -> dict[str, Any]:
+    """One trial: its scores, or the one-line reason it failed; when it started and how long
+    it took. A module-level function, so that a cluster's worker can run it too."""
+    started, clock = stamp(), time.perf_counter()
+    try:
+        scores, error = problem.score(hyperparameters), None
+    except MlopsError as exc:
+        scores, error = {}, exc.one_line()
+    return {
+        "metrics": scores,
+        "error": error,
+        "started": started,
+        "seconds": time.perf_counter() - clock,
+    }
 
 
 def _range_problem(spec: dict[str, Any]) -> str | None:

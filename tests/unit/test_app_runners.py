@@ -20,10 +20,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_unknown_backend_names_the_known_ones() -> None:
     with pytest.raises(UsageError) as caught:
-        runner_factory("ray")
+        runner_factory("slurm")
     text = caught.value.one_line()
-    assert "unknown backend 'ray'" in text
-    assert "docker, local" in text
+    assert "unknown backend 'slurm'" in text
+    assert "docker, local, ray" in text
 
 
 def test_every_registered_factory_imports() -> None:
