@@ -38,6 +38,10 @@ class Decoded:
 
 
 def signature_of(features: Features) -> Signature:
+    """The features as a `Signature` (a Predictor keeps its own, built once)."""
+    made = getattr(features, "signature", None)
+    if isinstance(made, Signature):
+        return made
     return Signature(features.name, features.version, list(features.names), dict(features.kinds))
 
 

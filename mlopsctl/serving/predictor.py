@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mlopsctl.serving.codecs import Signature
 from mlopsctl.serving.logs import LogSchema
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ class Predictor:
         self.names = [f.name for f in self.features]
         self.kinds = {f.name: f.kind for f in self.features}
         self.numeric = all(f.kind == "numeric" for f in self.features)
+        self.signature = Signature(name, version, list(self.names), dict(self.kinds))
         self.task = model.task
         self.classes = model.classes
         self.has_proba = model.has_proba
