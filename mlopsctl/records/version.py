@@ -10,7 +10,7 @@ import re
 from typing import Any, TypedDict, cast
 
 from mlopsctl.records.codec import decode, encode
-from mlopsctl.records.common import Actor, GitInfo, Host
+from mlopsctl.records.common import Actor, Host
 
 KIND = "version"
 KEY_PATTERN = "models/<name>/versions/<n>.json"
@@ -38,11 +38,13 @@ class _VersionRequired(TypedDict):
 
 
 class VersionRecord(_VersionRequired, total=False):
+    # git, image, params, trained_* and environment are copied from the run record as it was
+    # written (a version registered from an older run carries that run's shapes).
     signature: dict[str, Any]  # task, target, classes, features
     estimator: dict[str, Any]  # class, params
     run: dict[str, Any]  # id, experiment
     pipeline: dict[str, Any]  # name, spec, step
-    git: GitInfo | None
+    git: dict[str, Any] | None
     image: dict[str, Any] | None
     data: dict[str, Any]  # training: {input: {digest, rows}}, sources: {step.param: digest}
     evaluation: dict[str, Any]  # step, data, outputs, metrics_output; {} without one
@@ -50,9 +52,9 @@ class VersionRecord(_VersionRequired, total=False):
     metrics: dict[str, Any]
     who: Actor  # who registered it
     where: Host  # where it was registered
-    trained_by: Actor | None
+    trained_by: dict[str, Any] | None
     trained_at: str | None
-    trained_on: Host | None
+    trained_on: dict[str, Any] | None
     environment: dict[str, Any]
     libraries: dict[str, Any] | None
     note: str | None
