@@ -7,7 +7,8 @@ import typer
 
 from mlopsctl.cli.options import JsonOpt, ReasonOpt, TrustOpt, project_store
 from mlopsctl.cli.output import emit_json, err, out
-from mlopsctl.errors import CheckFailed
+from mlopsctl.errors import CheckFailed, UsageError
+from mlopsctl.timeutil import parse_time
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -89,7 +90,7 @@ def check(
         blocking = [
             f"{g['name']} ({g['verdict']})"
             for g, gate in zip(result["gates"], spec["gates"], strict=True)
-            if g["verdict"] == "fail"
+            if g["verdict"] in ("fail", "invalid")
             or (g["verdict"] == "inconclusive" and gate.get("on_inconclusive", "fail") == "fail")
         ]
         raise CheckFailed(
@@ -97,6 +98,67 @@ def check(
             + ", ".join(blocking),
             "see the gates above",
         )
+
+
+@app.command("ab")
+def ab(
+    spec_path: SpecArg,
+    candidate: Annotated[
+        str | None,
+        typer.Option("--candidate", help="The treatment arm instead (3, @challenger, latest)."),
+    ] = None,
+    junit_file: Annotated[
+        Path | None, typer.Option("--junit", help="Also write the result as JUnit XML here.")
+    ] = None,
+    report_file: Annotated[
+        Path | None,
+        typer.Option("--report", help="Write an HTML report (arms, metrics, interval over time)."),
+    ] = None,
+    now: Annotated[
+        str | None,
+        typer.Option("--now", help="Analyse as of this time (ISO, UTC): the window's end."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Judge the spec's A/B gates (type: ab) on the store's prediction logs and outcomes, per
+    unit: sample ratio, each metric's difference with its interval, a decision (pass, fail,
+    inconclusive, invalid) recorded as an audit event. Exit 0 on pass, 4 otherwise (an
+    inconclusive gate with on_inconclusive: pass counts as passed)."""
+    from mlopsctl.release.ab import run_ab
+    from mlopsctl.release.report import ab_html, ab_junit, ab_lines
+
+    spec = _spec(spec_path)
+    moment = _moment(now)
+    with project_store() as store:
+        event = run_ab(store, spec, spec_path=str(spec_path), candidate=candidate, now=moment)
+    gates = [g for g in spec["gates"] if g.get("type") == "ab"]
+    if junit_file is not None:
+        policies = [str(g.get("on_inconclusive", "fail")) for g in gates]
+        junit_file.write_text(ab_junit(event, policies), encoding="utf-8")
+    if report_file is not None:
+        report_file.write_text(ab_html(event), encoding="utf-8")
+    if json_out:
+        emit_json(event)
+    else:
+        for line in ab_lines(event):
+            out(line)
+    if not event["passed"]:
+        raise CheckFailed(
+            f"A/B test of {event['model']}:{event['version']} ({spec['name']}): "
+            f"{event['decision']}",
+            "see the numbers above",
+        )
+
+
+def _moment(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise UsageError(
+            f"--now {text!r} is not a time", "e.g. --now 2026-11-30T00:00:00Z"
+        ) from None
 
 
 @app.command("approve")

@@ -10,6 +10,7 @@ import typer
 
 from mlopsctl.cli.options import JsonOpt, ReasonOpt, TrustOpt, project_store
 from mlopsctl.cli.output import emit_json, err, out
+from mlopsctl.timeutil import parse_duration
 
 traffic_app = typer.Typer(
     help="Traffic split between served aliases or versions (the deployment record).",
@@ -200,24 +201,60 @@ def traffic_show(
 
 
 def feedback(
-    file: Annotated[Path, typer.Argument(help="CSV or Parquet with request_id and actual.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV or Parquet: request_id, the outcome (actual or outcome), optionally row "
+            "(the row's index in its request) and timestamp (when the outcome happened)."
+        ),
+    ],
     model: Annotated[str, typer.Option("--model", "-m", help="The model the outcomes are for.")],
     id_column: Annotated[
         str, typer.Option("--id-column", help="Request id column.")
     ] = "request_id",
     actual_column: Annotated[
-        str, typer.Option("--actual-column", help="Outcome column.")
-    ] = "actual",
+        str | None,
+        typer.Option("--actual-column", help="Outcome column (default: actual, else outcome)."),
+    ] = None,
+    time_column: Annotated[
+        str | None,
+        typer.Option(
+            "--time-column", help="Timestamp column (default: timestamp or ts; none: now)."
+        ),
+    ] = None,
+    lookback: Annotated[
+        str,
+        typer.Option(
+            "--lookback",
+            help="Look for the request ids in the prediction logs from this long before the "
+            "earliest timestamp (30d); 0 skips the look-up.",
+        ),
+    ] = "30d",
     json_out: JsonOpt = False,
 ) -> None:
-    """Record ground truth for earlier predictions, by request id."""
+    """Record ground truth for earlier predictions, by request id (and row): of duplicates the
+    latest timestamp wins; ids no prediction log holds are counted."""
     from mlopsctl.serving.feedback import record_feedback_file
 
+    window = None if lookback.strip() in ("0", "") else parse_duration(lookback, "--lookback")
     with project_store() as store:
         result = record_feedback_file(
-            store, model, file, id_column=id_column, actual_column=actual_column
+            store,
+            model,
+            file,
+            id_column=id_column,
+            actual_column=actual_column,
+            time_column=time_column,
+            lookback=window,
         )
     if json_out:
         emit_json(result)
         return
     err(f"recorded {result['rows']} outcome(s) for {model}")
+    if result["duplicates"]:
+        err(f"  {result['duplicates']} duplicate(s) in the file: the latest timestamp kept")
+    if result.get("unknown"):
+        err(
+            f"  {result['unknown']} outcome(s) for request ids no prediction log holds (since "
+            f"{result['lookback']}): recorded, but nothing to join them with yet"
+        )

@@ -141,6 +141,10 @@ def run_check(
             results.append(judge.slices(name, gate))
         elif kind == "signature":
             results.append(_signature(name, gate, cand, champ))
+        elif kind == "ab":  # an A/B test on live traffic: mlopsctl/release/ab.py
+            from mlopsctl.release.ab import gate_result, judge_gate
+
+            results.append(gate_result(judge_gate(store, spec, gate, candidate=candidate)))
         elif kind == "approval":
             enough, counted, needed, people = approval_gate(
                 gate, approvals_for(store, model_name, int(cand["version"]))
@@ -218,7 +222,7 @@ def _latency_result(name: str, gate: dict[str, Any], rows: list[dict[str, Any]])
 
 
 def _blocks(result: GateResult, gate: dict[str, Any]) -> bool:
-    if result.verdict == "fail":
+    if result.verdict in ("fail", "invalid"):  # invalid: an A/B test that cannot be trusted
         return True
     if result.verdict == "inconclusive":
         return gate.get("on_inconclusive", "fail") == "fail"

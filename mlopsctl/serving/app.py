@@ -459,7 +459,8 @@ class App:
         except Exception as exc:  # noqa: BLE001 - every failure is answered, counted, with the id
             return self._failed(arm, "/invocations", start, request_id, _error_answer(exc))
         elapsed = time.perf_counter() - start
-        self._record(request_id, arm, predictor, inputs, prediction, elapsed, "/invocations")
+        route, key = "/invocations", decoded.key_value
+        self._record(request_id, arm, predictor, inputs, prediction, elapsed, route, key)
         return 200, _answer_headers(request_id, predictor, arm, inputs), payload
 
     def _v1_predict(
@@ -491,7 +492,9 @@ class App:
         except Exception as exc:  # noqa: BLE001 - every failure is answered, counted, with the id
             return self._failed(arm, route, start, request_id, _error_answer(exc))
         elapsed = time.perf_counter() - start
-        self._record(request_id, arm, predictor, inputs, prediction, elapsed, route)
+        self._record(
+            request_id, arm, predictor, inputs, prediction, elapsed, route, decoded.key_value
+        )
         return 200, _answer_headers(request_id, predictor, arm, inputs), data
 
     def _explain_route(
@@ -520,7 +523,9 @@ class App:
         except Exception as exc:  # noqa: BLE001 - every failure is answered, counted, with the id
             return self._failed(arm, "/explain", start, request_id, _error_answer(exc))
         elapsed = time.perf_counter() - start
-        self._record(request_id, arm, predictor, inputs, prediction, elapsed, "/explain")
+        self._record(
+            request_id, arm, predictor, inputs, prediction, elapsed, "/explain", decoded.key_value
+        )
         return 200, _answer_headers(request_id, predictor, arm, inputs), payload
 
     def _failed(
@@ -545,6 +550,7 @@ class App:
         prediction: Prediction,
         elapsed: float,
         route: str,
+        key_value: str | None = None,
     ) -> None:
         self.metrics.observe(str(predictor.version), arm.label, route, 200, elapsed)
         log = self.log
@@ -563,6 +569,9 @@ class App:
                 prediction.score,
                 predictor.log_schema,
                 predictor.outliers,
+                # The sticky key's value that chose the arm, logged under the key's name (the
+                # unit of an A/B analysis, mlopsctl/release/ab.py).
+                (self.key, key_value) if self.key and key_value is not None else None,
             ),
             inputs.rows,
         )
@@ -607,7 +616,15 @@ class App:
             return self._failed(arm, route, start, request_id, _error_answer(exc))
         try:
             return self._infer_answer(
-                meta, request_id, arm, predictor, inputs, prediction, start, contributions
+                meta,
+                request_id,
+                arm,
+                predictor,
+                inputs,
+                prediction,
+                start,
+                contributions,
+                decoded.key_value,
             )
         except Exception as exc:  # noqa: BLE001 - answered 500, counted, with the request id
             return self._failed(arm, route, start, request_id, _internal(exc))
@@ -622,6 +639,7 @@ class App:
         prediction: Prediction,
         start: float,
         contributions: tuple[Any, list[str]] | None,
+        key_value: str | None = None,
     ) -> Result:
         labels = prediction.labels
         outputs = [
@@ -656,7 +674,7 @@ class App:
             outputs = [o for o in outputs if o["name"] in request.outputs]
         elapsed = time.perf_counter() - start
         route = "/v2/models/{model}/infer"
-        self._record(request_id, arm, predictor, inputs, prediction, elapsed, route)
+        self._record(request_id, arm, predictor, inputs, prediction, elapsed, route, key_value)
         payload = json.dumps(
             {
                 "model_name": self.model,

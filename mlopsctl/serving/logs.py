@@ -406,6 +406,13 @@ def _prediction_table(model: str, schema: LogSchema, batch: list[Entry]) -> pa.T
     scores = _outlier_scores(batch, counts, schema, matrices)
     if scores is not None:
         columns["outlier_score"] = pa.array(scores, pa.float64(), from_pandas=True)
+    # The sticky key (serve --key) when it is not a feature: the value that chose the arm, on
+    # every row of its request, under the key's name (``key.<name>`` if that name is taken).
+    keys = [e[10] if len(e) > 10 else None for e in batch]
+    for name in sorted({k[0] for k in keys if k is not None} - set(schema.names)):
+        values = [k[1] if k is not None and k[0] == name else None for k in keys]
+        column = name if name not in columns else f"key.{name}"
+        columns[column] = pa.array(values, pa.string()).take(index)
     return pa.table(columns)
 
 
