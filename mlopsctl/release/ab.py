@@ -989,8 +989,7 @@ def rollout_check(name: str, spec: dict[str, Any], window: Window, look: Look) -
     mismatch in the sample ratio fails (rolls back): the step is not doing what it says. The
     sequential test is valid at every look, so it fails at the rollout's share of alpha
     without spending it over the looks."""
-    store = getattr(window, "store", None)
-    model = getattr(window, "model", None)
+    store, model = window.store, window.model
     if store is None or model is None:
         raise UsageError("the rollout's analysis window carries no store: cannot judge type ab")
     cfg = config_of({"name": name, **spec})

@@ -120,6 +120,9 @@ class Window:
     champion: ArmData
     classification: bool = True
     note: str | None = None
+    # Where the window was read from, for checks that read more (type ab: per unit).
+    store: ObjectStore | None = None
+    model: str | None = None
 
 
 def read_window(
@@ -186,7 +189,14 @@ def read_window(
             "rollout began stand in"
         )
     return Window(
-        since, until, arms[candidate], arms[champion], classification=classification, note=note
+        since,
+        until,
+        arms[candidate],
+        arms[champion],
+        classification=classification,
+        note=note,
+        store=store,
+        model=model,
     )
 
 

@@ -47,7 +47,7 @@ from mlopsctl.digest import canonical_json
 from mlopsctl.errors import CheckFailed, Conflict, NotFound, UsageError
 from mlopsctl.events import record_event
 from mlopsctl.names import check_name
-from mlopsctl.release import analysis
+from mlopsctl.release import ab, analysis  # noqa: F401 - importing ab registers type: ab
 from mlopsctl.release.actions import latest_check
 from mlopsctl.release.gates import approval_gate, approvals_for, candidate_ref, champion_alias
 from mlopsctl.serving.arms import ArmSpec, arms_of, read_deployment, set_traffic
