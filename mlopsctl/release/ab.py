@@ -683,14 +683,15 @@ def analyze(
             "version": version,
             "units": counts[index],
             "analysed": int((eligible & (data.arm == index)).sum()) if total else 0,
-            "exposures": int(amounts.exposures[data.arm == index].sum()) if total else 0,
-            "outcomes": int(amounts.outcomes[data.arm == index].sum()) if total else 0,
+            "exposures": int(amounts.exposures[(data.arm == index) & ~mixed].sum()),
+            "outcomes": int(amounts.outcomes[(data.arm == index) & ~mixed].sum()),
         }
         for index, (side, version) in enumerate((("control", control), ("treatment", treatment)))
     }
-    metrics = []
+    metrics: list[dict[str, Any]] = []
     for metric, series in zip(cfg.metrics, per_metric, strict=True):
-        metrics.append(_metric_result(metric, series, looks, cfg, weights))
+        planned = metrics[0].get("required_units") if metrics else None
+        metrics.append(_metric_result(metric, series, looks, cfg, weights, planned))
     result["metrics"] = metrics
     result["looks"] = [{**look, **_look_row(per_metric[0][i])} for i, look in enumerate(looks)]
     result["decision"], result["reason"] = _decide(result, cfg)
@@ -714,7 +715,10 @@ def _metric_result(
     looks: list[dict[str, Any]],
     cfg: Config,
     weights: dict[str, float],
+    planned: int | None = None,
 ) -> dict[str, Any]:
+    """One metric's numbers at the last look and its verdict. ``mde`` is in the primary
+    metric's units: its sample size (``planned``) is the fixed horizon of every metric."""
     import numpy as np
 
     out: dict[str, Any] = {
@@ -762,7 +766,7 @@ def _metric_result(
         weights["treatment"] / (weights["control"] + weights["treatment"]),
     )
     n = last.units[0] + last.units[1]
-    if cfg.mde is not None:
+    if cfg.mde is not None and metric.role == "primary":
         needed = abstats.required_units(
             float(est.var_control), float(est.var_treatment), shares, cfg.mde, cfg.alpha, cfg.power
         )
@@ -780,11 +784,12 @@ def _metric_result(
         return out
     out["improvement"] = [low, high]
     out["verdict"] = abstats.verdict(low, high, metric.bound)
-    if cfg.mode == "fixed" and n < int(out.get("required_units") or 0):
+    needed_units = int(out.get("required_units") or planned or 0)
+    if cfg.mode == "fixed" and n < needed_units:
         out["would_be"] = out["verdict"]
         out["verdict"] = "inconclusive"
         out["note"] = (
-            f"{n} of the {out['required_units']} units a fixed-horizon test needs for mde "
+            f"{n} of the {needed_units} units a fixed-horizon test needs for mde "
             f"{cfg.mde:g} at power {cfg.power:g}: it decides once, at that size"
         )
     return out

@@ -153,9 +153,7 @@ def root(project: Path) -> Path:
                 },
             )
         registry.set_alias(store, MODEL, "production", 1)
-        set_traffic(
-            store, MODEL, [ArmSpec("production", 50), ArmSpec("2", 50)], key="customer_id"
-        )
+        set_traffic(store, MODEL, [ArmSpec("production", 50), ArmSpec("2", 50)], key="customer_id")
     return project
 
 
@@ -180,9 +178,7 @@ def test_a_real_effect_passes_with_the_numbers_recorded(cli: Invoke, root: Path)
     # One file per date partition of the outcomes' timestamps.
     assert len({k.split("/")[3] for k in fed["files"]}) > 5
     _spec(root)
-    code, event = _ab(
-        cli, root, "--junit", str(root / "ab.xml"), "--report", str(root / "ab.html")
-    )
+    code, event = _ab(cli, root, "--junit", str(root / "ab.xml"), "--report", str(root / "ab.html"))
     assert code == 0 and event["decision"] == "pass" and event["passed"] is True
     (gate,) = event["gates"]
     assert gate["unit"] == "customer_id"
@@ -200,7 +196,10 @@ def test_a_real_effect_passes_with_the_numbers_recorded(cli: Invoke, root: Path)
     low, high = conversion["sequence"]
     assert low > 0 and low < 0.06 < high  # the true difference is inside
     assert conversion["ci"][0] > low  # the always-valid interval is the wider one
-    assert revenue["winsorized"]["quantile"] == 0.99 and revenue["verdict"] in ("pass", "inconclusive")
+    assert revenue["winsorized"]["quantile"] == 0.99 and revenue["verdict"] in (
+        "pass",
+        "inconclusive",
+    )
     assert per_prediction["ratio"] == "value / exposures"
     assert len(gate["looks"]) == 14 and gate["looks"][-1]["time"] == "2026-11-15T00:00:00Z"
     # The recorded event is the same one, for promote and the audit log.
@@ -250,7 +249,9 @@ def test_delayed_outcomes_count_only_once_their_window_closed(cli: Invoke, root:
     # A 1-day outcome window drops the outcomes that came 1-3 days after the last request.
     _spec(root, "    outcome_window: 1d\n")
     _, short = _ab(cli, root)
-    assert short["gates"][0]["arms"]["treatment"]["outcomes"] < gate["arms"]["treatment"]["outcomes"]
+    assert (
+        short["gates"][0]["arms"]["treatment"]["outcomes"] < gate["arms"]["treatment"]["outcomes"]
+    )
 
 
 def test_fixed_horizon_waits_for_the_planned_sample_size(cli: Invoke, root: Path) -> None:
@@ -264,7 +265,7 @@ def test_fixed_horizon_waits_for_the_planned_sample_size(cli: Invoke, root: Path
     _spec(root, "    mode: fixed\n    mde: 0.1\n")
     _, event = _ab(cli, root)
     primary = event["gates"][0]["metrics"][0]
-    assert primary["required_units"] < 2000 and primary["verdict"] != "inconclusive" or (
+    assert (primary["required_units"] < 2000 and primary["verdict"] != "inconclusive") or (
         primary["ci"][0] < 0 < primary["ci"][1]
     )
 
@@ -273,6 +274,10 @@ def test_spec_problems_are_usage_errors(cli: Invoke, root: Path) -> None:
     path = _spec(root, "    mode: fixed\n")
     result = cli("validate", str(path), cwd=root)
     assert result.exit_code == 3 and "mde" in result.stdout + result.stderr
-    (root / "release.yaml").write_text(SPEC.format(extra="").replace("type: ab", "type: threshold\n    metric: accuracy\n    min: 0.5"))
+    (root / "release.yaml").write_text(
+        SPEC.format(extra="").replace(
+            "type: ab", "type: threshold\n    metric: accuracy\n    min: 0.5"
+        )
+    )
     result = cli("release", "ab", "release.yaml", cwd=root)
     assert result.exit_code == 2 and "no gate of type ab" in result.stderr
