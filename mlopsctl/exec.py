@@ -145,6 +145,8 @@ def _run_command(target: str, ctx: Any, env: dict[str, str], shell: bool) -> Non
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["kfp"]:  # a step of a pipeline exported by `mlopsctl export kfp`
+        return _kfp_task(args[1:])
     if len(args) != 1:
         sys.stderr.write("usage: python -m mlopsctl.exec TASK.json\n")
         return 2
@@ -167,6 +169,17 @@ def main(argv: list[str] | None = None) -> int:
     tmp.write_text(json.dumps(result))
     os.replace(tmp, task["result"])
     return 0
+
+
+def _kfp_task(args: list[str]) -> int:
+    from mlopsctl.engines.kfp import run_kfp_task
+    from mlopsctl.errors import MlopsError
+
+    try:
+        return run_kfp_task(args)
+    except MlopsError as exc:
+        sys.stderr.write(f"step failed: {exc.one_line()}\n")
+        return 1
 
 
 # -- when the runner dies -------------------------------------------------------------------

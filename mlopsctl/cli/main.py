@@ -16,6 +16,7 @@ from mlopsctl.cli import build as build_cli
 from mlopsctl.cli import ct as ct_cli
 from mlopsctl.cli import deploy as deploy_cli
 from mlopsctl.cli import doctor as doctor_cli
+from mlopsctl.cli import export as export_cli
 from mlopsctl.cli import gc as gc_cli
 from mlopsctl.cli import hooks as hooks_cli
 from mlopsctl.cli import init as init_cli
@@ -122,6 +123,7 @@ app.command("validate")(validate_cli.validate)
 app.command("doctor")(doctor_cli.doctor)
 app.command("run")(run_cli.run)
 app.command("build")(build_cli.build)
+app.add_typer(export_cli.app, name="export")
 app.command("deploy")(deploy_cli.deploy)
 app.add_typer(runs_cli.app, name="runs")
 app.add_typer(models_cli.app, name="models")

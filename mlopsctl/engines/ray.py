@@ -684,10 +684,23 @@ def parallel_map(config: dict[str, Any]) -> Callable[..., Iterator[Any]]:
     def run(function: Callable[[Any, Any], Any], shared: Any, items: list[Any]) -> Iterator[Any]:
         ray = import_ray()
         connect(str(config["address"]), config.get("runtime_env") or None)
-        remote = ray.remote(function).options(max_retries=0, **config.get("resources", {}))
+        remote = ray.remote(call_on_node).options(max_retries=0, **config.get("resources", {}))
         shared_ref = ray.put(shared)
-        refs = [remote.remote(shared_ref, item) for item in items]
+        refs = [remote.remote(function, shared_ref, item) for item in items]
+        nodes: set[str] = set()
         for ref in refs:
-            yield ray.get(ref)
+            node, result = ray.get(ref)
+            nodes.add(node)
+            yield result
+        shown = ", ".join(sorted(n[:12] for n in nodes))
+        sys.stderr.write(f"ray: {len(refs)} tasks ran on {len(nodes)} node(s): {shown}\n")
+        sys.stderr.flush()
 
     return run
+
+
+def call_on_node(function: Callable[[Any, Any], Any], shared: Any, item: Any) -> tuple[str, Any]:
+    """A task of parallel_map's: the node it ran on, and what the function returned."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id(), function(shared, item)

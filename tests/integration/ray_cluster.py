@@ -191,7 +191,8 @@ class RayCluster:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=self.env(),
+                # A busy test machine can take longer than Ray's 30 s to register a node.
+                env=self.env(RAY_raylet_start_wait_time_s="180"),
                 start_new_session=True,
             )
         self.temp_dirs.append(temp)
@@ -211,15 +212,19 @@ class RayCluster:
                         f"ray node '{name}' exited with status {proc.returncode}:\n"
                         + self.log_tail()
                     )
-            proc = subprocess.run(
-                self.command(sys.executable, "-c", probe, self.address),
-                capture_output=True,
-                text=True,
-                timeout=30,
-                env=self.env(),
-                check=False,
-            )
-            last = (proc.stdout.strip() or proc.stderr.strip()[-500:]) if proc else ""
+            try:
+                proc = subprocess.run(
+                    self.command(sys.executable, "-c", probe, self.address),
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                    env=self.env(),
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                last = "a driver did not connect within 30 s"
+                continue
+            last = proc.stdout.strip() or proc.stderr.strip()[-500:]
             if proc.returncode == 0 and proc.stdout.strip() == str(count):
                 return
             time.sleep(1.0)
@@ -229,10 +234,10 @@ class RayCluster:
         )
 
     # -- SeaweedFS inside the namespace ----------------------------------------------------
-    def start_seaweed(self, folder: Path) -> tuple[subprocess.Popen[str], str]:
+    def start_seaweed(self, folder: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
         """A SeaweedFS S3 server on the namespace's loopback (the root namespace's 127.0.0.1
-        is out of the cluster's reach). Returns the helper process (close its stdin to stop
-        the server) and the endpoint."""
+        is out of the cluster's reach), with one bucket. Returns the helper process (close its
+        stdin to stop the server) and {endpoint, bucket, access_key, secret_key, region}."""
         proc = subprocess.Popen(
             self.command(sys.executable, str(Path(__file__).resolve()), "seaweed", str(folder)),
             stdin=subprocess.PIPE,
@@ -248,7 +253,7 @@ class RayCluster:
         if not line:
             proc.wait(timeout=30)
             raise ClusterUnavailable(f"SeaweedFS did not start in the namespace ({folder})")
-        return proc, json.loads(line)["endpoint"]
+        return proc, json.loads(line)
 
     # -- stop ------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -262,6 +267,13 @@ class RayCluster:
             _run(_tool("ip"), "link", "del", self.veth)  # usually gone with its peer
         for temp in self.temp_dirs:
             shutil.rmtree(temp, ignore_errors=True)
+        shutil.rmtree(self.hidden, ignore_errors=True)
+        # `ray start --head` notes its address for `auto` in /tmp/ray, whatever --temp-dir
+        # says: take the note back when it is ours, so no later `auto` looks for this cluster.
+        note = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+        with contextlib.suppress(OSError):
+            if note.read_text().strip() == self.address:
+                note.unlink()
 
 
 def stop_pid(proc: subprocess.Popen[bytes], grace: float) -> None:
@@ -305,7 +317,6 @@ def start_cluster(workdir: Path) -> RayCluster:
         cluster._wait_nodes(2, START_TIMEOUT_S)
     except BaseException:
         cluster.stop()
-        shutil.rmtree(hidden, ignore_errors=True)
         raise
     return cluster
 
@@ -320,16 +331,16 @@ def _serve_seaweed(folder: str) -> int:
 
     server = start_seaweed(folder)
     try:
-        sys.stdout.write(
-            json.dumps(
-                {
-                    "endpoint": server.endpoint,
-                    "access_key": server.access_key,
-                    "secret_key": server.secret_key,
-                }
-            )
-            + "\n"
-        )
+        bucket = f"mlopsctl-ray-{uuid.uuid4().hex[:8]}"
+        server.create_bucket(bucket)
+        facts = {
+            "endpoint": server.endpoint,
+            "bucket": bucket,
+            "access_key": server.access_key,
+            "secret_key": server.secret_key,
+            "region": server.region,
+        }
+        sys.stdout.write(json.dumps(facts) + "\n")
         sys.stdout.flush()
         sys.stdin.read()  # until the test closes it (or dies)
     finally:
