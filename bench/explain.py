@@ -2,7 +2,9 @@
 DataFrame, the way a server answers `:explain`, for the quickstart's XGBoost model (breast
 cancer, 200 trees of depth 4, exact TreeSHAP) and, for reference, a 100-tree random forest and
 a logistic regression (scikit-learn), next to a plain one-row predict and a one-row outlier
-score. Models are trained, saved and loaded back as `mlopsctl run` does it.
+score, and the explanation alone of a row already through the preprocessing (``explain*``, what
+a server with a compiled preprocessing pays). Models are trained, saved and loaded back as
+`mlopsctl run` does it.
 
 Wall-clock percentiles are the goal's measure; the calling thread's CPU time per call is printed
 next to them, since on a machine whose cores are busy with other work the wall clock mostly
@@ -72,6 +74,12 @@ def _percentiles(call: Any, rows: list[Any], calls: int, warmup: int) -> list[fl
     return [float(v) for v in table.ravel()]
 
 
+def _explain_transformed(model: Any, matrix: Any) -> Any:
+    from mlopsctl.models.explain import explain
+
+    return explain(model, None, transformed=matrix)
+
+
 def main() -> None:
     from mlopsctl.models.explain import explain
     from mlopsctl.models.outliers import outlier_scores
@@ -90,16 +98,21 @@ def main() -> None:
         for label, class_path, params in MODELS:
             model, held_out = _train(Path(tmp) / label.split()[0], class_path, params)
             rows = [held_out.iloc[[i]] for i in range(len(held_out))]
-            calls: list[tuple[str, Any]] = [
-                ("explain", partial(explain, model)),
-                ("predict", model.predict),
-                ("outlier", partial(outlier_scores, model)),
+            # The same rows through the model's preprocessing beforehand, as a server's compiled
+            # fast path hands them over (explain(..., transformed=)): the explanation alone.
+            prepared = [model.transform(row) for row in rows]
+            calls: list[tuple[str, Any, list[Any]]] = [
+                ("explain", partial(explain, model), rows),
+                ("explain*", partial(_explain_transformed, model), prepared),
+                ("predict", model.predict, rows),
+                ("outlier", partial(outlier_scores, model), rows),
             ]
-            for name, call in calls:
-                p50, p99, cpu50, cpu99 = _percentiles(call, rows, args.calls, args.warmup)
+            for name, call, inputs in calls:
+                p50, p99, cpu50, cpu99 = _percentiles(call, inputs, args.calls, args.warmup)
                 if name == "explain" and class_path.startswith("xgboost"):
                     worst = p99
                 print(f"{label:<22} {name:<8} {p50:9.3f} {p99:9.3f} {cpu50:9.3f} {cpu99:9.3f}")
+    print("explain*: after the preprocessing (the rows handed over already transformed)")
     verdict = "met" if worst < 15 else "MISSED"
     print(f"goal: one-row explanation p99 under 15 ms (quickstart): {worst:.2f} ms, {verdict}")
 

@@ -68,6 +68,7 @@ SMALL_BATCH = 64
 _CACHE: weakref.WeakKeyDictionary[Any, list[_Forest]] = weakref.WeakKeyDictionary()
 _OWNERS: weakref.WeakKeyDictionary[Any, np.ndarray] = weakref.WeakKeyDictionary()
 _SINGLE_THREADED: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_COMPILED: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 _CACHE_LOCK = threading.Lock()
 
 _TREE_NAMES = frozenset(
@@ -129,7 +130,7 @@ def explain(
     if transformed is None:
         if frame is None:
             raise ValueError("explain() needs the rows: a frame or the transformed matrix")
-        transformed = model.transform(frame)
+        transformed = _transform(model, frame)
     matrix = _dense(transformed)
     owners = _column_owners(model, matrix.shape[1])
     if method == "treeshap":
@@ -298,6 +299,94 @@ def attribution_baseline(
 
 
 # -- the transformed columns and their features ----------------------------------------------
+
+
+def _transform(model: LoadedModel, frame: pd.DataFrame) -> Any:
+    """``model.transform(frame)``; for a few rows of a model whose preprocessing is
+    mlopsctl's numeric one (median imputing, standard scaling), the same arithmetic in two numpy
+    operations, checked to give the very same numbers when first compiled (pandas and the
+    ColumnTransformer cost several milliseconds a call, most of a one-row explanation)."""
+    import numpy as np
+
+    if len(frame) <= SMALL_BATCH:
+        fast = _compiled(model)
+        if fast is not None:
+            names = [f.name for f in model.features]
+            try:
+                matrix = frame[names].to_numpy(dtype="float64", na_value=np.nan)
+            except (KeyError, TypeError, ValueError):
+                matrix = None  # the general path says what is wrong
+            if matrix is not None:
+                return fast(matrix)
+    return model.transform(frame)
+
+
+def _compiled(model: LoadedModel) -> Any:
+    """The compiled preprocessing of ``model`` (once per model), or None."""
+    key = model.preprocess
+    try:
+        with _CACHE_LOCK:
+            if key in _COMPILED:
+                return _COMPILED[key]
+    except TypeError:
+        return None
+    fast = _compile(model)
+    with _CACHE_LOCK:
+        _COMPILED[key] = fast
+    return fast
+
+
+def _compile(model: LoadedModel) -> Any:
+    import numpy as np
+
+    names = [f.name for f in model.features]
+    if any(f.kind != "numeric" for f in model.features):
+        return None
+    steps = getattr(model.preprocess, "steps", None)
+    if not isinstance(steps, list) or len(steps) != 1:
+        return None
+    transformer = steps[0][1]
+    if type(transformer).__name__ != "ColumnTransformer":
+        return None
+    parts = [t for t in transformer.transformers_ if not (isinstance(t[1], str) and t[1] == "drop")]
+    if len(parts) != 1 or list(parts[0][2]) != names:
+        return None
+    inner = parts[0][1]
+    chain = [s for _, s in inner.steps] if hasattr(inner, "steps") else [inner]
+    if [type(s).__name__ for s in chain] != ["SimpleImputer", "StandardScaler"]:
+        return None
+    imputer, scaler = chain
+    fill = np.asarray(imputer.statistics_, dtype="float64")
+    missing = imputer.missing_values
+    if imputer.add_indicator or not (isinstance(missing, float) and missing != missing):
+        return None
+    if fill.shape != (len(names),) or not np.isfinite(fill).all():
+        return None
+    mean = np.asarray(scaler.mean_, dtype="float64") if scaler.with_mean else None
+    scale = np.asarray(scaler.scale_, dtype="float64") if scaler.with_std else None
+
+    def transform(matrix: np.ndarray) -> np.ndarray:
+        out = np.where(np.isnan(matrix), fill, matrix)
+        if mean is not None:
+            out = out - mean
+        if scale is not None:
+            out = out / scale
+        return out
+
+    import pandas as pd
+
+    width = len(names)
+    probes = [
+        np.zeros((1, width)),
+        np.full((2, width), np.nan),
+        np.linspace(-1e3, 1e3, 3 * width).reshape(3, width),
+        np.vstack([fill, fill * 1.5 + 0.1]),
+    ]
+    for probe in probes:
+        expected = _dense(model.transform(pd.DataFrame(probe, columns=names)))
+        if not np.array_equal(transform(probe), expected, equal_nan=True):
+            return None
+    return transform
 
 
 def _dense(matrix: Any) -> np.ndarray:
@@ -554,15 +643,19 @@ def _xgboost(
 
 @dataclass
 class _Forest:
-    """Precomputed decision-path tables of a tree ensemble: ``delta`` [nodes, outputs] (the
-    change of expected output entering each node, zero at roots), ``feature`` [nodes] (the
-    transformed column of the node's parent split; 0 at roots), ``bias`` [outputs] (sum of the
-    roots' expected outputs), for one column of estimators each (GradientBoosting: per class)."""
+    """Precomputed attribution of a group of trees (a forest, one tree, or GradientBoosting's
+    trees of one class): ``table`` [all nodes, outputs * width] (sparse) holds, in the row of
+    each leaf, what the path from its tree's root to it adds to each transformed column (the
+    change of expected output at each split, attributed to the split's column), columns
+    ``k * width + j`` for output k; ``offsets`` place each tree's node ids in the rows; ``bias``
+    [outputs] is the sum of the roots' expected outputs."""
 
     trees: list[Any]
-    delta: np.ndarray
-    feature: np.ndarray
+    offsets: np.ndarray
+    table: Any
     bias: np.ndarray
+    outputs: int
+    width: int
 
 
 def _tree_tables(tree: Any, classifier: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -599,6 +692,49 @@ def _tree_tables(tree: Any, classifier: bool) -> tuple[np.ndarray, np.ndarray, n
     return expected, parent, depth
 
 
+def _leaf_table(trees: list[Any], classifier: bool, scale: float, width: int) -> _Forest:
+    """The _Forest of ``trees``: each leaf's path walked up to the root, all leaves of a tree
+    one level at a time."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    rows: list[np.ndarray] = []
+    columns: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    offsets = []
+    bias: np.ndarray | None = None
+    offset = 0
+    outputs = 1
+    for tree in trees:
+        expected, parent, _ = _tree_tables(tree, classifier)
+        outputs = expected.shape[1]
+        split = tree.tree_.feature
+        leaves = np.flatnonzero(tree.tree_.children_left < 0)
+        node = leaves.copy()
+        while True:
+            up = parent[node]
+            moving = up >= 0
+            if not moving.any():
+                break
+            below, above = node[moving], up[moving]
+            change = (expected[below] - expected[above]) * scale  # [n, outputs]
+            for k in range(outputs):
+                rows.append(offset + leaves[moving])
+                columns.append(k * width + split[above])
+                values.append(change[:, k])
+            node = np.where(moving, up, node)
+        root = expected[0] * scale
+        bias = root if bias is None else bias + root
+        offsets.append(offset)
+        offset += parent.size
+    table = sp.csr_matrix(
+        (np.concatenate(values), (np.concatenate(rows), np.concatenate(columns))),
+        shape=(offset, outputs * width),
+    )  # the same (leaf, column) pairs summed: a feature split on twice along a path
+    assert bias is not None
+    return _Forest(trees, np.asarray(offsets), table, np.asarray(bias), outputs, width)
+
+
 def _forest_tables(model: LoadedModel) -> list[_Forest]:
     import numpy as np
 
@@ -619,23 +755,8 @@ def _forest_tables(model: LoadedModel) -> list[_Forest]:
     else:
         groups = [[estimator]]
         scale = 1.0
-    forests = []
-    for trees in groups:
-        deltas, features, bias = [], [], None
-        for tree in trees:
-            expected, parent, _ = _tree_tables(tree, classifier)
-            has_parent = parent >= 0
-            delta = np.zeros_like(expected)
-            delta[has_parent] = expected[has_parent] - expected[parent[has_parent]]
-            feature = np.zeros(parent.size, dtype=int)
-            feature[has_parent] = tree.tree_.feature[parent[has_parent]]
-            deltas.append(delta * scale)
-            features.append(feature)
-            root = expected[0] * scale
-            bias = root if bias is None else bias + root
-        forests.append(
-            _Forest(trees, np.concatenate(deltas), np.concatenate(features), np.asarray(bias))
-        )
+    width = int(estimator.n_features_in_)
+    forests = [_leaf_table(trees, classifier, scale, width) for trees in groups]
     with _CACHE_LOCK:
         _CACHE[estimator] = forests
     return forests
@@ -656,16 +777,17 @@ def _trees(
     inputs = np.ascontiguousarray(matrix, dtype="float32")
     per_group = []
     for forest in forests:
-        paths = sp.hstack([tree.tree_.decision_path(inputs) for tree in forest.trees], format="csr")
-        outputs = forest.delta.shape[1]
-        wide = np.empty((outputs, rows, width))
-        for k in range(outputs):
-            table = sp.csr_matrix(
-                (forest.delta[:, k], (np.arange(forest.feature.size), forest.feature)),
-                shape=(forest.feature.size, width),
-            )
-            wide[k] = (paths @ table).toarray()
-        per_group.append((wide, forest.bias))
+        count = len(forest.trees)
+        leaves = np.empty((rows, count), dtype=np.int64)
+        for t, tree in enumerate(forest.trees):
+            leaves[:, t] = tree.tree_.apply(inputs)
+        leaves += forest.offsets
+        reached = sp.csr_matrix(
+            (np.ones(rows * count), leaves.ravel(), np.arange(0, rows * count + 1, count)),
+            shape=(rows, forest.table.shape[0]),
+        )
+        summed = np.asarray((reached @ forest.table).todense()).reshape(rows, forest.outputs, width)
+        per_group.append((summed.transpose(1, 0, 2), forest.bias))
     index = np.arange(rows)
     if name in _BOOSTING_NAMES:
         # One group per class (one for binary and regression); the bias takes the initial

@@ -269,3 +269,27 @@ def test_models_that_cannot_be_explained_still_train(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="cannot explain a KNeighborsClassifier"):
         contributions(model, _frame(3))
     assert attribution_baseline(model, _frame(3)) is None
+
+
+def test_a_few_numeric_rows_take_the_compiled_preprocessing_to_the_same_numbers(
+    tmp_path: Path,
+) -> None:
+    from mlopsctl.models import explain as module
+
+    numeric = [f for f in FEATURES if f.kind == "numeric"]
+    model = _train(tmp_path, "xgboost.XGBRegressor", "value", numeric, n_estimators=10)
+    assert module._compiled(model) is not None  # mlopsctl's numeric preprocessing: compiled
+    rows = _frame(8, seed=11)
+    rows.loc[[1, 4], "age"] = np.nan
+    rows.loc[2, "income"] = 1e12
+    for i in range(len(rows)):
+        one = rows.iloc[[i]]
+        fast = explain(model, one).values
+        slow = explain(model, None, transformed=model.transform(one)).values
+        assert np.array_equal(fast, slow)
+    as_text = rows.astype({"age": object})
+    as_text.loc[as_text.index[0], "age"] = "forty"
+    with pytest.raises(ModelError, match="feature 'age' must be numeric"):
+        explain(model, as_text.iloc[[0]])  # the general path's own error
+    mixed = _train(tmp_path, "xgboost.XGBClassifier", "churn", n_estimators=5)
+    assert module._compiled(mixed) is None  # one-hot columns: the general path
