@@ -22,6 +22,7 @@ TYPE_FIELDS: dict[str, tuple[str, ...]] = {
     "gate": ("model", "version", "release", "passed", "gates"),
     "approval": ("model", "version", "by"),
     "promotion": ("model", "version", "alias", "release", "check"),
+    "rollout": ("model", "version", "release", "action"),
     "rollback": ("model", "version", "alias", "release"),
     "traffic": ("model", "deployment", "arms"),
     "deployment": ("model",),

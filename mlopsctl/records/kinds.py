@@ -10,10 +10,14 @@ from mlopsctl.records import (
     alias_move,
     cache_entry,
     deployment,
+    digest_entry,
+    digest_index,
     event,
     experiment,
     image,
+    live_run,
     model_latest,
+    rollout,
     run,
     step,
     trial,
@@ -33,22 +37,26 @@ class RecordKind(NamedTuple):
         return f"{self.name}.schema.json"
 
 
-# Trials before runs (a trial's key would also pass for a run's if the run pattern allowed it).
+# Key patterns do not overlap (a run's excludes trials'; live runs sit one folder down).
 KINDS: dict[str, RecordKind] = {
     module.KIND: RecordKind(module.KIND, module.KEY_PATTERN, module.KEY_RE)
     for module in (
-        trial,
         run,
+        trial,
+        live_run,
         step,
         experiment,
         cache_entry,
         version,
         alias_move,
         model_latest,
+        digest_entry,
+        digest_index,
         event,
         trigger_state,
         trigger_firing,
         deployment,
+        rollout,
         image,
     )
 }

@@ -2,7 +2,8 @@
 ``mlopsctl.runs.save_run`` from the record the pipeline executor builds when the run ends
 (succeeded, failed or interrupted). Tune trials share the prefix but are their own kind
 (``trial``). Every field below ``RunRecord`` is always written except ``reason`` (runs a
-trigger started) and ``registered`` (only on a returned record that was saved again)."""
+trigger started), ``signal`` (a run a signal interrupted) and ``registered`` (only on a
+returned record that was saved again). Runs in progress have a live record (``live_run``)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ class _RunRequired(TypedDict):
 
 class RunRecord(_RunRequired, total=False):
     reason: dict[str, Any]  # why it ran: the trigger that started it
+    signal: str  # the signal that interrupted it (SIGINT, SIGTERM)
     registered: Registered
 
 

@@ -14,7 +14,7 @@ from mlopsctl.records.codec import decode, encode
 KIND = "trigger_state"
 KEY_PATTERN = "ct/<trigger>/state.json"
 KEY_RE = re.compile(r"ct/[^/]+/state\.json")
-STATUSES = ("running", "succeeded", "failed")
+STATUSES = ("running", "succeeded", "failed", "interrupted")
 
 
 class _LastRunRequired(TypedDict):

@@ -38,6 +38,7 @@ class _VersionRequired(TypedDict):
 
 
 class VersionRecord(_VersionRequired, total=False):
+    write_id: str  # which process wrote it (registrations racing for one artifact)
     # git, image, params, trained_* and environment are copied from the run record as it was
     # written (a version registered from an older run carries that run's shapes).
     signature: dict[str, Any]  # task, target, classes, features

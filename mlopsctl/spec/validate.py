@@ -14,11 +14,12 @@ from typing import Any
 
 from mlopsctl.errors import Diagnostic, SpecError
 from mlopsctl.memo import memo_key, passed_before, remember_pass
+from mlopsctl.spec.featureset import featureset_problems
 from mlopsctl.spec.loader import LoadedYaml, parse_yaml_bytes, read_yaml
 from mlopsctl.spec.messages import Explainer, did_you_mean, found
 
 API_VERSION = "mlopsctl/v1"
-SPEC_KINDS = ("Project", "Pipeline", "Release", "Monitor", "Trigger")
+SPEC_KINDS = ("Project", "Pipeline", "Release", "Monitor", "Trigger", "FeatureSet")
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 
 _schemas: dict[str, dict[str, Any]] = {}
@@ -103,6 +104,8 @@ def check(loaded: LoadedYaml, kind: str | None = None) -> list[Diagnostic]:
             problems += _check_pipeline_references(loaded, data)
         elif spec_kind == "Trigger" and not problems:
             problems += _check_trigger_schedule(loaded, data)
+        elif spec_kind == "FeatureSet":
+            problems += featureset_problems(loaded, data)
     # `on:` read as true is worth a word even where any key is allowed; but where the key is
     # unknown anyway, advice to quote it would mislead, so "unknown key" says it alone.
     problems += [

@@ -74,6 +74,7 @@ def test_schemas_are_draft_2020_12_and_allow_new_fields(kind: str) -> None:
 KEYS = {
     "runs/20261126-235959-042-3fa9c1.json": "run",
     "runs/20261126-235959-042-3fa9c1-t001.json": "trial",
+    "runs/live/20261126-235959-042-3fa9c1.json": "live_run",
     "experiments/quickstart/20261126-235959-042-3fa9c1.json": "experiment",
     "cache/81/815e6eb207a5c75370bc5339eaa97ed06d6c870bbebc95d7a217f3606e76b887.json": (
         "cache_entry"
@@ -82,15 +83,21 @@ KEYS = {
     "models/breast-cancer/aliases/production.json": "alias_move",
     "models/breast-cancer/alias-history/production/0000000003.json": "alias_move",
     "models/breast-cancer/latest.json": "model_latest",
+    "models/breast-cancer/by-digest.json": "digest_index",
+    "models/breast-cancer/by-digest/815e6eb207a5c75370bc5339eaa97ed06d6c870bbebc95d7a217f3606e76b887.json": (
+        "digest_entry"
+    ),
     "events/2026/11/20261126T235959.042000Z-3fa9c1aa.json": "event",
     "ct/nightly/state.json": "trigger_state",
     "ct/nightly/history/20261126T235959Z-3fa9c1.json": "trigger_firing",
     "deployments/breast-cancer/canary.json": "deployment",
+    "rollouts/breast-cancer/bc-release.json": "rollout",
     "images/demo/quickstart/content-89697d9dbf50c5006d0f.json": "image",
     # not records
     "blobs/81/815e6eb207a5c75370bc5339eaa97ed06d6c870bbebc95d7a217f3606e76b887": None,
     "logs/predictions/m/date=2026-11-26/235959-1-000001.parquet": None,
-    "runs/sub/folder.json": None,
+    "runs/live/sub/folder.json": None,
+    "models/breast-cancer/by-digest/not-a-digest.json": None,
     "runs/20261126-235959-042-3fa9c1.json.tmp": None,
     "models/breast-cancer/versions/latest.json": None,
     "events/2026/11/x.parquet": None,
@@ -142,6 +149,8 @@ def test_a_bad_record_is_refused_naming_kind_key_and_field() -> None:
         ("cache_entry", {"outputs": {"m": {"digest": "abc"}}}, "outputs.m: 'kind' is a required"),
         ("trigger_state", {"firings": "1"}, "firings: '1' is not of type 'integer'"),
         ("deployment", {"arms": []}, "arms: [] should be non-empty"),
+        ("rollout", {"status": "paused"}, "status: 'paused' is not one of"),
+        ("digest_entry", {"version": None}, "version: None is not of type 'integer'"),
         ("image", {"by": "someone"}, "by: 'someone' is not of type 'object'"),
     ],
 )
@@ -181,3 +190,14 @@ def test_import_is_light_and_jsonschema_waits_for_validation() -> None:
     ).stdout
     loaded = set(json.loads(out))
     assert not loaded & {"jsonschema", "referencing", "pandas", "numpy", "boto3", "typer"}
+
+
+def test_an_artifact_index_entry_is_a_claim_or_names_its_version() -> None:
+    done = json.loads(_fixture("digest_entry"))
+    claim = {k: v for k, v in done.items() if k != "version"}
+    assert (
+        record_problems("digest_entry", {**claim, "after": 0, "claimed": "2026-01-05T03:00:00Z"})
+        == []
+    )
+    assert record_problems("digest_entry", claim) != []  # neither a claim nor a version
+    assert record_problems("digest_entry", {**done, "registration_id": None}) == []  # pre-index
