@@ -63,6 +63,9 @@ BASELINE_ROWS = 2000
 
 # Batches up to this many rows are explained on one thread (XGBoost).
 SMALL_BATCH = 64
+# Entries a tree ensemble's per-leaf path table may hold (about 16 bytes each); beyond it,
+# decision paths through a per-node table (one entry per node and output).
+LEAF_TABLE_LIMIT = 8_000_000
 
 # Per loaded model, worked out on first use: tree tables, column owners, 1-thread boosters.
 _CACHE: weakref.WeakKeyDictionary[Any, list[_Forest]] = weakref.WeakKeyDictionary()
@@ -648,7 +651,8 @@ class _Forest:
     each leaf, what the path from its tree's root to it adds to each transformed column (the
     change of expected output at each split, attributed to the split's column), columns
     ``k * width + j`` for output k; ``offsets`` place each tree's node ids in the rows; ``bias``
-    [outputs] is the sum of the roots' expected outputs."""
+    [outputs] is the sum of the roots' expected outputs. For forests too large for that, each
+    node's row holds the change entering it, and a row's decision path sums them."""
 
     trees: list[Any]
     offsets: np.ndarray
@@ -656,6 +660,7 @@ class _Forest:
     bias: np.ndarray
     outputs: int
     width: int
+    by_leaf: bool = True  # False: the rows are nodes, reached through decision paths
 
 
 def _tree_tables(tree: Any, classifier: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -694,24 +699,36 @@ def _tree_tables(tree: Any, classifier: bool) -> tuple[np.ndarray, np.ndarray, n
 
 def _leaf_table(trees: list[Any], classifier: bool, scale: float, width: int) -> _Forest:
     """The _Forest of ``trees``: each leaf's path walked up to the root, all leaves of a tree
-    one level at a time."""
+    one level at a time. Deep, wide forests (whose leaf table would hold more than
+    ``LEAF_TABLE_LIMIT`` entries) get a table of nodes instead, read through decision paths."""
     import numpy as np
     import scipy.sparse as sp
 
+    tables = [_tree_tables(tree, classifier) for tree in trees]
+    outputs = tables[0][0].shape[1]
+    size = sum(
+        int(depth[tree.tree_.children_left < 0].sum())
+        for tree, (_, _, depth) in zip(trees, tables, strict=True)
+    )
+    by_leaf = size * outputs <= LEAF_TABLE_LIMIT
     rows: list[np.ndarray] = []
     columns: list[np.ndarray] = []
     values: list[np.ndarray] = []
     offsets = []
     bias: np.ndarray | None = None
     offset = 0
-    outputs = 1
-    for tree in trees:
-        expected, parent, _ = _tree_tables(tree, classifier)
-        outputs = expected.shape[1]
+    for tree, (expected, parent, _) in zip(trees, tables, strict=True):
         split = tree.tree_.feature
+        if not by_leaf:  # each node: the change entering it, on its parent's split column
+            nodes = np.flatnonzero(parent >= 0)
+            change = (expected[nodes] - expected[parent[nodes]]) * scale
+            for k in range(outputs):
+                rows.append(offset + nodes)
+                columns.append(k * width + split[parent[nodes]])
+                values.append(change[:, k])
         leaves = np.flatnonzero(tree.tree_.children_left < 0)
         node = leaves.copy()
-        while True:
+        while by_leaf:
             up = parent[node]
             moving = up >= 0
             if not moving.any():
@@ -727,12 +744,14 @@ def _leaf_table(trees: list[Any], classifier: bool, scale: float, width: int) ->
         bias = root if bias is None else bias + root
         offsets.append(offset)
         offset += parent.size
-    table = sp.csr_matrix(
-        (np.concatenate(values), (np.concatenate(rows), np.concatenate(columns))),
-        shape=(offset, outputs * width),
-    )  # the same (leaf, column) pairs summed: a feature split on twice along a path
+    shape = (offset, outputs * width)
+    if values:  # the same (row, column) pairs summed: a feature split on twice along a path
+        entries = (np.concatenate(values), (np.concatenate(rows), np.concatenate(columns)))
+        table = sp.csr_matrix(entries, shape=shape)
+    else:  # trees that never split
+        table = sp.csr_matrix(shape)
     assert bias is not None
-    return _Forest(trees, np.asarray(offsets), table, np.asarray(bias), outputs, width)
+    return _Forest(trees, np.asarray(offsets), table, np.asarray(bias), outputs, width, by_leaf)
 
 
 def _forest_tables(model: LoadedModel) -> list[_Forest]:
@@ -778,14 +797,19 @@ def _trees(
     per_group = []
     for forest in forests:
         count = len(forest.trees)
-        leaves = np.empty((rows, count), dtype=np.int64)
-        for t, tree in enumerate(forest.trees):
-            leaves[:, t] = tree.tree_.apply(inputs)
-        leaves += forest.offsets
-        reached = sp.csr_matrix(
-            (np.ones(rows * count), leaves.ravel(), np.arange(0, rows * count + 1, count)),
-            shape=(rows, forest.table.shape[0]),
-        )
+        if forest.by_leaf:
+            leaves = np.empty((rows, count), dtype=np.int64)
+            for t, tree in enumerate(forest.trees):
+                leaves[:, t] = tree.tree_.apply(inputs)
+            leaves += forest.offsets
+            reached = sp.csr_matrix(
+                (np.ones(rows * count), leaves.ravel(), np.arange(0, rows * count + 1, count)),
+                shape=(rows, forest.table.shape[0]),
+            )
+        else:
+            reached = sp.hstack(
+                [tree.tree_.decision_path(inputs) for tree in forest.trees], format="csr"
+            ).astype("float64")
         summed = np.asarray((reached @ forest.table).todense()).reshape(rows, forest.outputs, width)
         per_group.append((summed.transpose(1, 0, 2), forest.bias))
     index = np.arange(rows)

@@ -293,3 +293,41 @@ def test_a_few_numeric_rows_take_the_compiled_preprocessing_to_the_same_numbers(
         explain(model, as_text.iloc[[0]])  # the general path's own error
     mixed = _train(tmp_path, "xgboost.XGBClassifier", "churn", n_estimators=5)
     assert module._compiled(mixed) is None  # one-hot columns: the general path
+
+
+@pytest.mark.parametrize(
+    ("class_path", "target"),
+    [
+        ("sklearn.ensemble.RandomForestClassifier", "tier"),
+        ("sklearn.ensemble.GradientBoostingRegressor", "value"),
+    ],
+)
+def test_large_forests_read_decision_paths_to_the_same_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, class_path: str, target: str
+) -> None:
+    from mlopsctl.models import explain as module
+
+    model = _train(tmp_path, class_path, target, n_estimators=12)
+    rows = _frame(30, seed=12)
+    by_leaf = explain(model, rows).values
+    monkeypatch.setattr(module, "LEAF_TABLE_LIMIT", 0)  # as for a forest too large for it
+    again = load_model_dir(tmp_path / class_path.rsplit(".", 1)[1])  # nothing cached for it
+    by_path = explain(again, rows).values
+    assert not module._forest_tables(again)[0].by_leaf
+    np.testing.assert_allclose(by_path, by_leaf, rtol=1e-12, atol=1e-12)
+
+
+def test_a_tree_that_never_splits(tmp_path: Path) -> None:
+    frame = _frame()
+    frame["flat"] = 3.0
+    numeric = [f for f in FEATURES if f.kind == "numeric"]
+    estimator, _ = _fit.make_estimator("sklearn.tree.DecisionTreeRegressor", {}, 0)
+    pipeline = _fit.build_pipeline(estimator, numeric)
+    pipeline.fit(prepare_features(frame, numeric), frame["flat"].to_numpy())
+    model = LoadedModel(
+        {"flavor": "sklearn", "task": "regression", "features": [f.as_dict() for f in numeric]},
+        pipeline[:-1],
+        pipeline[-1],
+    )
+    values, _ = contributions(model, _frame(4, seed=13))
+    assert values.tolist() == [[0.0, 0.0, 3.0]] * 4
