@@ -1,5 +1,5 @@
 """One grammar per kind of name that becomes part of a store key or a file name: models,
-aliases, experiments, triggers, deployments (traffic arms), and version numbers.
+aliases, experiments, triggers, deployments (traffic arms), datasets, and version numbers.
 
 Every grammar is ASCII only, bounded in length and matched over the whole text
 (``re.fullmatch`` with ``re.ASCII``: no trailing newline slips past a ``$``, no Unicode digit
@@ -56,6 +56,12 @@ GRAMMARS: dict[str, Grammar] = {
         "deployment name",
         r"[a-z0-9][a-z0-9._-]{0,127}",
         "deployment names are 1 to 128 lowercase letters, digits, '.', '_' and '-', "
+        "starting with a letter or digit",
+    ),
+    "dataset": Grammar(
+        "dataset name",
+        r"[a-z0-9][a-z0-9._-]{0,127}",
+        "dataset names are 1 to 128 lowercase letters, digits, '.', '_' and '-', "
         "starting with a letter or digit",
     ),
     "version": Grammar(

@@ -19,7 +19,7 @@ from mlopsctl.spec.loader import LoadedYaml, parse_yaml_bytes, read_yaml
 from mlopsctl.spec.messages import Explainer, did_you_mean, found
 
 API_VERSION = "mlopsctl/v1"
-SPEC_KINDS = ("Project", "Pipeline", "Release", "Monitor", "Trigger", "FeatureSet")
+SPEC_KINDS = ("Project", "Pipeline", "Release", "Monitor", "Trigger", "Dataset", "FeatureSet")
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 
 _schemas: dict[str, dict[str, Any]] = {}

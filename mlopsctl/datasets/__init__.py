@@ -1,0 +1,58 @@
+"""Datasets built from production: the rows a model served (its prediction logs) joined with
+the outcomes that came back (its feedback logs) over a window, optionally mixed with other data
+(the original training set), stored content-addressed with their lineage.
+
+- spec.py    the `from_logs:` and `mix:` definitions and the window they name
+- logs.py    the log files a window reads, as local files with their digests
+- join.py    the join and its rules (keys, duplicates, late and missing labels), in DuckDB
+- mix.py     mixed-in sources (a file, a bundled scikit-learn set, a dataset built before)
+- build.py   build, store and record a table; list and find builds
+
+This module only re-exports their public names.
+"""
+
+from __future__ import annotations
+
+from mlopsctl.datasets.build import (
+    PREFIX,
+    Built,
+    build,
+    build_spec,
+    get_dataset,
+    list_datasets,
+    model_signature,
+    outcome_type,
+    record_key,
+    save_built,
+)
+from mlopsctl.datasets.mix import BUNDLED, load_bundled_table, read_blob_table
+from mlopsctl.datasets.spec import (
+    FROM_LOGS_SCHEMA,
+    MIX_SCHEMA,
+    Window,
+    mix_sources,
+    parse_moment,
+    resolve_window,
+)
+
+__all__ = [
+    "BUNDLED",
+    "FROM_LOGS_SCHEMA",
+    "MIX_SCHEMA",
+    "PREFIX",
+    "Built",
+    "Window",
+    "build",
+    "build_spec",
+    "get_dataset",
+    "list_datasets",
+    "load_bundled_table",
+    "mix_sources",
+    "model_signature",
+    "outcome_type",
+    "parse_moment",
+    "read_blob_table",
+    "record_key",
+    "resolve_window",
+    "save_built",
+]
