@@ -88,6 +88,10 @@ def upstream(store: ObjectStore, ref: str) -> Graph:
     artifact = version["artifact"]["digest"]
     graph.node(f"blob:{artifact}", "data", f"model {_short(artifact)}")
     graph.edge(f"blob:{artifact}", vid, "registered")
+    for fs in version.get("feature_sets") or []:  # trained on feature sets (mlopsctl.features)
+        label = f"featureset {fs['name']} {_short(str(fs.get('digest', '')))}"
+        node = graph.node(f"featureset:{fs.get('digest')}", "featureset", label)
+        graph.edge(node, vid, "features")
     run_id = (version.get("run") or {}).get("id")
     if run_id:
         run = load_run(store, run_id)
@@ -129,6 +133,7 @@ def downstream(store: ObjectStore, digest: str) -> Graph:
         digests = {d["digest"] for d in (data.get("training") or {}).values()}
         digests |= set((data.get("sources") or {}).values())
         digests.add(version["artifact"]["digest"])
+        digests |= {str(f.get("digest")) for f in version.get("feature_sets") or []}
         run_id = (version.get("run") or {}).get("id")
         if digest in digests or run_id in used_by:
             vid = graph.node(

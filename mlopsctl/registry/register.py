@@ -147,6 +147,16 @@ def register_from_run(
     return _register_once(store, name, record)
 
 
+def _feature_sets(run: dict[str, Any]) -> dict[str, Any]:
+    """The feature sets (with their content digests) the run's steps joined (ingest's
+    `features:`), as {"feature_sets": [...]}; {} when none did."""
+    found: dict[str, Any] = {}
+    for step in (run.get("steps") or {}).values():
+        for item in (step.get("info") or {}).get("feature_sets") or []:
+            found.setdefault(item["name"], item)
+    return {"feature_sets": list(found.values())} if found else {}
+
+
 def version_record(
     run: dict[str, Any],
     step_name: str,
@@ -196,6 +206,7 @@ def version_record(
         "environment": {**(run.get("environment") or {}), "registered_with": __version__},
         "libraries": model_json.get("libraries"),
         "note": note,
+        **_feature_sets(run),
     }
 
 

@@ -755,7 +755,8 @@ def _contributions(predictor: Predictor, inputs: codecs.Inputs) -> tuple[Any, li
             501, "NOT_IMPLEMENTED", "explanations are not available in this mlopsctl"
         ) from None
     try:
-        values, names = contributions(predictor.model, inputs.frame(predictor.names))
+        features = [f.name for f in predictor.features]  # filled in by a lookup, if any
+        values, names = contributions(predictor.model, inputs.frame(features))
     except MlopsError as exc:
         raise BadRequest(400, "INVALID_PARAMETER_VALUE", exc.one_line()) from None
     return values, list(names)
@@ -793,6 +794,9 @@ def _internal(exc: Exception) -> Result:
 
 
 def _predict(predictor: Predictor, inputs: codecs.Inputs) -> Prediction:
+    if predictor.lookup is not None:  # fills `inputs` with the looked-up features, then predicts
+        prediction: Prediction = predictor.lookup.predict(predictor, inputs)
+        return prediction
     if inputs.matrix is not None:
         return predictor.predict_matrix(inputs.matrix)
     return predictor.predict_frame(inputs.frame(predictor.names))

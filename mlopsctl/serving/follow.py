@@ -68,7 +68,13 @@ def load_predictor(
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
             raise Refused(f"{model}:{version} failed its smoke load: {last}")
-    return Predictor(load_model_dir(folder, trust_pickle=trust_pickle), model, version)
+    loaded = load_model_dir(folder, trust_pickle=trust_pickle)
+    lookup = None
+    if record.get("feature_sets"):  # trained on feature sets: look them up when serving
+        from mlopsctl.features import lookup_for
+
+        lookup = lookup_for(record, [(f.name, f.kind) for f in loaded.features])
+    return Predictor(loaded, model, version, lookup=lookup)
 
 
 def _refreeze() -> None:

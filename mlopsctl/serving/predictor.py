@@ -45,7 +45,7 @@ class Predictor:
     """A loaded model plus its precompiled fast path. Immutable once built: the server swaps
     whole Predictor objects, so a request keeps the one it started with."""
 
-    def __init__(self, model: LoadedModel, name: str, version: int) -> None:
+    def __init__(self, model: LoadedModel, name: str, version: int, lookup: Any = None) -> None:
         self.model = model
         self.name = name
         self.version = version
@@ -69,6 +69,19 @@ class Predictor:
         self.outliers = _outlier_scorer(model)
         self._transform = _compile_transform(model) if self.numeric else None
         self._estimate = _compile_estimator(model) if self._transform is not None else None
+        # A model trained on feature sets (mlopsctl.features.Lookup): requests carry the entity
+        # keys and the request-time features, the rest is looked up; the log keeps all it used.
+        self.lookup = lookup
+        if lookup is not None:
+            self.names, self.kinds = list(lookup.request_names), dict(lookup.request_kinds)
+            self.numeric = all(kind == "numeric" for kind in self.kinds.values())
+            self.signature = Signature(name, version, list(self.names), dict(self.kinds))
+            self.log_schema = LogSchema(
+                tuple(lookup.log_names),
+                tuple(lookup.log_kinds),
+                self.task == "classification",
+                self.has_proba,
+            )
 
     @property
     def fast(self) -> bool:

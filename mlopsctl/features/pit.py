@@ -1,0 +1,242 @@
+"""Point-in-time training sets: each label row joined with the feature values that were true at
+its time, with DuckDB's ASOF LEFT JOIN.
+
+The rule is Feast's: for a label row with entity key k at time t, each feature set contributes
+its row of key k with the latest event time e such that e <= t and, when the set has a TTL,
+e >= t - ttl (both bounds included). No such row: the set's features are NULL (a NULL key
+never matches). A value that is NULL in the chosen row stays NULL (an older value does not
+show through). Two rows of one key and time cannot both be candidates: the offline store
+keeps one of them (offline.py says which). Every label row is kept, in its order, with all
+its columns, the features of each set appended in the order given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlopsctl.errors import UsageError
+from mlopsctl.features.offline import current_manifest, local_files
+from mlopsctl.features.source import connect, literal, quote
+from mlopsctl.features.spec import KEY_TYPES, FeatureSet, check_distinct
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
+    import pyarrow as pa
+
+    from mlopsctl.store.base import ObjectStore
+
+DEFAULT_TIMESTAMP = "event_timestamp"
+
+
+@dataclass
+class TrainingSet:
+    """A joined table, and what it was made of."""
+
+    table: pa.Table | None  # None when written straight to a file
+    rows: int
+    sets: list[dict[str, Any]] = field(default_factory=list)  # describe() + digest, manifest
+    timestamp: str = DEFAULT_TIMESTAMP
+    matched: dict[str, int] = field(default_factory=dict)  # set -> label rows that got values
+
+
+def _labels_view(con: duckdb.DuckDBPyConnection, labels: Any) -> None:
+    """``labels_raw``: a file (Parquet/CSV), a pandas DataFrame or a pyarrow Table."""
+    if isinstance(labels, (str, Path)):
+        path = str(labels)
+        lower = path.lower()
+        if Path(path).is_dir():
+            source = f"read_parquet({literal(path + '/**/*.parquet')})"
+        elif lower.endswith((".parquet", ".pq")):
+            source = f"read_parquet({literal(path)})"
+        elif lower.endswith((".csv", ".csv.gz", ".tsv")):
+            source = f"read_csv({literal(path)}, header=true)"
+        else:
+            raise UsageError(
+                f"cannot tell the format of {path}", "give a .parquet or .csv label table"
+            )
+        con.execute(f"CREATE VIEW labels_raw AS SELECT * FROM {source}")
+    else:
+        con.register("labels_frame", labels)
+        con.execute("CREATE VIEW labels_raw AS SELECT * FROM labels_frame")
+
+
+def join_files(
+    labels: Any,
+    sets: list[tuple[FeatureSet, list[Path]]],
+    *,
+    timestamp: str = DEFAULT_TIMESTAMP,
+    out: Path | None = None,
+    threads: int | None = None,
+) -> TrainingSet:
+    """The point-in-time join of ``labels`` with each set's (deduplicated) Parquet files.
+    With ``out``, the result is written there as Parquet and not returned."""
+    con = connect(threads)
+    try:
+        _labels_view(con, labels)
+        types = {str(r[0]): str(r[1]) for r in con.execute("DESCRIBE labels_raw").fetchall()}
+        _check_labels(types, sets, timestamp)
+        key_types = _key_types(sets)
+        # The label time as a naive UTC timestamp, the keys cast to the sets' key types, and
+        # the row number that keeps the labels' order.
+        extra = [f"{_utc(timestamp, types[timestamp])} AS __label_ts"]
+        extra += [
+            f"TRY_CAST({quote(k)} AS {KEY_TYPES[t]}) AS {quote('__key_' + k)}"
+            for k, t in key_types.items()
+        ]
+        con.execute(
+            "CREATE TEMP TABLE labels AS SELECT *, "
+            + ", ".join(extra)
+            + ", row_number() OVER () AS __row FROM labels_raw"
+        )
+        select = [
+            "l.* EXCLUDE (__label_ts, __row, "
+            + ", ".join(quote("__key_" + k) for k in key_types)
+            + ")"
+        ]
+        joins = []
+        for i, (fs, files) in enumerate(sets):
+            alias = f"f{i}"
+            cols = [f"{quote(k)} AS {quote('__key_' + k)}" for k in fs.keys]
+            cols.append(f"{quote(fs.timestamp)} AS __ts")
+            cols += [quote(f) for f in fs.feature_names]
+            if files:
+                listing = "[" + ", ".join(literal(str(p)) for p in files) + "]"
+                source = f"read_parquet({listing})"
+                con.execute(f"CREATE VIEW {alias}_raw AS SELECT {', '.join(cols)} FROM {source}")
+            else:  # a set with no rows: every label gets NULLs
+                empty = [
+                    f"CAST(NULL AS {KEY_TYPES[t]}) AS {quote('__key_' + k)}" for k, t in fs.entities
+                ]
+                empty.append("CAST(NULL AS TIMESTAMP) AS __ts")
+                empty += [f"CAST(NULL AS VARCHAR) AS {quote(f)}" for f in fs.feature_names]
+                con.execute(f"CREATE VIEW {alias}_raw AS SELECT {', '.join(empty)} LIMIT 0")
+            on = [f"l.{quote('__key_' + k)} = {alias}.{quote('__key_' + k)}" for k in fs.keys]
+            on.append(f"l.__label_ts >= {alias}.__ts")
+            joins.append(f"ASOF LEFT JOIN {alias}_raw AS {alias} ON {' AND '.join(on)}")
+            fresh = f"{alias}.__ts IS NOT NULL"
+            if fs.ttl is not None:
+                seconds = int(fs.ttl.total_seconds())
+                fresh = f"{alias}.__ts >= l.__label_ts - INTERVAL {seconds} SECOND"
+            for name in fs.feature_names:
+                select.append(f"CASE WHEN {fresh} THEN {alias}.{quote(name)} END AS {quote(name)}")
+            select.append(f"({fresh}) AS {quote('__matched_' + str(i))}")
+        query = f"SELECT {', '.join(select)} FROM labels AS l {' '.join(joins)} ORDER BY l.__row"
+        con.execute(f"CREATE TEMP TABLE joined AS {query}")
+        matched_cols = ", ".join(
+            f"count(*) FILTER (WHERE {quote('__matched_' + str(i))})" for i in range(len(sets))
+        )
+        counts = con.execute(f"SELECT count(*), {matched_cols} FROM joined").fetchall()[0]
+        assert counts is not None
+        drop = ", ".join(quote("__matched_" + str(i)) for i in range(len(sets)))
+        final = f"SELECT * EXCLUDE ({drop}) FROM joined ORDER BY rowid"
+        table = None
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            con.execute(f"COPY ({final}) TO {literal(str(out))} (FORMAT PARQUET, COMPRESSION zstd)")
+        else:
+            table = arrow_table(con, final)
+        return TrainingSet(
+            table=table,
+            rows=int(counts[0]),
+            sets=[fs.describe() for fs, _ in sets],
+            timestamp=timestamp,
+            matched={fs.name: int(counts[i + 1]) for i, (fs, _) in enumerate(sets)},
+        )
+    finally:
+        con.close()
+
+
+def arrow_table(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
+    """A query's result as a pyarrow Table (DuckDB 2 names it to_arrow_table, 1.x arrow)."""
+    relation = con.sql(query)
+    fetch = getattr(relation, "to_arrow_table", None) or relation.arrow
+    table: pa.Table = fetch()
+    return table
+
+
+def _utc(column: str, kind: str) -> str:
+    kind = kind.upper()
+    if kind.startswith("TIMESTAMP") or kind == "DATE":
+        return f"CAST({quote(column)} AS TIMESTAMP)"
+    if kind == "VARCHAR":
+        return f"CAST(CAST({quote(column)} AS TIMESTAMPTZ) AS TIMESTAMP)"
+    raise UsageError(
+        f"label column '{column}' is {kind}, not a time",
+        "give the label time as a timestamp, a date or ISO 8601 text",
+    )
+
+
+def _check_labels(
+    types: dict[str, str], sets: list[tuple[FeatureSet, list[Path]]], timestamp: str
+) -> None:
+    if timestamp not in types:
+        raise UsageError(
+            f"the label table has no column '{timestamp}' (it has: {', '.join(types)})",
+            "name the label time column with --timestamp",
+        )
+    for fs, _ in sets:
+        missing = [k for k in fs.keys if k not in types]
+        if missing:
+            raise UsageError(
+                f"the label table has no entity key column(s) {', '.join(missing)} of feature "
+                f"set '{fs.name}'"
+            )
+        clash = [f for f in fs.feature_names if f in types]
+        if clash:
+            raise UsageError(
+                f"the label table already has column(s) {', '.join(clash)}, which feature set "
+                f"'{fs.name}' adds",
+                "rename or drop them in the label table",
+            )
+
+
+def _key_types(sets: list[tuple[FeatureSet, list[Path]]]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for fs, _ in sets:
+        for key, kind in fs.entities:
+            if found.setdefault(key, kind) != kind:
+                raise UsageError(
+                    f"entity key '{key}' is {found[key]} in one feature set and {kind} in "
+                    f"'{fs.name}'"
+                )
+    return found
+
+
+def training_set(
+    store: ObjectStore,
+    sets: list[FeatureSet],
+    labels: Any,
+    *,
+    timestamp: str = DEFAULT_TIMESTAMP,
+    out: Path | None = None,
+    threads: int | None = None,
+) -> TrainingSet:
+    """Join ``labels`` with the current offline data of each set (fetched into the per-user
+    cache, verified). The result's ``sets`` carry each set's content digest and manifest."""
+    check_distinct(sets)
+    inputs = []
+    described = []
+    for fs in sets:
+        manifest = current_manifest(store, fs.name)
+        if manifest.get("spec_digest") != fs.spec_digest:
+            raise UsageError(
+                f"feature set '{fs.name}' changed since it was materialised (its spec digest "
+                "differs from the stored data's)",
+                f"run `mlopsctl features materialize-offline` for '{fs.name}' again",
+            )
+        inputs.append((fs, local_files(store, manifest)))
+        described.append(
+            {**fs.describe(), "digest": manifest["digest"], "manifest": manifest["manifest"]}
+        )
+    result = join_files(labels, inputs, timestamp=timestamp, out=out, threads=threads)
+    result.sets = described
+    return result
+
+
+def as_frame(result: TrainingSet) -> pd.DataFrame:
+    assert result.table is not None
+    frame: pd.DataFrame = result.table.to_pandas()
+    return frame
