@@ -14,6 +14,7 @@ from mlopsctl import __version__
 from mlopsctl.cli import audit as audit_cli
 from mlopsctl.cli import build as build_cli
 from mlopsctl.cli import ct as ct_cli
+from mlopsctl.cli import datasets as datasets_cli
 from mlopsctl.cli import deploy as deploy_cli
 from mlopsctl.cli import doctor as doctor_cli
 from mlopsctl.cli import export as export_cli
@@ -140,6 +141,7 @@ app.command("feedback")(serve_cli.feedback)
 app.add_typer(monitor_cli.app, name="monitor")
 app.add_typer(ct_cli.app, name="ct")
 app.add_typer(features_cli.app, name="features")
+app.add_typer(datasets_cli.app, name="datasets")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,7 +1,21 @@
-"""ingest: load a table (CSV or Parquet, local or s3://) or a dataset bundled with scikit-learn.
+"""ingest: load a table (CSV or Parquet, local or s3://), a dataset bundled with scikit-learn,
+a dataset built from production (``dataset: sha256:...``, by `mlopsctl datasets build` or a
+Trigger's run: section), or build one from the serving logs here (``from_logs:``).
 
 Writes it as Parquet for the next steps. A CSV gets row ids 0..n-1 (its index); a Parquet file
 keeps the index it was written with when that index is unique, so row ids can be business keys.
+
+``dataset``, when not empty, is read instead of ``path``/``sklearn``: a pipeline can take
+``dataset: ${params.dataset}`` (default "") from a trigger and fall back to its usual data when
+run by hand. Its digest is in the step's params, so the step cache keys it by content.
+
+``from_logs`` (with an optional ``mix``) joins the model's prediction logs with its outcomes as
+`mlopsctl datasets build` does (mlopsctl/datasets), storing the table and its lineage record
+(dataset ``<model>-logs``). The step cache keys a step by its ``with:``, not by what the logs
+hold then, so ``from_logs`` needs a fixed ``until`` (``${params.until}``; a Trigger's run:
+section fills ``${window.until}``), and mixes in content-addressed data only (a bundled set or
+a dataset digest). Outcomes that arrive later for a window already built are read by a new
+``until``, ``--no-cache``, or a dataset built by `datasets build`.
 """
 
 from __future__ import annotations
@@ -11,6 +25,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlopsctl.datasets import BUNDLED, FROM_LOGS_SCHEMA, MIX_SCHEMA
 from mlopsctl.errors import MlopsError
 
 if TYPE_CHECKING:
@@ -19,7 +34,10 @@ if TYPE_CHECKING:
     from mlopsctl.components.base import StepContext
 
 NAME = "ingest"
-DESCRIPTION = "Load a CSV/Parquet file (local or s3://) or a bundled scikit-learn dataset"
+DESCRIPTION = (
+    "Load a CSV/Parquet file (local or s3://), a bundled scikit-learn dataset, a dataset built "
+    "from production, or build one from the serving logs"
+)
 INPUTS: dict[str, str] = {}
 OUTPUTS = {"dataset": "file"}
 PARAMS: dict[str, Any] = {
@@ -39,6 +57,13 @@ PARAMS: dict[str, Any] = {
             "type": "string",
             "description": "a dataset bundled with scikit-learn, e.g. breast_cancer",
         },
+        "dataset": {
+            "type": "string",
+            "pattern": "^(sha256:[0-9a-f]{64})?$",
+            "description": "a dataset built before (sha256:...), read instead of path/sklearn "
+            "when not empty",
+        },
+        "from_logs": FROM_LOGS_SCHEMA,
         "features": {
             "type": "object",
             "required": ["sets"],
@@ -64,6 +89,7 @@ PARAMS: dict[str, Any] = {
                 },
             },
         },
+        "mix": MIX_SCHEMA,
         "columns": {
             "type": "array",
             "items": {"type": "string"},
@@ -77,14 +103,7 @@ LIBRARIES = ("pandas", "pyarrow", "scikit-learn")
 FILE_PARAMS = ("path",)
 CODE_MODULES = ("mlopsctl.components.frames",)
 
-# Loaders of the datasets that ship inside scikit-learn (no download needed).
-BUNDLED = {
-    "breast_cancer": "load_breast_cancer",
-    "diabetes": "load_diabetes",
-    "digits": "load_digits",
-    "iris": "load_iris",
-    "wine": "load_wine",
-}
+# BUNDLED (from mlopsctl.datasets): loaders of the datasets that ship inside scikit-learn.
 # scikit-learn datasets fetched from the internet: named here to explain why they are refused.
 DOWNLOADED = (
     "california_housing",
@@ -115,6 +134,14 @@ def check(params: dict[str, Any], project_root: Path) -> list[tuple[tuple[Any, .
             problems.append(
                 (("features", "sets", index), f"feature set spec {spec} does not exist")
             )
+    if params.get("from_logs") is not None:
+        return problems + _check_from_logs(params)
+    if params.get("mix") is not None:
+        problems.append((("mix",), "'mix' applies to 'from_logs' only"))
+    if params.get("dataset"):
+        if params.get("format") is not None:
+            problems.append((("format",), "'format' applies to 'path' only"))
+        return problems
     path, dataset = params.get("path"), params.get("sklearn")
     if (path is None) == (dataset is None):
         problems.append(((), "give exactly one of 'path' (a data file) or 'sklearn' (a dataset)"))
@@ -136,6 +163,38 @@ def check(params: dict[str, Any], project_root: Path) -> list[tuple[tuple[Any, .
     return problems
 
 
+def _check_from_logs(params: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    others = [k for k in ("path", "sklearn", "format") if params.get(k) is not None]
+    if params.get("dataset"):
+        others.append("dataset")
+    if others:
+        listed = ", ".join(f"'{k}'" for k in others)
+        problems.append(((), f"'from_logs' builds the data: drop {listed}"))
+    from_logs = params["from_logs"]
+    if isinstance(from_logs, dict) and not from_logs.get("until"):
+        problems.append(
+            (
+                ("from_logs",),
+                "from_logs needs 'until' in a pipeline (like ${params.until}): the step cache "
+                "keys the step by its with:, so an open window would be served stale; a "
+                "Trigger's run: section can pass ${window.until}",
+            )
+        )
+    mix = params.get("mix")
+    for index, source in enumerate(mix if isinstance(mix, list) else [mix] if mix else []):
+        if isinstance(source, dict) and source.get("path") is not None:
+            where: tuple[Any, ...] = ("mix", index) if isinstance(mix, list) else ("mix",)
+            problems.append(
+                (
+                    (*where, "path"),
+                    "mix a bundled set or a dataset digest here: a file would not enter the "
+                    "step's cache key (build it with mlopsctl datasets build)",
+                )
+            )
+    return problems
+
+
 def run(ctx: StepContext) -> None:
     params = ctx.params
     for path, message in check(params, ctx.project_root):
@@ -144,7 +203,11 @@ def run(ctx: StepContext) -> None:
 
     from mlopsctl.models.artifact import file_digest
 
-    if params.get("sklearn") is not None:
+    if params.get("from_logs") is not None:
+        frame, digest, source = _from_logs(ctx)
+    elif params.get("dataset"):
+        frame, digest, source = _stored_dataset(ctx, str(params["dataset"]))
+    elif params.get("sklearn") is not None:
         name = str(params["sklearn"])
         frame = _load_bundled(name)
         digest = _frame_digest(frame)
@@ -212,6 +275,63 @@ def _dataset_problem(name: str) -> str | None:
     close = difflib.get_close_matches(name, list(BUNDLED), n=1)
     guess = f"did you mean '{close[0]}'? " if close else ""
     return f"unknown scikit-learn dataset '{name}'; {guess}bundled: {bundled}"
+
+
+def _from_logs(ctx: StepContext) -> tuple[pd.DataFrame, str, str]:
+    """Build the window here (mlopsctl.datasets), storing the table and its record."""
+    import pandas as pd
+
+    from mlopsctl.datasets import build
+
+    if ctx.store is None:
+        raise MlopsError("from_logs reads the serving logs in the store, and this step has none")
+    params = ctx.params
+    model = str(params["from_logs"]["model"])
+    folder = ctx.workdir / "from-logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    built = build(
+        ctx.store,
+        {"from_logs": params["from_logs"], "mix": params.get("mix")},
+        name=f"{model}-logs",
+        root=ctx.project_root,
+        workdir=folder,
+    )
+    assert built.path is not None
+    frame = pd.read_parquet(built.path)
+    ctx.info["dataset"] = built.summary()
+    counts = built.record["counts"]
+    ctx.log(
+        f"ingest: {counts.get('labelled_rows', 0)} labelled row(s) of {model} "
+        f"({counts.get('unlabelled_rows', 0)} unlabelled dropped), "
+        f"{counts.get('mixed_rows', 0)} mixed in: dataset {built.digest}"
+    )
+    return frame, built.digest, f"dataset:{built.record['name']}"
+
+
+def _stored_dataset(ctx: StepContext, digest: str) -> tuple[pd.DataFrame, str, str]:
+    """A dataset built before, from the store by its digest (verified)."""
+    import pandas as pd
+
+    from mlopsctl.store.blobs import get_blob_file
+
+    if ctx.store is None:
+        raise MlopsError(f"dataset {digest} is in the store, and this step has none")
+    from mlopsctl.errors import NotFound
+
+    dest = ctx.workdir / "dataset.parquet"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        get_blob_file(ctx.store, digest, dest)
+    except NotFound:
+        raise NotFound(
+            f"dataset {digest} is not in the store",
+            "build it with: mlopsctl datasets build SPEC (it prints the digest)",
+        ) from None
+    hex_digest = digest.removeprefix("sha256:")
+    records = [k for k in ctx.store.list("datasets/") if k.endswith(f"/{hex_digest}.json")]
+    if records:
+        ctx.info["dataset"] = {"digest": digest, "record": records[0]}
+    return pd.read_parquet(dest), digest, digest
 
 
 def _load_bundled(name: str) -> pd.DataFrame:
@@ -285,6 +405,7 @@ def _frame_digest(frame: pd.DataFrame) -> str:
     digest = hashlib.sha256("\x1f".join(map(str, frame.columns)).encode())
     digest.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
     return f"sha256:{digest.hexdigest()}"
+
 
 def _with_features(ctx: StepContext, frame: pd.DataFrame) -> pd.DataFrame:
     """``features:``: the rows joined point-in-time with the feature sets' offline data (the
