@@ -18,7 +18,7 @@ The checks (``analysis:`` entries of a Release spec's ``promote``), each against
   * ``latency``: the candidate's request latency percentile (default p99) at most ``max_ms``
     and/or at most ``max_ratio`` times the champion's;
   * ``prediction_drift``: the PSI of the candidate's outputs against the champion's on the
-    same window, at most ``max_psi``;
+    same window (equal-width bins over both arms' range), at most ``max_psi``;
   * ``outcome``: the candidate's accuracy (classification) or mean absolute error (regression)
     on rows whose outcome came back, at most ``max_regression`` worse than the champion's;
     skipped while no outcome came back (``require: true`` holds the rollout instead).
@@ -589,8 +589,11 @@ def latency_check(name: str, spec: dict[str, Any], window: Window, look: Look) -
 def prediction_psi(
     candidate: np.ndarray, champion: np.ndarray, bins: int = _PSI_BINS
 ) -> tuple[float, int]:
-    """PSI of the candidate's outputs against the champion's, and the number of bins: numeric
-    outputs in the champion's quantile bins, class labels by label."""
+    """PSI of the candidate's outputs against the champion's, and the number of bins: class
+    labels by label; numeric outputs in ``bins`` equal-width bins between the 0.5th and 99.5th
+    percentiles of both arms together (values beyond fall in the end bins). Not quantile bins:
+    a classifier's scores pile up on a few values (rows that end in the same leaves), and a
+    candidate that moves such a pile by a hair across a quantile edge would count as drift."""
     import numpy as np
 
     if candidate.dtype == object or champion.dtype == object:
@@ -601,7 +604,12 @@ def prediction_psi(
         return psi(base.astype("float64"), current.astype("float64")), len(labels)
     champion = champion[np.isfinite(champion)]
     candidate = candidate[np.isfinite(candidate)]
-    edges = np.unique(np.quantile(champion, np.linspace(0, 1, bins + 1))[1:-1])
+    if len(champion) == 0 or len(candidate) == 0:
+        return 0.0, 1
+    low, high = np.quantile(np.concatenate([champion, candidate]), [0.005, 0.995])
+    if not high > low:
+        return 0.0, 1
+    edges = np.linspace(low, high, bins + 1)[1:-1]
     base = np.bincount(np.searchsorted(edges, champion, side="right"), minlength=len(edges) + 1)
     current = np.bincount(np.searchsorted(edges, candidate, side="right"), minlength=len(edges) + 1)
     return psi(base.astype("float64"), current.astype("float64")), len(edges) + 1

@@ -579,3 +579,22 @@ def test_a_rollback_that_stopped_before_the_traffic_moved_is_finished_later(
     again = rollout.advance(store, spec(), now=T0 + timedelta(seconds=50))
     assert again.action == "ended" and again.failed
     assert traffic(store) == [("production", 100.0)]
+
+
+def test_prediction_drift_is_not_fooled_by_piled_up_scores_moving_a_hair() -> None:
+    """A classifier's scores pile up on a few values; a retrained twin moves each pile a little.
+    That is no drift (equal-width bins over both arms; quantile bins would put an edge on a
+    pile), while scores that really moved are."""
+    rng = np.random.default_rng(7)
+    piles = np.array([0.004, 0.011, 0.03, 0.2, 0.5, 0.85, 0.97, 0.992])
+    shares = [0.3, 0.1, 0.05, 0.03, 0.02, 0.05, 0.15, 0.3]
+    champ = rng.choice(piles, 3000, p=shares)
+    twin = rng.choice(piles * 0.998 + 0.001, 600, p=shares)
+    value, bins = analysis.prediction_psi(twin, champ)
+    assert value < 0.1 and bins == 10
+    spec = {"type": "prediction_drift", "max_psi": 0.2}
+    champ_arm = analysis.ArmData(1, requests=3000, outputs=champ)
+    twin_arm = analysis.ArmData(2, requests=600, outputs=twin)
+    assert analysis.drift_check("d", spec, _window(twin_arm, champ_arm), LOOK).verdict == "pass"
+    stump = analysis.ArmData(2, requests=600, outputs=rng.choice([0.3, 0.7], 600))
+    assert analysis.drift_check("d", spec, _window(stump, champ_arm), LOOK).verdict == "fail"
