@@ -25,6 +25,7 @@ from mlopsctl import registry
 from mlopsctl.errors import NotFound, UsageError
 from mlopsctl.models.predict import read_input
 from mlopsctl.serving.logs import FEEDBACK, PREDICTIONS, feedback_table, partition_key
+from mlopsctl.store.local import LocalStore
 
 if TYPE_CHECKING:
     from mlopsctl.store.base import ObjectStore
@@ -66,10 +67,17 @@ def partition_keys(store: ObjectStore, prefix: str, first_day: str, last_day: st
 
 
 def download_files(store: ObjectStore, keys: list[str], folder: Path) -> list[str]:
-    """``keys`` downloaded (a few at a time) into ``folder``; their local paths, in order."""
+    """``keys`` downloaded (a few at a time) into ``folder``; their local paths, in order. A
+    local store's files are read where they are (a plain file inside the store's folder; a
+    link, or anything else, is copied out like a download)."""
+    root = store.root.resolve() if isinstance(store, LocalStore) else None
 
     def one(item: tuple[int, str]) -> str:
         number, key = item
+        if root is not None:
+            path = root.joinpath(*key.split("/"))
+            if not path.is_symlink() and path.is_file() and path.resolve().is_relative_to(root):
+                return str(path)
         dest = folder / f"{number:06d}.parquet"
         store.get_file(key, dest)
         return str(dest)
