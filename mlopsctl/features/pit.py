@@ -81,25 +81,24 @@ def join_files(
         key_types = _key_types(sets)
         # The label time as a naive UTC timestamp, the keys cast to the sets' key types, and
         # the row number that keeps the labels' order.
-        extra = [f"{_utc(timestamp, types[timestamp])} AS __label_ts"]
+        extra = [f"{_utc(timestamp, types[timestamp])} AS __mlopsctl_label_ts"]
         extra += [
-            f"TRY_CAST({quote(k)} AS {KEY_TYPES[t]}) AS {quote('__key_' + k)}"
-            for k, t in key_types.items()
+            f"TRY_CAST({quote(k)} AS {KEY_TYPES[t]}) AS {_key(k)}" for k, t in key_types.items()
         ]
         con.execute(
             "CREATE TEMP TABLE labels AS SELECT *, "
             + ", ".join(extra)
-            + ", row_number() OVER () AS __row FROM labels_raw"
+            + ", row_number() OVER () AS __mlopsctl_row FROM labels_raw"
         )
         select = [
-            "l.* EXCLUDE (__label_ts, __row, "
-            + ", ".join(quote("__key_" + k) for k in key_types)
+            "l.* EXCLUDE (__mlopsctl_label_ts, __mlopsctl_row, "
+            + ", ".join(_key(k) for k in key_types)
             + ")"
         ]
         joins = []
         for i, (fs, files) in enumerate(sets):
             alias = f"f{i}"
-            cols = [f"{quote(k)} AS {quote('__key_' + k)}" for k in fs.keys]
+            cols = [f"{quote(k)} AS {_key(k)}" for k in fs.keys]
             cols.append(f"{quote(fs.timestamp)} AS __ts")
             cols += [quote(f) for f in fs.feature_names]
             if files:
@@ -107,30 +106,29 @@ def join_files(
                 source = f"read_parquet({listing})"
                 con.execute(f"CREATE VIEW {alias}_raw AS SELECT {', '.join(cols)} FROM {source}")
             else:  # a set with no rows: every label gets NULLs
-                empty = [
-                    f"CAST(NULL AS {KEY_TYPES[t]}) AS {quote('__key_' + k)}" for k, t in fs.entities
-                ]
+                empty = [f"CAST(NULL AS {KEY_TYPES[t]}) AS {_key(k)}" for k, t in fs.entities]
                 empty.append("CAST(NULL AS TIMESTAMP) AS __ts")
                 empty += [f"CAST(NULL AS VARCHAR) AS {quote(f)}" for f in fs.feature_names]
                 con.execute(f"CREATE VIEW {alias}_raw AS SELECT {', '.join(empty)} LIMIT 0")
-            on = [f"l.{quote('__key_' + k)} = {alias}.{quote('__key_' + k)}" for k in fs.keys]
-            on.append(f"l.__label_ts >= {alias}.__ts")
+            on = [f"l.{_key(k)} = {alias}.{_key(k)}" for k in fs.keys]
+            on.append(f"l.__mlopsctl_label_ts >= {alias}.__ts")
             joins.append(f"ASOF LEFT JOIN {alias}_raw AS {alias} ON {' AND '.join(on)}")
             fresh = f"{alias}.__ts IS NOT NULL"
             if fs.ttl is not None:
                 seconds = int(fs.ttl.total_seconds())
-                fresh = f"{alias}.__ts >= l.__label_ts - INTERVAL {seconds} SECOND"
+                fresh = f"{alias}.__ts >= l.__mlopsctl_label_ts - INTERVAL {seconds} SECOND"
             for name in fs.feature_names:
                 select.append(f"CASE WHEN {fresh} THEN {alias}.{quote(name)} END AS {quote(name)}")
-            select.append(f"({fresh}) AS {quote('__matched_' + str(i))}")
-        query = f"SELECT {', '.join(select)} FROM labels AS l {' '.join(joins)} ORDER BY l.__row"
-        con.execute(f"CREATE TEMP TABLE joined AS {query}")
-        matched_cols = ", ".join(
-            f"count(*) FILTER (WHERE {quote('__matched_' + str(i))})" for i in range(len(sets))
+            select.append(f"({fresh}) AS {_matched(i)}")
+        query = (
+            f"SELECT {', '.join(select)} FROM labels AS l {' '.join(joins)} "
+            "ORDER BY l.__mlopsctl_row"
         )
+        con.execute(f"CREATE TEMP TABLE joined AS {query}")
+        matched_cols = ", ".join(f"count(*) FILTER (WHERE {_matched(i)})" for i in range(len(sets)))
         counts = con.execute(f"SELECT count(*), {matched_cols} FROM joined").fetchall()[0]
         assert counts is not None
-        drop = ", ".join(quote("__matched_" + str(i)) for i in range(len(sets)))
+        drop = ", ".join(_matched(i) for i in range(len(sets)))
         final = f"SELECT * EXCLUDE ({drop}) FROM joined ORDER BY rowid"
         table = None
         if out is not None:
@@ -147,6 +145,15 @@ def join_files(
         )
     finally:
         con.close()
+
+
+def _key(name: str) -> str:
+    """The column a label's (or a feature row's) key is joined on, cast to the set's type."""
+    return quote("__mlopsctl_key_" + name)
+
+
+def _matched(index: int) -> str:
+    return quote(f"__mlopsctl_matched_{index}")
 
 
 def arrow_table(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:

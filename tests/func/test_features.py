@@ -63,7 +63,8 @@ def _stats(days: int, customers: int = 60, seed: int = 0) -> pd.DataFrame:
             rows.append(
                 {
                     "customer_id": cid,
-                    "event_timestamp": NOW - timedelta(days=10 - day, hours=int(rng.integers(0, 12))),
+                    "event_timestamp": NOW
+                    - timedelta(days=10 - day, hours=int(rng.integers(0, 12))),
                     "trips": int(rng.integers(0, 30)),
                     "rating": float(np.round(rng.uniform(1, 5), 2)),
                 }
@@ -80,7 +81,9 @@ def _write_project(root: Path) -> None:
     labels = pd.DataFrame(
         {
             "customer_id": rng.integers(0, 70, n),  # 60..69: no feature rows
-            "event_timestamp": [NOW - timedelta(days=int(d), hours=1) for d in rng.integers(0, 9, n)],
+            "event_timestamp": [
+                NOW - timedelta(days=int(d), hours=1) for d in rng.integers(0, 9, n)
+            ],
             "age": rng.integers(18, 80, n).astype("float64"),
         }
     )
@@ -101,7 +104,14 @@ def fs_project(project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
 def test_offline_training_set_and_errors(cli: Invoke, fs_project: Path) -> None:
     root = fs_project
     assert cli("validate", "features/customer.yaml", cwd=root).exit_code == 0
-    result = cli("features", "training-set", "data/labels.parquet", "features/customer.yaml", "-o", "t.parquet")
+    result = cli(
+        "features",
+        "training-set",
+        "data/labels.parquet",
+        "features/customer.yaml",
+        "-o",
+        "t.parquet",
+    )
     assert result.exit_code == 6 and "materialize-offline" in result.stderr
     result = cli("features", "materialize-offline", "features/customer.yaml", "--json")
     assert result.exit_code == 0, result.stderr
@@ -110,14 +120,26 @@ def test_offline_training_set_and_errors(cli: Invoke, fs_project: Path) -> None:
     again = cli("features", "materialize-offline", "features/customer.yaml")
     assert again.exit_code == 0 and "unchanged" in again.stdout
     result = cli(
-        "features", "training-set", "data/labels.parquet", "features/customer.yaml", "-o", "t.parquet", "--json"
+        "features",
+        "training-set",
+        "data/labels.parquet",
+        "features/customer.yaml",
+        "-o",
+        "t.parquet",
+        "--json",
     )
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     table = pd.read_parquet(root / "t.parquet")
     assert summary["rows"] == len(table) == 400
     assert list(table.columns) == [
-        "customer_id", "event_timestamp", "age", "churned", "trips", "trips_per_day", "rating"
+        "customer_id",
+        "event_timestamp",
+        "age",
+        "churned",
+        "trips",
+        "trips_per_day",
+        "rating",
     ]
     unknown = table["customer_id"] >= 60
     assert table.loc[unknown, "trips"].isna().all()
@@ -126,8 +148,14 @@ def test_offline_training_set_and_errors(cli: Invoke, fs_project: Path) -> None:
     listed = cli("features", "list", "--json")
     assert json.loads(listed.stdout)[0]["name"] == "customer-stats"
     bad = cli(
-        "features", "training-set", "data/labels.parquet", "features/customer.yaml", "-o", "t.parquet",
-        "--timestamp", "when",
+        "features",
+        "training-set",
+        "data/labels.parquet",
+        "features/customer.yaml",
+        "-o",
+        "t.parquet",
+        "--timestamp",
+        "when",
     )
     assert bad.exit_code == 2 and "no column 'when'" in bad.stderr
     (root / "features/bad.yaml").write_text(SPEC.replace("ttl: 30d", "ttl: 30 days"))
@@ -152,7 +180,10 @@ def _serve(store, version: int, bodies: list[dict]) -> tuple[list[tuple[int, dic
     answers = []
     for body in bodies:
         status, _, payload = app.handle(
-            b"POST", b"/invocations", {b"content-type": b"application/json"}, json.dumps(body).encode()
+            b"POST",
+            b"/invocations",
+            {b"content-type": b"application/json"},
+            json.dumps(body).encode(),
         )
         answers.append((status, json.loads(payload)))
     app.log.flush()
@@ -172,7 +203,12 @@ def test_pipeline_registry_lineage_serving_and_skew(cli: Invoke, fs_project: Pat
     shown = json.loads(cli("models", "show", "churn:1", "--json").stdout)
     (recorded,) = shown["feature_sets"]
     assert recorded["name"] == "customer-stats" and recorded["digest"].startswith("sha256:")
-    assert [f["name"] for f in shown["signature"]["features"]] == ["age", "trips", "trips_per_day", "rating"]
+    assert [f["name"] for f in shown["signature"]["features"]] == [
+        "age",
+        "trips",
+        "trips_per_day",
+        "rating",
+    ]
     lineage = cli("lineage", "churn:1")
     assert f"featureset customer-stats {recorded['digest'][7:19]}" in lineage.stdout
     down = json.loads(cli("lineage", recorded["digest"], "--json").stdout)
@@ -198,7 +234,9 @@ def test_pipeline_registry_lineage_serving_and_skew(cli: Invoke, fs_project: Pat
     assert answers[1][0] == 200
     assert answers[2][0] == 400 and "customer_id" in answers[2][1]["message"]
     row7 = logs[logs.customer_id == 7].iloc[0]
-    assert row7["trips"] == latest["trips"] and row7["trips_per_day"] == pytest.approx(latest["trips"] / 7)
+    assert row7["trips"] == latest["trips"] and row7["trips_per_day"] == pytest.approx(
+        latest["trips"] / 7
+    )
     assert np.isnan(logs[logs.customer_id == 65].iloc[0]["trips"])  # unknown entity: missing
 
     # The served values are the offline ones as of each request: no skew.

@@ -176,7 +176,8 @@ def test_lookup_fills_the_request_and_honours_the_ttl(tmp_path: Path) -> None:
         "n": [2, None, None],
     }
     np.testing.assert_array_equal(
-        predictor.seen[0], np.array([[30.0, 2.5, 2.0], [40.0, np.nan, np.nan], [50.0, np.nan, np.nan]])
+        predictor.seen[0],
+        np.array([[30.0, 2.5, 2.0], [40.0, np.nan, np.nan], [50.0, np.nan, np.nan]]),
     )
     assert out[0] == 34.5
 

@@ -28,7 +28,10 @@ def _spec(name: str, ttl: str, *, path: str, created: bool = False, keys=("cid",
         "entities": [{"name": k, "type": "int64"} for k in keys],
         "timestamp": "ts",
         "source": {"path": path},
-        "features": [{"name": f"{name}_x", "type": "float64"}, {"name": f"{name}_s", "type": "string"}],
+        "features": [
+            {"name": f"{name}_x", "type": "float64"},
+            {"name": f"{name}_s", "type": "string"},
+        ],
         "ttl": ttl,
     }
     if created:
@@ -68,7 +71,9 @@ def _dedup_oracle(frame: pd.DataFrame, created: bool) -> list[dict]:
     return [row for _, row in best.values()]
 
 
-def _oracle(labels: pd.DataFrame, rows: list[dict], name: str, ttl: timedelta | None) -> pd.DataFrame:
+def _oracle(
+    labels: pd.DataFrame, rows: list[dict], name: str, ttl: timedelta | None
+) -> pd.DataFrame:
     by_key: dict[int, list[dict]] = {}
     for row in rows:
         by_key.setdefault(row["cid"], []).append(row)
@@ -78,18 +83,26 @@ def _oracle(labels: pd.DataFrame, rows: list[dict], name: str, ttl: timedelta | 
         chosen = None
         if label["cid"] is not None and not pd.isna(label["cid"]):
             for row in by_key.get(int(label["cid"]), []):
-                if row["ts"] <= t and (ttl is None or row["ts"] >= t - ttl):
-                    if chosen is None or row["ts"] > chosen["ts"]:
-                        chosen = row
+                fresh = row["ts"] <= t and (ttl is None or row["ts"] >= t - ttl)
+                if fresh and (chosen is None or row["ts"] > chosen["ts"]):
+                    chosen = row
         xs.append(np.nan if chosen is None else chosen[f"{name}_x"])
         ss.append(None if chosen is None else chosen[f"{name}_s"])
     return pd.DataFrame({f"{name}_x": xs, f"{name}_s": ss})
 
 
-def _labels(rng: np.random.Generator, features: pd.DataFrame, ttl: timedelta, n: int) -> pd.DataFrame:
+def _labels(
+    rng: np.random.Generator, features: pd.DataFrame, ttl: timedelta, n: int
+) -> pd.DataFrame:
     picks = features.sample(n, replace=True, random_state=int(rng.integers(1 << 30)))
     offsets = rng.choice(
-        [timedelta(0), ttl, ttl + timedelta(microseconds=1), timedelta(minutes=7), -timedelta(minutes=3)],
+        [
+            timedelta(0),
+            ttl,
+            ttl + timedelta(microseconds=1),
+            timedelta(minutes=7),
+            -timedelta(minutes=3),
+        ],
         n,
     )
     times = [t + o for t, o in zip(picks["ts"], offsets, strict=True)]
@@ -133,9 +146,10 @@ def test_join_matches_the_oracle(tmp_path: Path, seed: int, created: bool) -> No
             expected[f"{name}_x"].to_numpy(dtype="float64"),
             equal_nan=True,
         ), name
-        assert got[f"{name}_s"].where(got[f"{name}_s"].notna(), None).tolist() == expected[
-            f"{name}_s"
-        ].tolist()
+        assert (
+            got[f"{name}_s"].where(got[f"{name}_s"].notna(), None).tolist()
+            == expected[f"{name}_s"].tolist()
+        )
     assert result.matched["a"] == int(got["a_s"].notna().sum())
 
 
@@ -173,7 +187,9 @@ def test_a_null_value_does_not_show_an_older_one(tmp_path: Path) -> None:
 
 
 def test_timezones_and_text_times_are_utc(tmp_path: Path) -> None:
-    frame = pd.DataFrame({"cid": [1], "ts": ["2026-03-01T12:00:00+02:00"], "f_x": [2.0], "f_s": ["z"]})
+    frame = pd.DataFrame(
+        {"cid": [1], "ts": ["2026-03-01T12:00:00+02:00"], "f_x": [2.0], "f_s": ["z"]}
+    )
     frame.to_csv(tmp_path / "f.csv", index=False)
     store = LocalStore(str(tmp_path / "store"))
     fs = featureset_from_data(_spec("f", "0", path="f.csv"))
@@ -231,7 +247,9 @@ def test_transform_sql_and_python(tmp_path: Path) -> None:
 def test_stale_spec_and_missing_columns_are_refused(tmp_path: Path) -> None:
     from mlopsctl.errors import NotFound, UsageError
 
-    pd.DataFrame({"cid": [1], "ts": [T0], "f_x": [1.0], "f_s": ["a"]}).to_parquet(tmp_path / "f.parquet")
+    pd.DataFrame({"cid": [1], "ts": [T0], "f_x": [1.0], "f_s": ["a"]}).to_parquet(
+        tmp_path / "f.parquet"
+    )
     store = LocalStore(str(tmp_path / "store"))
     fs = featureset_from_data(_spec("f", "1h", path="f.parquet"))
     labels = pd.DataFrame({"cid": [1], "event_timestamp": [T0]})
