@@ -1,6 +1,9 @@
 """Project configuration: mlops.yaml (kind Project) at the repository root, plus the
-environment overrides (MLOPSCTL_STORE). Credentials are never read from here: S3 access uses the
-standard AWS chain (environment variables, ~/.aws, profiles)."""
+overrides of its store URL. Credentials are never read from here: S3 access uses the standard
+AWS chain (environment variables, ~/.aws, profiles).
+
+The store URL comes from, first to last: the `--store URL` global flag (set_store_flag), the
+MLOPSCTL_STORE environment variable, `store.url` in mlops.yaml, and the default `.mlops`."""
 
 from __future__ import annotations
 
@@ -17,6 +20,28 @@ if TYPE_CHECKING:
 PROJECT_FILE = "mlops.yaml"
 DEFAULT_STORE = ".mlops"
 STORE_ENV = "MLOPSCTL_STORE"
+STORE_FLAG = "--store"
+
+# The `--store URL` of the command being run (cli/main.py sets it, None when not given): it
+# wins over the environment and mlops.yaml.
+_store_flag: str | None = None
+
+
+def set_store_flag(url: str | None) -> None:
+    """Set (or, with None, clear) the store URL given on the command line."""
+    global _store_flag
+    _store_flag = url or None
+
+
+def explicit_store_url() -> tuple[str, str] | None:
+    """The store URL given by the flag or the environment, with where it came from; None when
+    neither names one (then mlops.yaml or the default decides)."""
+    if _store_flag:
+        return _store_flag, STORE_FLAG
+    env_url = os.environ.get(STORE_ENV)
+    if env_url:
+        return env_url, STORE_ENV
+    return None
 
 
 @dataclass(frozen=True)
@@ -25,7 +50,7 @@ class Project:
     config_path: Path | None
     name: str
     store_url: str
-    store_source: str  # where store_url came from: MLOPSCTL_STORE, mlops.yaml or default
+    store_source: str  # where store_url came from: --store, MLOPSCTL_STORE, mlops.yaml, default
     s3_options: dict[str, Any] = field(default_factory=dict)
     registry: dict[str, Any] | None = None
     docker: dict[str, Any] = field(default_factory=dict)
@@ -95,9 +120,9 @@ def load_project(start: Path | None = None, *, required: bool = False) -> Projec
 def project_from_data(data: dict[str, Any], root: Path, path: Path | None) -> Project:
     """Build a Project from (already validated) mlops.yaml data; `{}` gives the defaults."""
     store = data.get("store") or {}
-    env_url = os.environ.get(STORE_ENV)
-    if env_url:
-        url, source = env_url, STORE_ENV
+    explicit = explicit_store_url()
+    if explicit is not None:
+        url, source = explicit
     elif store.get("url"):
         url, source = str(store["url"]), PROJECT_FILE
     else:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from mlopsctl.cli.options import JsonOpt
-from mlopsctl.cli.output import emit_json, err, out, stderr_is_terminal
+from mlopsctl.cli.output import emit_json, err, out
 
 app = typer.Typer(
     help="Continuous training: decide whether to retrain (schedule, new data, drift, "
@@ -36,10 +36,10 @@ def check(
     running (up to the spec's max_run). Exit 0 once checked (fired or not); with --run, 1 if
     the triggered run failed; 7 if another check claimed the trigger first."""
     from mlopsctl.app.retrain import check_trigger, raise_for_run
+    from mlopsctl.cli.progress import StepProgress
     from mlopsctl.errors import CheckFailed
-    from mlopsctl.pipeline.executor import Progress
 
-    progress = Progress(stderr_is_terminal()) if run else None
+    progress = StepProgress() if run else None
     result = check_trigger(spec, run=run, progress=progress)
     if json_out:
         emit_json(result)

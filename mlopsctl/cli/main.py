@@ -3,6 +3,7 @@ errors become exit codes and one-line messages."""
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from typing import Annotated, Any
@@ -62,6 +63,17 @@ class MlopsGroup(TyperGroup):
                 raise  # usage errors: the parser reports them itself (exit 2)
             _report(ctx, f"internal error: {type(exc).__name__}: {exc}; please report it")
             raise typer.Exit(int(ExitCode.ERROR)) from None
+        finally:
+            _end_of_command()
+
+
+def _end_of_command() -> None:
+    """The global flags hold for one command: forget them (tests run many in one process)."""
+    from mlopsctl.cli import progress
+    from mlopsctl.config import set_store_flag
+
+    set_store_flag(None)
+    progress.reset()
 
 
 def _interrupted(exc: KeyboardInterrupt) -> int:
@@ -110,6 +122,21 @@ def root(
     verbose: Annotated[
         bool, typer.Option("-v", "--verbose", help="Show tracebacks and more detail.")
     ] = False,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            metavar="URL",
+            help="Store to use: a folder or s3://bucket/prefix. Wins over MLOPSCTL_STORE, "
+            "which wins over store.url in mlops.yaml.",
+        ),
+    ] = None,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "-q", "--quiet", help="No progress lines or bars (errors and results still print)."
+        ),
+    ] = False,
     version: Annotated[
         bool,
         typer.Option(
@@ -117,7 +144,22 @@ def root(
         ),
     ] = False,
 ) -> None:
+    from mlopsctl.cli import progress
+    from mlopsctl.config import set_store_flag
+
+    set_store_flag(_flag_store_url(store))
+    progress.configure(quiet=quiet)
     ctx.obj = AppState(verbose=verbose)
+
+
+def _flag_store_url(url: str | None) -> str | None:
+    """A folder given on the command line is relative to where the command runs (a store URL
+    from the environment or mlops.yaml is relative to the project root)."""
+    if not url:
+        return None
+    if "://" in url or os.path.isabs(url):
+        return url
+    return os.path.abspath(url)
 
 
 app.command("init")(init_cli.init)

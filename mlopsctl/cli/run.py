@@ -78,7 +78,8 @@ def run(
     if experiment is not None:
         check_name("experiment", experiment)  # before any step runs or anything is written
     from mlopsctl.app.run import run_pipeline
-    from mlopsctl.pipeline.executor import Progress, RunOptions
+    from mlopsctl.cli.progress import StepProgress
+    from mlopsctl.pipeline.executor import RunOptions
 
     verbose = bool(getattr(ctx.find_root().obj, "verbose", False))
     options = RunOptions(
@@ -86,7 +87,7 @@ def run(
         use_cache=not no_cache,
         experiment=experiment,
         dry_run=dry_run,
-        progress=Progress(stderr_is_terminal() or verbose),
+        progress=StepProgress(),
         echo_logs=verbose,
         register=not no_register,
         backend=backend.value,

@@ -136,19 +136,14 @@ def remove_stale_workdirs(
     return removed
 
 
-class Progress:
-    """One line per step event on stderr; silent unless enabled (a terminal, or -v)."""
+# Told of every step event as (step, state): waiting, running, cached, skipped, interrupted,
+# "done in 1.2 s", "failed after 1.2 s". Called from the run's thread; the executor never
+# prints (the CLI's callback is mlopsctl/cli/progress.py).
+Progress = Callable[[str, str], None]
 
-    def __init__(self, enabled: bool, width: int = 12) -> None:
-        self.enabled = enabled
-        self.width = width
-        self._lock = threading.Lock()
 
-    def __call__(self, step: str, state: str) -> None:
-        if self.enabled:
-            with self._lock:
-                sys.stderr.write(f"  {step:<{self.width}} {state}\n")
-                sys.stderr.flush()
+def no_progress(step: str, state: str) -> None:
+    """The default progress callback: nothing to tell anyone."""
 
 
 @dataclass
@@ -157,7 +152,7 @@ class RunOptions:
     use_cache: bool = True
     experiment: str | None = None
     dry_run: bool = False
-    progress: Progress = field(default_factory=lambda: Progress(False))
+    progress: Progress = no_progress
     echo_logs: bool = False
     image: dict[str, Any] | None = None  # set by the container runner: {ref, digest}
     register: bool = True  # register the model named in the spec's register: block

@@ -38,6 +38,7 @@ from mlopsctl.errors import (
     UsageError,
 )
 from mlopsctl.store.base import RESERVED_PREFIX, ObjectInfo, ObjectStore, check_key, check_prefix
+from mlopsctl.store.transfer import meter
 
 CHUNK = 1 << 20
 TEMP_PREFIX = RESERVED_PREFIX + "tmp-"
@@ -228,8 +229,14 @@ class LocalStore(ObjectStore):
             source = open(path, "rb")  # noqa: SIM115 - closed below, after the commit
         except OSError as exc:
             raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
-        with source:
-            return self._commit(key, iter(lambda: source.read(CHUNK), b""), if_absent=if_absent)
+        with source, meter("upload", key, os.fstat(source.fileno()).st_size) as bar:
+
+            def chunks() -> Iterator[bytes]:
+                while chunk := source.read(CHUNK):
+                    bar.advance(len(chunk))
+                    yield chunk
+
+            return self._commit(key, chunks(), if_absent=if_absent)
 
     # -- reading ---------------------------------------------------------------------------
     def _etag_or_none(self, path: Path) -> str | None:
@@ -281,11 +288,13 @@ class LocalStore(ObjectStore):
             try:
                 digest = hashlib.sha256()
                 size = 0
-                with out:
+                total = os.fstat(source.fileno()).st_size
+                with out, meter("download", key, total) as bar:
                     while chunk := source.read(CHUNK):
                         digest.update(chunk)
                         out.write(chunk)
                         size += len(chunk)
+                        bar.advance(len(chunk))
                 got = digest.hexdigest()
                 if expect_sha256 is not None and got != expect_sha256.lower():
                     raise IntegrityError(

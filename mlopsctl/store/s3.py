@@ -34,6 +34,7 @@ from mlopsctl.errors import (
     UsageError,
 )
 from mlopsctl.store.base import RESERVED_PREFIX, ObjectInfo, ObjectStore, check_key, check_prefix
+from mlopsctl.store.transfer import meter
 
 MiB = 1 << 20
 DEFAULT_PART_SIZE = 8 * MiB
@@ -412,7 +413,7 @@ class S3Store(ObjectStore):
         action = "put_if_absent" if if_absent else "write"
         if size <= self.part_size:
             full = self._full(key)
-            with open(path, "rb") as f:
+            with open(path, "rb") as f, meter("upload", key, size) as bar:
                 response = self._call(
                     action,
                     key,
@@ -423,6 +424,7 @@ class S3Store(ObjectStore):
                     ContentLength=size,
                     **cond,
                 )
+                bar.advance(size)
             return _unquote(response.get("ETag"))
         if if_absent and self.exists(key):
             # Saves uploading what is already there; the conditional complete still decides.
@@ -451,7 +453,11 @@ class S3Store(ObjectStore):
         # page faults) per part.
         buffers = threading.local()
         try:
-            with open(path, "rb") as f, ThreadPoolExecutor(self.workers) as pool:
+            with (
+                open(path, "rb") as f,
+                meter("upload", key, size) as bar,
+                ThreadPoolExecutor(self.workers) as pool,
+            ):
                 fd = f.fileno()
 
                 def upload(number: int) -> dict[str, Any]:
@@ -472,6 +478,7 @@ class S3Store(ObjectStore):
                         Body=buf,
                         ContentLength=length,
                     )
+                    bar.advance(length)
                     return {"PartNumber": number, "ETag": response["ETag"]}
 
                 count = -(-size // part)
@@ -605,10 +612,12 @@ class S3Store(ObjectStore):
             body.close()
             raise StoreError(f"cannot write {dest}: {exc.strerror or exc}") from None
         done = False
+        bar = meter("download", key, total)
         try:
             digest = hashlib.sha256()
             if whole:
                 self._copy_whole(key, body, out, digest, total)
+                bar.advance(total)
                 count = 0
             free = [bytearray(min(part, total)) for _ in range(min(count, self.workers + 2))]
 
@@ -641,6 +650,7 @@ class S3Store(ObjectStore):
                             futures[next_submit] = pool.submit(fetch, next_submit, free.pop())
                             next_submit += 1
                         view = futures.pop(index).result()
+                        bar.advance(len(view))
                         digest.update(view)
                         free.append(view.obj)  # type: ignore[arg-type]
                         view.release()
@@ -661,6 +671,7 @@ class S3Store(ObjectStore):
         except OSError as exc:
             raise StoreError(f"cannot write {dest}: {exc.strerror or exc}") from None
         finally:
+            bar.close()
             body.close()
             out.close()
             if not done:

@@ -82,7 +82,8 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def _start(project: Path, spec: str, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "mlopsctl", "run", spec, "--json"],
+        # --quiet: stderr holds the one line the signal leaves, without the progress lines
+        [sys.executable, "-m", "mlopsctl", "--quiet", "run", spec, "--json"],
         cwd=project,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -198,7 +199,7 @@ def test_sigterm_during_ct_check_run_records_the_triggered_run_interrupted(
         "schedule: '* * * * *'\n"  # never run: due at once
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlopsctl", "ct", "check", "trigger.yaml", "--run"],
+        [sys.executable, "-m", "mlopsctl", "--quiet", "ct", "check", "trigger.yaml", "--run"],
         cwd=project,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
