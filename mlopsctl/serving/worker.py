@@ -281,6 +281,7 @@ def _open_store(options: ServeOptions, say: Callable[[str], None]) -> ObjectStor
     from mlopsctl.config import (
         PROJECT_FILE,
         STORE_ENV,
+        explicit_store_url,
         find_project_file,
         load_project,
         open_project_store,
@@ -288,8 +289,11 @@ def _open_store(options: ServeOptions, say: Callable[[str], None]) -> ObjectStor
 
     if options.model_dir is None:
         return open_project_store(load_project())
-    if not os.environ.get(STORE_ENV) and find_project_file(Path.cwd()) is None:
-        say(f"warning: no store configured ({STORE_ENV} or {PROJECT_FILE}): request logging is off")
+    if explicit_store_url() is None and find_project_file(Path.cwd()) is None:
+        say(
+            f"warning: no store configured (--store, {STORE_ENV} or {PROJECT_FILE}): "
+            "request logging is off"
+        )
         return None
     store = open_project_store(load_project())
     try:
