@@ -43,7 +43,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from mlopsctl.pipeline.artifacts import store_output  # noqa: E402
+from mlopsctl.store.artifacts import store_output  # noqa: E402
 from mlopsctl.registry import (  # noqa: E402
     register_from_run,
     register_version,

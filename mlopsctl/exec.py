@@ -35,7 +35,7 @@ _ORPHANED = threading.Event()  # set when the runner is gone
 def run_task(task: dict[str, Any]) -> dict[str, Any]:
     from mlopsctl.components.base import StepContext
     from mlopsctl.errors import MlopsError
-    from mlopsctl.pipeline.artifacts import fetch_artifact, store_output
+    from mlopsctl.store.artifacts import fetch_artifact, store_output
     from mlopsctl.store import open_store
 
     workdir = Path(task["workdir"])

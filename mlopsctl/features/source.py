@@ -175,7 +175,7 @@ def _pipeline_output(store: ObjectStore, pipeline: str, output: str, workdir: Pa
         dest = workdir / "pipeline" / name
         dest.parent.mkdir(parents=True, exist_ok=True)
         if ref.get("kind") == "dir":
-            from mlopsctl.pipeline.artifacts import fetch_artifact
+            from mlopsctl.store.artifacts import fetch_artifact
 
             fetch_artifact(store, ref, dest)
             return dest

@@ -1,6 +1,6 @@
 """Repeatable pipelines: plan a spec into a DAG (plan.py, params.py), run it step by step with
-the shared step cache (executor.py, cache.py, artifacts.py, hashing.py) on a StepRunner
-(runners.py: the interface, and the local one).
+the shared step cache (executor.py, cache.py, hashing.py; outputs become blobs through
+store/artifacts.py) on a StepRunner (runners.py: the interface, and the local one).
 
 Running a spec end to end (plan -> execute -> register) is a use case of the application layer:
 mlopsctl.app.run.run_pipeline. This package imports neither registry/ nor containers/ nor app/.

@@ -116,7 +116,7 @@ def download(store: ObjectStore, ref: Ref | str, dest: Path) -> tuple[dict[str, 
 def _fetch_verified(store: ObjectStore, record: dict[str, Any], dest: Path) -> None:
     """Download and unpack a version's artifact; a blob that fails its digest is named by the
     version it belongs to."""
-    from mlopsctl.pipeline.artifacts import fetch_artifact
+    from mlopsctl.store.artifacts import fetch_artifact
 
     try:
         fetch_artifact(store, record["artifact"], dest)

@@ -1,5 +1,6 @@
-"""Step outputs as blobs: a file is stored as it is; a folder as a deterministic tar (sorted
-names, zeroed times and owners) so the same content always has the same digest."""
+"""Files and folders as blobs (step outputs, model folders): a file is stored as it is; a folder
+as a deterministic tar (sorted names, zeroed times and owners) so the same content always has the
+same digest."""
 
 from __future__ import annotations
 

@@ -164,7 +164,7 @@ def test_the_model_cache_refuses_a_crafted_archive(
 
 def test_unpack_leaves_an_existing_folder_as_it_was(tmp_path: Path, filter_mode: str) -> None:
     """The pipeline fetches inputs with the same code: a refused archive adds nothing."""
-    from mlopsctl.pipeline.artifacts import unpack_dir
+    from mlopsctl.store.artifacts import unpack_dir
 
     dest = tmp_path / "inputs"
     dest.mkdir()

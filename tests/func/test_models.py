@@ -271,7 +271,7 @@ def test_register_refuses_what_is_not_a_model(
 
 
 def test_register_finds_model_json_anywhere_in_the_folder(cli: Invoke, trained: Trained) -> None:
-    from mlopsctl.pipeline.artifacts import store_output
+    from mlopsctl.store.artifacts import store_output
     from mlopsctl.runs import new_run_id, save_run
 
     def run_with_model(folder: Path) -> str:

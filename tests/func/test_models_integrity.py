@@ -198,7 +198,7 @@ def register_pickle(
 ) -> None:
     """A pickle-flavor model version; `recorded` is what model.json claims model.pkl holds."""
     from mlopsctl.models.artifact import FORMAT
-    from mlopsctl.pipeline.artifacts import store_output
+    from mlopsctl.store.artifacts import store_output
     from mlopsctl.registry import register_version
 
     folder = tmp / f"artifact-{name}"

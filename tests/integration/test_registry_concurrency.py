@@ -29,7 +29,7 @@ import pytest
 
 from mlopsctl.events import list_events
 from mlopsctl.models.artifact import FORMAT
-from mlopsctl.pipeline.artifacts import store_output
+from mlopsctl.store.artifacts import store_output
 from mlopsctl.registry import (
     alias_history,
     get_alias,

@@ -43,7 +43,7 @@ _KILLED_WRITER = """
 import json, sys, time
 from pathlib import Path
 from mlopsctl.config import load_project, open_project_store
-from mlopsctl.pipeline.artifacts import store_output
+from mlopsctl.store.artifacts import store_output
 from mlopsctl.registry import get_alias, register_version, set_alias
 
 project, mode, arg = Path(sys.argv[1]), sys.argv[2], sys.argv[3]

@@ -89,7 +89,7 @@ class Faulty:
 def register(store: LocalStore, tmp: Path, obj: Any) -> None:
     """One more pickle-flavour version of MODEL (features: x; classes no/yes; target y)."""
     from mlopsctl.models.artifact import FORMAT
-    from mlopsctl.pipeline.artifacts import store_output
+    from mlopsctl.store.artifacts import store_output
     from mlopsctl.registry import register_version
 
     payload = pickle.dumps(obj)
