@@ -29,6 +29,13 @@ if [ "$(id -u)" -eq 0 ] && ! command -v chromium >/dev/null 2>&1; then
         echo "== could not install chromium; the report browser test will fail" >&2
 fi
 
+# The Redis online store is tested against Debian's redis-server, which the tests start themselves.
+if [ "$(id -u)" -eq 0 ] && ! command -v redis-server >/dev/null 2>&1; then
+    apt-get install -y --no-install-recommends redis-server >/dev/null 2>&1 ||
+        { apt-get update -qq && apt-get install -y --no-install-recommends redis-server >/dev/null; } ||
+        echo "== could not install redis-server; the Redis online store tests will skip" >&2
+fi
+
 echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
