@@ -189,15 +189,12 @@ STORE_DIR = TESTS_DIR.parent / "mlopsctl" / "store"
 WRITE_METHODS = frozenset({"put", "put_if_absent", "compare_and_swap", "put_file"})
 # Tests that feed hand-made records of these kinds through the services' own writer functions
 # on purpose, by node id or node id prefix: partial trigger states given to ct's write_state to
-# set up a situation, fabricated runs (a model and little else) given to runs.save_run. New
-# tests say so with @pytest.mark.hand_made_records(KIND, ...).
+# set up a situation. New tests say so with @pytest.mark.hand_made_records(KIND, ...).
 HAND_MADE_RECORDS: dict[str, frozenset[str]] = {
     "tests/unit/test_ct_trigger.py::": frozenset({"trigger_state"}),
     "tests/func/test_ct.py::test_a_triggered_run_in_progress_is_reported_and_not_doubled": (
         frozenset({"trigger_state"})
     ),
-    "tests/integration/test_registry_concurrency.py::": frozenset({"run"}),
-    "tests/integration/test_registry_crash.py::": frozenset({"run"}),
 }
 
 

@@ -1,6 +1,8 @@
 """One step of a run, as kept in the run record under ``steps.<name>`` (never stored under a key
-of its own). A skipped step is ``{"status": "skipped"}`` alone; a step that ran or came from
-the cache has what ran, its inputs and outputs; a failed one has the tail of its log."""
+of its own). A skipped step is ``{"status": "skipped"}`` alone. A step that ran or came from the
+cache has ``outputs`` and ``metrics`` (what the registry, lineage and gc read; the schema
+requires them), and the executor writes what ran besides; a failed one has ``error``, the tail
+of its log."""
 
 from __future__ import annotations
 

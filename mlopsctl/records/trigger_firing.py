@@ -25,6 +25,8 @@ class _OutcomeRequired(TypedDict):
 class Outcome(_OutcomeRequired, total=False):
     error: str
     state_error: str
+    signal: str  # the signal that interrupted the run
+    then: dict[str, Any]  # what the trigger's then: chained after it
 
 
 class TriggerFiring(TypedDict):
