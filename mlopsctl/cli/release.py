@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -57,6 +58,7 @@ def check(
 
     spec = _spec(spec_path)
     chosen = [h.strip() for h in hosts.split(",") if h.strip()] if hosts else None
+    started = time.perf_counter()
     with project_store() as store:
         result = run_check(
             store,
@@ -70,7 +72,8 @@ def check(
         )
     if junit_file is not None:
         policies = [str(g.get("on_inconclusive", "fail")) for g in spec["gates"]]
-        junit_file.write_text(junit(result, policies), encoding="utf-8")
+        seconds = time.perf_counter() - started
+        junit_file.write_text(junit(result, policies, seconds), encoding="utf-8")
     if json_out:
         emit_json(result)
     else:

@@ -30,38 +30,106 @@ def table(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def junit(result: dict[str, Any], on_inconclusive: list[str]) -> str:
-    """One testcase per gate. ``on_inconclusive`` is each gate's policy, in gate order: an
-    inconclusive gate is a failure or a skip as its spec says."""
+def junit(result: dict[str, Any], on_inconclusive: list[str], seconds: float | None = None) -> str:
+    """JUnit XML: a <testsuites> root holding one <testsuite> for the release check, with one
+    testcase per gate, or per slice for a slices gate that judged slices. Test identities are
+    unique: the classname says the model, version and gate type (`churn.v3.compare`), the name
+    the gate and its metric (`compare [roc_auc]`, `by-region [accuracy] slice=eu`), numbered
+    when two gates would still share one. ``on_inconclusive`` is each gate's policy, in gate
+    order: an inconclusive gate is a failure or a skip as its spec says. Each case's `time` is
+    the gate's own when the result records one, else 0; the suite's is ``seconds`` (the whole
+    check) when given, else their sum."""
     from xml.etree import ElementTree as ET
 
     gates = result["gates"]
-    suite = ET.Element(
-        "testsuite",
-        name=f"release {result['release']}",
-        tests=str(len(gates)),
-        timestamp=result["time"],
-    )
-    failures = skipped = 0
-    for gate, policy in zip(gates, on_inconclusive, strict=True):
-        case = ET.SubElement(
-            suite, "testcase", name=gate["name"], classname=f"{result['model']}.{gate['type']}"
+    version = result.get("version")
+    model = str(result["model"]) + (f".v{version}" if version is not None else "")
+    suite = ET.Element("testsuite", name=f"release {result['release']}")
+    counts = {"tests": 0, "failures": 0, "skipped": 0}
+    total_time = 0.0
+    seen: dict[tuple[str, str], int] = {}
+
+    def case(classname: str, name: str, verdict: str, message: str, policy: str, t: float) -> None:
+        seen[(classname, name)] = seen.get((classname, name), 0) + 1
+        if seen[(classname, name)] > 1:
+            name = f"{name} #{seen[(classname, name)]}"
+        element = ET.SubElement(
+            suite, "testcase", name=name, classname=classname, time=_junit_time(t)
         )
-        message = f"{gate['verdict']}: value {_num(gate.get('value'))}, bound {gate.get('bound')}"
-        if gate.get("ci"):
-            message += f", CI [{gate['ci'][0]:.4g}, {gate['ci'][1]:.4g}]"
-        if gate.get("note"):
-            message += f"; {gate['note']}"
-        verdict = gate["verdict"]
+        counts["tests"] += 1
         if verdict in ("fail", "invalid") or (verdict == "inconclusive" and policy == "fail"):
-            failures += 1
-            ET.SubElement(case, "failure", message=message, type=verdict).text = message
+            counts["failures"] += 1
+            ET.SubElement(element, "failure", message=message, type=verdict).text = message
         elif verdict != "pass":
-            skipped += 1
-            ET.SubElement(case, "skipped", message=message)
-    suite.set("failures", str(failures))
-    suite.set("skipped", str(skipped))
-    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+            counts["skipped"] += 1
+            ET.SubElement(element, "skipped", message=message)
+
+    for gate, policy in zip(gates, on_inconclusive, strict=True):
+        classname = f"{model}.{gate['type']}"
+        name = str(gate["name"])
+        metric = gate.get("metric")
+        if metric and str(metric) not in name:
+            name += f" [{metric}]"
+        took = float(gate.get("seconds") or 0.0)
+        total_time += took
+        slices = [d for d in gate.get("details") or [] if "slice" in d]
+        if gate["type"] == "slices" and slices:
+            for d in slices:
+                case(
+                    classname,
+                    f"{name} slice={d['slice']}",
+                    str(d["verdict"]),
+                    _junit_message(d, gate.get("bound")) + f" ({d.get('rows', 0)} rows)",
+                    policy,
+                    took / len(slices),
+                )
+            continue
+        case(
+            classname,
+            name,
+            str(gate["verdict"]),
+            _junit_message(gate, gate.get("bound")),
+            policy,
+            took,
+        )
+    return _junit_document(suite, counts, seconds if seconds is not None else total_time, result)
+
+
+def _junit_time(seconds: float) -> str:
+    return f"{max(0.0, seconds):.3f}"
+
+
+def _junit_message(part: dict[str, Any], bound: Any) -> str:
+    message = f"{part['verdict']}: value {_num(part.get('value'))}, bound {bound}"
+    if part.get("ci"):
+        message += f", CI [{part['ci'][0]:.4g}, {part['ci'][1]:.4g}]"
+    if part.get("note"):
+        message += f"; {part['note']}"
+    return message
+
+
+def _junit_document(
+    suite: Any, counts: dict[str, int], seconds: float, event: dict[str, Any]
+) -> str:
+    """The suite's counts and times, under a <testsuites> root that sums them (what CI report
+    readers, GitLab's and the GitHub actions', expect at the top)."""
+    from xml.etree import ElementTree as ET
+
+    attributes = {
+        "tests": str(counts["tests"]),
+        "failures": str(counts["failures"]),
+        "errors": "0",
+        "skipped": str(counts["skipped"]),
+        "time": _junit_time(seconds),
+    }
+    for key, value in attributes.items():
+        suite.set(key, value)
+    if event.get("time"):
+        suite.set("timestamp", str(event["time"]))
+    root = ET.Element("testsuites", name="mlopsctl release", **attributes)
+    root.append(suite)
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
 def hardware_table(rows: list[dict[str, Any]]) -> list[str]:
@@ -185,13 +253,15 @@ def ab_junit(event: dict[str, Any], on_inconclusive: list[str]) -> str:
     decision (invalid and fail are failures; inconclusive as the gate's on_inconclusive says)."""
     from xml.etree import ElementTree as ET
 
-    suite = ET.Element("testsuite", name=f"release {event['release']} ab", timestamp=event["time"])
+    suite = ET.Element("testsuite", name=f"release {event['release']} ab")
     tests = failures = skipped = 0
 
     def case(name: str, classname: str, verdict: str, message: str, policy: str) -> None:
         nonlocal tests, failures, skipped
         tests += 1
-        element = ET.SubElement(suite, "testcase", name=name, classname=classname)
+        element = ET.SubElement(
+            suite, "testcase", name=name, classname=classname, time=_junit_time(0.0)
+        )
         if verdict in ("fail", "invalid") or (verdict == "inconclusive" and policy == "fail"):
             failures += 1
             ET.SubElement(element, "failure", message=message, type=verdict).text = message
@@ -221,10 +291,8 @@ def ab_junit(event: dict[str, Any], on_inconclusive: list[str]) -> str:
                 policy,
             )
         case(gate["gate"], classname, gate["decision"], gate["reason"], policy)
-    suite.set("tests", str(tests))
-    suite.set("failures", str(failures))
-    suite.set("skipped", str(skipped))
-    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+    counts = {"tests": tests, "failures": failures, "skipped": skipped}
+    return _junit_document(suite, counts, 0.0, event)
 
 
 _AB_CSS = """

@@ -135,11 +135,21 @@ def test_table_junit_and_seed(cli: Invoke, project: Path, tmp_path: Path) -> Non
     assert "release check of breast-cancer:2 failed" in result.stderr
     suite = ET.parse(junit).getroot()
     cases = {c.get("name"): c for c in suite.iter("testcase")}
-    assert set(cases) == {"threshold", "compare", "signature", "approval"}
-    assert cases["compare"].find("failure") is not None
+    assert set(cases) == {
+        "threshold [accuracy]",
+        "compare [accuracy improvement]",
+        "signature",
+        "approval",
+    }
+    assert {c.get("classname") for c in suite.iter("testcase")} == {
+        f"breast-cancer.v2.{kind}" for kind in ("threshold", "compare", "signature", "approval")
+    }
+    assert cases["compare [accuracy improvement]"].find("failure") is not None
     assert cases["approval"].find("skipped") is not None  # pending
-    assert cases["threshold"].find("failure") is None and cases["threshold"].find("skipped") is None
-    assert suite.get("failures") == "1"
+    threshold = cases["threshold [accuracy]"]
+    assert threshold.find("failure") is None and threshold.find("skipped") is None
+    assert suite.tag == "testsuites" and suite.get("failures") == "1"
+    assert float(suite.get("time") or 0) > 0  # the check's own duration
     # Same seed, same interval.
     first = _gate(_check(cli, project, spec, "--seed", "3")[1], "compare")["ci"]
     again = _gate(_check(cli, project, spec, "--seed", "3")[1], "compare")["ci"]
