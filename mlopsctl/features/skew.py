@@ -187,3 +187,37 @@ def _column(frame: pd.DataFrame, name: str) -> str | None:
     if _FEATURE_PREFIX + name in frame.columns:  # a feature named like a fixed log column
         return _FEATURE_PREFIX + name
     return name if name in frame.columns else None
+
+
+def monitor_skew(
+    store: ObjectStore, spec: dict[str, Any], result: dict[str, Any], now: datetime
+) -> dict[str, Any] | None:
+    """The skew block of a monitor check (mlopsctl/monitor/run.py): None when the spec turns
+    it off or the checked version was not trained on feature sets; else compare()'s result with
+    ``fail`` (whether it fails the check) and ``note`` when no served row could be compared."""
+    from mlopsctl.registry import get_version
+
+    settings = spec.get("skew") or {}
+    model = result.get("model") or {}
+    if not settings.get("enabled", True) or not model.get("name") or not model.get("version"):
+        return None
+    record = get_version(store, str(model["name"]), int(model["version"]))
+    if not record.get("feature_sets"):
+        return None
+    window = settings.get("window") or (spec.get("current") or {}).get("window") or "1d"
+    since = now - parse_duration(str(window), "skew.window")
+    fail = bool(settings.get("fail", True))
+    try:
+        frame = served_rows(store, record["name"], since, now, version=int(record["version"]))
+        found = compare(
+            store,
+            record,
+            frame,
+            max_share=float(settings.get("max_share", DEFAULT_MAX_SHARE)),
+            tolerance=float(settings.get("tolerance", DEFAULT_TOLERANCE)),
+        )
+    except NotFound as exc:
+        return {"failed": False, "fail": fail, "features": [], "skewed": [], "note": exc.one_line()}
+    found["window"] = {"since": since.isoformat(), "until": now.isoformat()}
+    found["fail"] = fail
+    return found

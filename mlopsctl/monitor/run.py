@@ -66,6 +66,7 @@ def run_monitor(
             )
     started = time.perf_counter()
     result = _run(spec, project, store, current=current, baseline=baseline, now=now or utc_now())
+    result["skew"] = _skew(spec, store, result, now or utc_now())
     result["seconds"] = round(time.perf_counter() - started, 3)
     target = report if report is not None else _spec_report(spec, project)
     if target is not None:
@@ -90,6 +91,7 @@ def run_monitor(
             quality_failed=[q["test"] for q in result["quality"] if q["failed"]],
             outlier_share=(result["outliers"] or {}).get("share"),
             attribution_drift=(result["attribution"] or {}).get("drifted_features"),
+            skewed_features=(result["skew"] or {}).get("skewed"),
             current=result["current"],
             window=result.get("window"),
             baseline=result["baseline"],
@@ -144,6 +146,21 @@ def _spec_report(spec: dict[str, Any], project: Project) -> Path | None:
         return None
     target = Path(path)
     return target if target.is_absolute() else project.root / target
+
+
+def _skew(
+    spec: dict[str, Any], store: ObjectStore, result: dict[str, Any], now: datetime
+) -> dict[str, Any] | None:
+    """Training-serving skew of a model trained on feature sets (mlopsctl/features/skew.py);
+    a skewed feature fails the check unless skew.fail is false."""
+    from mlopsctl.features.skew import monitor_skew
+
+    skew = monitor_skew(store, spec, result, now)
+    if skew is not None and skew["failed"] and skew["fail"]:
+        result["failed"] = True
+    if skew is not None and skew.get("note"):
+        result["notes"].append(f"skew not checked: {skew['note']}")
+    return skew
 
 
 def _event_performance(performance: dict[str, Any] | None) -> dict[str, Any] | None:

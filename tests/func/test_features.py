@@ -52,6 +52,15 @@ register:
   from: train.model
 """
 
+MONITOR = """\
+apiVersion: mlopsctl/v1
+kind: Monitor
+name: churn-serving
+model: churn:1
+current: {path: "store:logs/predictions/churn/", time_column: ts, window: 1d}
+skew: {max_share: 0.05}
+"""
+
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 
 
@@ -246,6 +255,9 @@ def test_pipeline_registry_lineage_serving_and_skew(cli: Invoke, fs_project: Pat
     assert report["rows"] == 3 and not report["failed"]
     assert {f["feature"] for f in report["features"]} == {"trips", "trips_per_day", "rating"}
     assert all(f["differ"] == 0 for f in report["features"])
+    (root / "monitor.yaml").write_text(MONITOR)
+    checked = json.loads(cli("monitor", "check", "monitor.yaml", "--json").stdout)
+    assert checked["skew"]["rows"] == 3 and checked["skew"]["skewed"] == []
 
     # Newer feature rows reach the offline store but not the online one: the next requests are
     # served stale values, and skew says which features differ.
@@ -259,5 +271,12 @@ def test_pipeline_registry_lineage_serving_and_skew(cli: Invoke, fs_project: Pat
     result = cli("features", "skew", "churn:1", "--max-share", "0.05")
     assert result.exit_code == 4, result.stdout
     assert "SKEW" in result.stdout and "served values differ" in result.stderr
+    # The monitor finds it too (a skew finding next to drift against training), exit 4.
+    result = cli("monitor", "check", "monitor.yaml", "--json")
+    assert result.exit_code == 4
+    checked = json.loads(result.stdout)
+    assert checked["failed"] and set(checked["skew"]["skewed"]) >= {"trips", "rating"}
+    events = json.loads(cli("audit", "--type", "drift", "--json").stdout)
+    assert events[-1]["skewed_features"] == checked["skew"]["skewed"]
     # Loading the online store again ends it for new requests.
     assert cli("features", "materialize", "features/customer.yaml").exit_code == 0
