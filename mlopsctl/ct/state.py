@@ -46,6 +46,8 @@ class RunOutcome(_RunOutcome, total=False):
 
     error: str  # why it failed
     state_error: str  # why its outcome could not be written into the state
+    signal: str  # the signal that interrupted it (status interrupted)
+    then: dict[str, Any]  # what the trigger's then: chained after it (app.retrain)
 
 
 def state_key(name: str) -> str:
@@ -94,10 +96,12 @@ def claim_trigger(
     now: datetime,
     etag: str | None,
     inputs: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> str:
     """Claim the trigger for a run starting `now`, after the check `result`: swap a running
     last_run into the state read with `etag` (Conflict when another check wrote it since).
-    `inputs` are the data digests the check saw. Returns the firing's id."""
+    `inputs` are the data digests the check saw; `extra` more facts of the run kept with the
+    claim (its dataset and params, which firing it retries). Returns the firing's id."""
     firing = new_firing_id(now)
     last_run: dict[str, Any] = {
         "firing": firing,
@@ -108,6 +112,7 @@ def claim_trigger(
     }
     if inputs:
         last_run["inputs"] = inputs
+    last_run.update(extra or {})
     claim: dict[str, Any] = {
         "trigger": result["trigger"],
         "last_run": last_run,

@@ -2,9 +2,11 @@
 due. It keeps no state of its own between calls except in the store (ct/state.py), so it can
 run from cron, a scheduled CI job or a laptop alike.
 
-Retraining is *due* when a condition fired, no cooldown holds and no triggered run is still
-in progress (within max_run; see ct/conditions.py). Acting on a due check (claim the
-trigger, run the pipeline, record the outcome) spans services: mlopsctl/app/retrain.py.
+Retraining is *due* when a condition fired, no cooldown holds, no triggered run is still
+in progress (within max_run; see ct/conditions.py) and, with a `run.dataset`, the labelled data
+holds something new (ct/data.py). Acting on a due check (claim the trigger, store the dataset,
+run the pipeline, record the outcome, chain the release) spans services:
+mlopsctl/app/retrain.py.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from mlopsctl.ct.conditions import (
     input_digests,
 )
 from mlopsctl.ct.context import MonitorFn, TriggerContext, load_context
+from mlopsctl.ct.data import DataResult, Prepared, check_data
 from mlopsctl.ct.state import RunOutcome
 from mlopsctl.errors import NotFound
 from mlopsctl.timeutil import stamp, utc_now
@@ -57,6 +60,7 @@ class CheckResult(TypedDict):
     fired: list[str]  # the conditions that fired
     cooldown: Cooldown | None
     running: RunningClaim | None
+    data: DataResult | None  # run.dataset judged (only when otherwise due)
     due: bool
     why: str
     run: RunOutcome | None  # the run a due check started (app.retrain), else None
@@ -65,16 +69,22 @@ class CheckResult(TypedDict):
 
 @dataclass(frozen=True)
 class TriggerCheck:
-    """A check's result with what acting on it needs: the context it was made in and the
-    data digests new_data saw (recorded with a claim)."""
+    """A check's result with what acting on it needs: the context it was made in, the
+    data digests new_data saw (recorded with a claim) and the dataset built for the run."""
 
     context: TriggerContext
     result: CheckResult
     inputs: dict[str, str] | None
+    prepared: Prepared | None = None
 
     @property
     def due(self) -> bool:
         return self.result["due"]
+
+    def close(self) -> None:
+        """Remove the dataset's scratch folder."""
+        if self.prepared is not None:
+            self.prepared.close()
 
 
 @contextmanager
@@ -120,7 +130,9 @@ def check_trigger(
     `monitor` replaces run_monitor (tests). Starts nothing: app.retrain.check_trigger acts
     on a due check."""
     with open_check(spec_path, now=now, project=project, store=store, monitor=monitor) as ctx:
-        return evaluate(ctx).result
+        check = evaluate(ctx)
+        check.close()
+        return check.result
 
 
 def evaluate(ctx: TriggerContext) -> TriggerCheck:
@@ -145,30 +157,42 @@ def evaluate(ctx: TriggerContext) -> TriggerCheck:
     cooldown = check_cooldown(ctx)
     in_progress = bool(running and not running["stale"])
     due = bool(fired) and not (cooldown and cooldown["active"]) and not in_progress
-    champion = ctx.champion
+    data: DataResult | None = None
+    prepared: Prepared | None = None
+    if due and (spec.get("run") or {}).get("dataset"):
+        # Only now: building the window reads the logs, which a quiet check need not do.
+        data, prepared = check_data(ctx)
+        due = data["enough"]
     result: CheckResult = {
         "trigger": ctx.name,
         "spec": str(ctx.spec_path),
         "checked_at": stamp(ctx.now),
         "pipeline": str(spec["pipeline"]),
         "model": f"{ctx.model}@{ctx.alias}" if ctx.model else None,
-        "champion": None
-        if champion is None
-        else {
-            "version": champion["version"],
-            "run": (champion.get("run") or {}).get("id"),
-            "registered": champion.get("created"),
-        },
+        "champion": champion_brief(ctx),
         "conditions": conditions,
         "fired": fired,
         "cooldown": cooldown,
         "running": running,
+        "data": data,
         "due": due,
-        "why": summary(conditions, cooldown, running, due),
+        "why": summary(conditions, cooldown, running, due, data),
         "run": None,
         "state": ctx.state,
     }
-    return TriggerCheck(context=ctx, result=result, inputs=inputs)
+    return TriggerCheck(context=ctx, result=result, inputs=inputs, prepared=prepared)
+
+
+def champion_brief(ctx: TriggerContext) -> Champion | None:
+    """The champion as a check reports it."""
+    champion = ctx.champion
+    if champion is None:
+        return None
+    return {
+        "version": champion["version"],
+        "run": (champion.get("run") or {}).get("id"),
+        "registered": champion.get("created"),
+    }
 
 
 def summary(
@@ -176,6 +200,7 @@ def summary(
     cooldown: Cooldown | None,
     running: RunningClaim | None,
     due: bool,
+    data: DataResult | None = None,
 ) -> str:
     """The check's `why`, in one line."""
     fired = [c for c in conditions if c["fired"]]
@@ -188,6 +213,8 @@ def summary(
         return f"{busy}; would fire ({text})" if fired else busy
     if not fired:
         text = "no condition fired"
+    elif not due and data is not None and not data["enough"]:
+        text = f"would fire ({text}) but {data['why']}"
     elif not due and cooldown:
         text = f"would fire ({text}) but cooling down until {cooldown['until']}"
     if running:

@@ -207,6 +207,8 @@ def version_record(
         "libraries": model_json.get("libraries"),
         "note": note,
         **_feature_sets(run),
+        # Why the run was started (a trigger's firing, the data it was given), when it says.
+        **({"reason": run["reason"]} if run.get("reason") else {}),
     }
 
 

@@ -302,6 +302,9 @@ def test_one_definition_of_the_spec_keys() -> None:
     dataset = schema_for("Dataset")
     assert dataset["properties"]["from_logs"] == datasets.FROM_LOGS_SCHEMA
     assert dataset["properties"]["mix"] == datasets.MIX_SCHEMA
+    inline = schema_for("Trigger")["properties"]["run"]["properties"]["dataset"]["oneOf"][1]
+    assert inline["properties"]["from_logs"] == datasets.FROM_LOGS_SCHEMA
+    assert inline["properties"]["mix"] == datasets.MIX_SCHEMA
     assert ingest.PARAMS["properties"]["from_logs"] is datasets.FROM_LOGS_SCHEMA
     assert json.loads(json.dumps(datasets.FROM_LOGS_SCHEMA)) == datasets.FROM_LOGS_SCHEMA
 
