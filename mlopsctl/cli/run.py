@@ -129,9 +129,13 @@ def _print_summary(record: dict) -> None:
     for name, metric in sorted(record.get("metrics", {}).items()):
         out(f"  {name:<24} {metric:.6g}")
     registered = record.get("registered")
-    if registered:
-        state = "registered" if registered["new"] else "unchanged, still"
-        out(f"model {state} {registered['model']}:{registered['version']}")
+    if registered and registered["new"]:
+        out(f"model registered {registered['model']}:{registered['version']}")
+    elif registered:
+        out(
+            f"model identical to version {registered['version']} of {registered['model']}, "
+            "nothing registered"
+        )
     for name, step in steps.items():
         if step.get("status") == "failed":
             err(f"mlopsctl: step '{name}' failed; last lines of its log:")
