@@ -126,7 +126,7 @@ def _junit_document(
         suite.set(key, value)
     if event.get("time"):
         suite.set("timestamp", str(event["time"]))
-    root = ET.Element("testsuites", name="mlopsctl release", **attributes)
+    root = ET.Element("testsuites", {"name": "mlopsctl release", **attributes})
     root.append(suite)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
