@@ -22,9 +22,10 @@ def init(
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Scaffold a project: mlops.yaml, an example pipeline and .gitignore entries.
+    """Scaffold a project: mlops.yaml, an example pipeline, .gitignore entries, and the spec
+    schemas in .mlopsctl/schemas for editors (the YAML files name them in their first line).
     Never overwrites a file."""
-    from mlopsctl.project.init import init_project
+    from mlopsctl.project.init import SCHEMAS_DIR, init_project
 
     result = init_project(directory, name=name, store=store)
     if json_out:
@@ -33,6 +34,7 @@ def init(
                 "root": str(result.root),
                 "created": result.created,
                 "gitignore_added": result.gitignore_added,
+                "schemas": result.schemas,
             }
         )
         return
@@ -40,4 +42,6 @@ def init(
         err(f"created {path}")
     if result.gitignore_added:
         err(f"added to .gitignore: {', '.join(result.gitignore_added)}")
+    if result.schemas:
+        err(f"wrote {len(result.schemas)} spec schemas for editors to {SCHEMAS_DIR}/")
     err("next: mlopsctl validate && mlopsctl doctor")

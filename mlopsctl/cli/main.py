@@ -30,6 +30,7 @@ from mlopsctl.cli import monitor as monitor_cli
 from mlopsctl.cli import release as release_cli
 from mlopsctl.cli import run as run_cli
 from mlopsctl.cli import runs as runs_cli
+from mlopsctl.cli import schema as schema_cli
 from mlopsctl.cli import serve as serve_cli
 from mlopsctl.cli import validate as validate_cli
 from mlopsctl.cli.output import AppState, err
@@ -184,6 +185,7 @@ app.add_typer(monitor_cli.app, name="monitor")
 app.add_typer(ct_cli.app, name="ct")
 app.add_typer(features_cli.app, name="features")
 app.add_typer(datasets_cli.app, name="datasets")
+app.add_typer(schema_cli.app, name="schema")
 
 
 def main(argv: list[str] | None = None) -> None:
