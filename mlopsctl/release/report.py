@@ -249,32 +249,29 @@ def ab_lines(event: dict[str, Any]) -> list[str]:
 
 
 def ab_junit(event: dict[str, Any], on_inconclusive: list[str]) -> str:
-    """One testsuite; per gate a testcase for the sample ratio, one per metric and one for the
-    decision (invalid and fail are failures; inconclusive as the gate's on_inconclusive says)."""
+    """JUnit XML in release check's shape (a <testsuites> root, one suite): per gate a testcase
+    for the sample ratio, one per metric and one for the decision (invalid and fail are
+    failures; inconclusive as the gate's on_inconclusive says)."""
     from xml.etree import ElementTree as ET
 
     suite = ET.Element("testsuite", name=f"release {event['release']} ab")
-    tests = failures = skipped = 0
+    counts = {"tests": 0, "failures": 0, "skipped": 0}
+    classname = f"{event['model']}.v{event['version']}.ab"
 
-    def case(name: str, classname: str, verdict: str, message: str, policy: str) -> None:
-        nonlocal tests, failures, skipped
-        tests += 1
-        element = ET.SubElement(
-            suite, "testcase", name=name, classname=classname, time=_junit_time(0.0)
-        )
+    def case(name: str, verdict: str, message: str, policy: str) -> None:
+        counts["tests"] += 1
+        element = ET.SubElement(suite, "testcase", name=name, classname=classname, time="0.000")
         if verdict in ("fail", "invalid") or (verdict == "inconclusive" and policy == "fail"):
-            failures += 1
+            counts["failures"] += 1
             ET.SubElement(element, "failure", message=message, type=verdict).text = message
         elif verdict != "pass":
-            skipped += 1
+            counts["skipped"] += 1
             ET.SubElement(element, "skipped", message=message)
 
     for gate, policy in zip(event["gates"], on_inconclusive, strict=True):
-        classname = f"{event['model']}.ab.{gate['gate']}"
         srm = gate["srm"]
         case(
-            f"{gate['gate']}: sample ratio",
-            classname,
+            f"{gate['gate']} [sample ratio]",
             "fail" if srm["mismatch"] else "pass",
             f"treatment share {_num(srm['observed_share'])}, expected "
             f"{srm['expected_share']:.4g}, p {srm['p']:.3g}",
@@ -283,15 +280,13 @@ def ab_junit(event: dict[str, Any], on_inconclusive: list[str]) -> str:
         for m in gate["metrics"]:
             interval = m.get("sequence") if gate["mode"] == "sequential" else m.get("ci")
             case(
-                f"{gate['gate']}: {m['name']}",
-                classname,
+                f"{gate['gate']} [{m['name']}]",
                 str(m["verdict"]),
                 f"{m['verdict']}: delta {_num(m.get('delta'))}, interval {_pair(interval)}, "
                 f"{m['bound_text']}" + (f"; {m['note']}" if m.get("note") else ""),
                 policy,
             )
-        case(gate["gate"], classname, gate["decision"], gate["reason"], policy)
-    counts = {"tests": tests, "failures": failures, "skipped": skipped}
+        case(str(gate["gate"]), gate["decision"], gate["reason"], policy)
     return _junit_document(suite, counts, 0.0, event)
 
 
