@@ -1,7 +1,8 @@
 """The Ray backend against local processes, on a real two-node Ray cluster started here with
 `ray start` (one CPU per node, in a network namespace: tests/integration/ray_cluster.py):
 
-1. 32 `tune` trials (XGBoost, 3-fold CV on the breast-cancer data) as one pipeline step: on
+1. 32 `tune` trials (XGBoost with one thread, as a one-CPU Ray task gets; 3-fold CV on the
+   breast-cancer data) as one pipeline step: on
    the cluster (each trial a Ray task, so two at a time, one per node) against `mlopsctl run
    --jobs 2` as local processes (the trials of one step run one after the other there). The
    tune step's own time and the whole command, and local/ray as a ratio (above 1: Ray faster).
@@ -57,7 +58,7 @@ steps:
     inputs: {train: split.train}
     with:
       target: "${params.target}"
-      estimator: {class: xgboost.XGBClassifier, n_estimators: 100, n_jobs: 1}
+      estimator: {class: xgboost.XGBClassifier, n_estimators: 30, n_jobs: 1}
       search: random
       n_trials: TRIALS
       seed: 7

@@ -173,13 +173,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _kfp_task(args: list[str]) -> int:
     from mlopsctl.engines.kfp import run_kfp_task
-    from mlopsctl.errors import MlopsError
 
-    try:
-        return run_kfp_task(args)
-    except MlopsError as exc:
-        sys.stderr.write(f"step failed: {exc.one_line()}\n")
-        return 1
+    return run_kfp_task(args)
 
 
 # -- when the runner dies -------------------------------------------------------------------

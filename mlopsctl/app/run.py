@@ -41,14 +41,17 @@ def run_pipeline(
         "base_dir": str(project.root),
     }
     runner = prepare_runner(options.backend, project, plan, store_config, options)
-    with open_project_store(project) as store:
-        executor = Executor(plan, store, store_config, options, runner)
-        if options.dry_run:
-            return {"dry_run": executor.dry_run(), "pipeline": plan.name}
-        record = executor.run()
-        if record["status"] == "succeeded" and plan.register and options.register:
-            record["registered"] = _register(store, record, plan.register)
-        return record
+    try:
+        with open_project_store(project) as store:
+            executor = Executor(plan, store, store_config, options, runner)
+            if options.dry_run:
+                return {"dry_run": executor.dry_run(), "pipeline": plan.name}
+            record = executor.run()
+            if record["status"] == "succeeded" and plan.register and options.register:
+                record["registered"] = _register(store, record, plan.register)
+            return record
+    finally:
+        runner.close()  # e.g. leave the Ray cluster
 
 
 def _register(

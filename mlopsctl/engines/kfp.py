@@ -43,13 +43,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from mlopsctl.containers import IMAGE_PROJECT_DIR
+from mlopsctl.containers.build import plan_build
 from mlopsctl.digest import sha256_json
-from mlopsctl.errors import MlopsError, UsageError
+from mlopsctl.errors import MlopsError, NotFound, UsageError
 from mlopsctl.pipeline import cache
 from mlopsctl.pipeline.executor import Executor, RunOptions
 from mlopsctl.pipeline.plan import PipelinePlan, StepPlan, load_plan
 from mlopsctl.pipeline.runners import LocalRunner, LogSink
 from mlopsctl.runs import new_run_id
+from mlopsctl.store import open_store
 from mlopsctl.timeutil import stamp
 
 if TYPE_CHECKING:
@@ -111,8 +114,6 @@ def static_key(executor: Executor, step: StepPlan) -> str:
 def default_image(project: Project, spec: Path) -> tuple[str, list[str]]:
     """The reference `mlopsctl build` tags the pipeline's image with (by git commit), with
     notes for the user. No engine is asked anything."""
-    from mlopsctl.containers.build import plan_build
-
     planned = plan_build(project, spec)
     tag = planned.git_tag
     if tag is None:
@@ -145,8 +146,6 @@ def export_kfp(
     from kfp import compiler, dsl
 
     if not spec.is_file():
-        from mlopsctl.errors import NotFound
-
         raise NotFound(f"no such pipeline spec: {spec}", "give the path of a kind: Pipeline file")
     if not str(project.store_url).startswith("s3://"):
         raise UsageError(
@@ -254,8 +253,6 @@ def _component(
 
 
 def _project_dir() -> str:
-    from mlopsctl.containers import IMAGE_PROJECT_DIR
-
     return IMAGE_PROJECT_DIR
 
 
@@ -288,10 +285,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def run_kfp_task(argv: list[str], log: Callable[[str], None] | None = None) -> int:
-    """One step of an exported pipeline, inside its pod: 0 when its outputs are handed on."""
-    from mlopsctl.store import open_store
+    """One step of an exported pipeline, inside its pod: 0 when its outputs are handed on,
+    1 (the reason on stderr) when the step failed or must not run."""
+    try:
+        return _run_kfp_task(argv, log or _stderr)
+    except MlopsError as exc:
+        sys.stderr.write(f"step failed: {exc.one_line()}\n")
+        return 1
 
-    say = log or _stderr
+
+def _run_kfp_task(argv: list[str], say: Callable[[str], None]) -> int:
     args = _parser().parse_args(argv)
     root = Path(args.project_dir).resolve()
     os.chdir(root)

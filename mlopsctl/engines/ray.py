@@ -54,9 +54,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlopsctl import __version__
+from mlopsctl.containers import IMAGE_PROJECT_DIR
 from mlopsctl.errors import EngineUnreachable, MlopsError, UsageError
+from mlopsctl.pipeline.executor import remove_stale_workdirs
 from mlopsctl.pipeline.runners import PARENT_FD_ENV, STOP_GRACE_S, LogSink, StepExit, StepRunner
 from mlopsctl.provenance import library_versions, python_version
+from mlopsctl.store import local_root
 
 if TYPE_CHECKING:
     from mlopsctl.config import Project
@@ -224,7 +227,10 @@ def run_step_remote(
         "host": socket.gethostname(),
         "ip": ray.util.get_node_ip_address(),
     }
-    workdir = Path(tempfile.mkdtemp(prefix=f"mlopsctl-ray-{task['step']}-"))
+    # Named as the executor names work folders (the PID is this worker's), so that a folder
+    # a killed worker leaves behind goes at the next step on this node, or the next run here.
+    remove_stale_workdirs()
+    workdir = Path(tempfile.mkdtemp(prefix=f"mlopsctl-{os.getpid()}-{task['step']}-"))
     root = project_dir or os.getcwd()  # no project folder here: the uploaded working_dir
     task = {
         **task,
@@ -463,8 +469,6 @@ def _prepare(
     is_s3 = store_url.startswith("s3://")
     store_root: Path | None = None
     if not is_s3:
-        from mlopsctl.store import local_root
-
         store_root = local_root(store_url, store_config.get("base_dir")).resolve()
         store_root.mkdir(parents=True, exist_ok=True)
     project_root = plan.project_root.resolve()
@@ -501,8 +505,6 @@ def _prepare(
     runtime_env = dict(base_env)
     project_dir: str | None = str(project_root)
     if image is not None:
-        from mlopsctl.containers import IMAGE_PROJECT_DIR
-
         project_dir = IMAGE_PROJECT_DIR
         options.image = {"ref": image["ref"], "digest": image["digest"]}
     elif not all(same_folder[0]):
