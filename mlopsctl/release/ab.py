@@ -864,7 +864,21 @@ def _weights_of(
     name: str,
 ) -> dict[str, float]:
     """The arms' weights from the deployment record, each arm (alias or version) resolved to
-    its version now."""
+    its version now; UsageError unless both have traffic."""
+    weights = arm_weights(store, model, record, control, treatment)
+    if weights["control"] <= 0 or weights["treatment"] <= 0:
+        raise UsageError(
+            f"ab gate {name!r}: the deployment record of {model} does not split traffic between "
+            f"versions {control} and {treatment}",
+            "give weights: {control: W, treatment: W} in the gate",
+        )
+    return weights
+
+
+def arm_weights(
+    store: ObjectStore, model: str, record: dict[str, Any] | None, control: int, treatment: int
+) -> dict[str, float]:
+    """The deployment record's weight of each version (0 for one it gives no traffic)."""
     weights = {"control": 0.0, "treatment": 0.0}
     for arm in arms_of(record) if record else []:
         version = arm.version
@@ -875,12 +889,6 @@ def _weights_of(
             weights["control"] += arm.weight
         elif version == treatment:
             weights["treatment"] += arm.weight
-    if weights["control"] <= 0 or weights["treatment"] <= 0:
-        raise UsageError(
-            f"ab gate {name!r}: the deployment record of {model} does not split traffic between "
-            f"versions {control} and {treatment}",
-            "give weights: {control: W, treatment: W} in the gate",
-        )
     return weights
 
 
@@ -1014,17 +1022,29 @@ def rollout_check(name: str, spec: dict[str, Any], window: Window, look: Look) -
     cfg = config_of({"name": name, **spec})
     cfg.alpha = min(cfg.alpha, look.alpha / max(1, look.checks))
     cfg.mode = "sequential"
+    control, treatment = window.champion.version, window.candidate.version
+    if cfg.weights is None:
+        found = read_deployment(store, str(model), cfg.deployment)
+        weights = arm_weights(store, str(model), found[0] if found else None, control, treatment)
+        if min(weights.values()) <= 0:
+            # At 100% (or 0%) there is nothing to compare: the earlier steps judged it.
+            return CheckResult(
+                name, "ab", "skipped", note="this step gives one arm no traffic: no A/B test"
+            )
+        cfg.weights = weights
     result = analyze(
         store,
         str(model),
         cfg,
-        control=window.champion.version,
-        treatment=window.candidate.version,
+        control=control,
+        treatment=treatment,
         since=window.since,
         until=window.until,
     )
     primary = result["metrics"][0]
-    verdict = {"invalid": "fail"}.get(result["decision"], result["decision"])
+    verdict = result["decision"]
+    if verdict == "invalid":  # a mismatch fails; an arm without units yet holds the step
+        verdict = "fail" if result["srm"]["mismatch"] else "inconclusive"
     check = CheckResult(
         name,
         "ab",

@@ -275,3 +275,29 @@ def test_the_rollout_judges_type_ab_on_its_window(tmp_path: Path) -> None:
             [{**check, "weights": {"control": 80, "treatment": 20}}], window, Look(1, 1, 0.05)
         )
         assert skewed.verdict == "fail" and "sample ratio mismatch" in (skewed.note or "")
+
+
+def test_no_traffic_on_an_arm(tmp_path: Path) -> None:
+    from mlopsctl import registry
+    from mlopsctl.serving.arms import ArmSpec, set_traffic
+    from mlopsctl.store.blobs import put_blob_bytes
+
+    with LocalStore(tmp_path) as store:
+        # No logs at all: nothing to trust, never a pass.
+        empty = _analyze(store, _config())
+        assert empty["decision"] == "invalid" and "no units" in empty["reason"]
+        window = Window(T0, T0 + timedelta(hours=2), ArmData(2), ArmData(1), store=store, model="m")
+        check = {"type": "ab", "primary": {"metric": "proportion"}}
+        (held,) = run_checks(
+            [{**check, "weights": {"control": 1, "treatment": 1}}], window, Look(1, 1)
+        )
+        assert held.verdict == "inconclusive"  # the rollout holds until units come
+        # A step at 100% for the candidate: no A/B test to judge, the check steps aside.
+        for v in (1, 2):
+            registry.register_version(
+                store, "m", {"artifact": {"digest": put_blob_bytes(store, b"y%d" % v)}}
+            )
+        registry.set_alias(store, "m", "production", 1)
+        set_traffic(store, "m", [ArmSpec("2", 100)])
+        (skipped,) = run_checks([check], window, Look(1, 1))
+        assert skipped.verdict == "skipped"
