@@ -63,7 +63,7 @@ def resolve_baseline(
     spec_baseline = spec.get("baseline", "training")
     if (str(override) if override is not None else spec_baseline) == PREVIOUS_WINDOW:
         profile, reference, (start, end) = _previous_window(
-            source, location, root, project, store, meta, now
+            source, location, root, project, store, meta, now, spec.get("prediction") or {}
         )
         return Baseline(
             profile,
@@ -89,6 +89,21 @@ def _kinds(meta: dict[str, Any] | None) -> dict[str, str] | None:
     return {f["name"]: f["kind"] for f in meta["features"]} if meta else None
 
 
+def _prediction_source(
+    options: dict[str, Any], meta: dict[str, Any] | None
+) -> tuple[str, str, str] | None:
+    """(column, kind, of) of the model's outputs in the data, as prediction drift reads them:
+    a binary classifier's score column, else its prediction column; None without a model
+    or a prediction baseline to take the kind from."""
+    trained = ((meta or {}).get("profile") or {}).get("prediction")
+    if not trained or options.get("enabled") is False:
+        return None
+    of = str(trained.get("of") or "label")
+    if of == "score":
+        return str(options.get("score_column") or "score"), "numeric", of
+    return str(options.get("column") or "prediction"), str(trained["kind"]), of
+
+
 def _previous_window(
     source: dict[str, Any],
     location: str,
@@ -97,9 +112,12 @@ def _previous_window(
     store: ObjectStore,
     meta: dict[str, Any] | None,
     now: datetime,
+    prediction: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None, tuple[datetime, datetime]]:
     """(profile, raw reference values, (start, end)) of the rows of ``location`` in the window
-    just before the current one."""
+    just before the current one. The profile's "prediction" is that of the model's outputs
+    in that window (None when it holds none), which prediction drift then compares with
+    instead of the training outputs; `prediction` is the Monitor spec's prediction block."""
     time_column, window = source.get("time_column"), source.get("window")
     if not time_column or not window:
         raise UsageError(
@@ -116,6 +134,7 @@ def _previous_window(
             _kinds(meta),
             keep_raw=True,
             window=(time_column, start, end),
+            prediction=_prediction_source(prediction or {}, meta),
         )
     except data.NoDataFiles:
         profile, reference = {"rows": 0, "features": {}}, None
@@ -188,14 +207,18 @@ def _profile_location(
     *,
     keep_raw: bool,
     window: tuple[str, datetime, datetime] | None = None,
+    prediction: tuple[str, str, str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Profile (and, with keep_raw, raw numeric values) of the data at ``location``; with a
     ``window`` (time column, start, end) only of its rows in [start, end), filtered batch by
-    batch so that only those rows are held."""
+    batch so that only those rows are held. Features serving logged as feature.<name> are
+    profiled under their names. With `prediction` (column, kind, of), the profile's
+    "prediction" is that column's (None when the data hold none)."""
     import pyarrow as pa
 
     time_column, since, until = window if window else (None, None, None)
     tables: list[Any] = []
+    outputs: list[Any] = []
     files = data.iter_files(
         location,
         root=root,
@@ -206,16 +229,28 @@ def _profile_location(
     )
     for path in files:
         names = data.column_names(path)
-        wanted = [n for n in names if (kinds is None or n in kinds) and n != time_column]
-        number = {n for n in wanted if kinds and kinds[n] == "numeric"}
-        text = {n for n in wanted if kinds and kinds[n] == "categorical"}
-        read = [*wanted, time_column] if time_column else wanted
+        if kinds is None:
+            sources = {n: n for n in names if n != time_column}
+        else:
+            sources = {data.feature_column(names, n): n for n in kinds}
+            sources = {c: n for c, n in sources.items() if c in names and c != time_column}
+        wanted = list(sources)
+        number = {c for c, n in sources.items() if kinds and kinds[n] == "numeric"}
+        text = {c for c, n in sources.items() if kinds and kinds[n] == "categorical"}
+        output = prediction[0] if prediction and prediction[0] in names else None
+        read = [*wanted, *([output] if output and output not in sources else [])]
+        read += [time_column] if time_column else []
         for table in data.iter_batches(path, read, text, number):
             if time_column:
                 table = data.filter_window(table, time_column, since, until)
                 table = table.drop_columns([time_column])
-            if table.num_rows:
-                tables.append(table)
+            if not table.num_rows:
+                continue
+            if output:
+                outputs.append(table.column(output))
+                if output not in sources:
+                    table = table.drop_columns([output])
+            tables.append(table.rename_columns([sources.get(c, c) for c in table.column_names]))
     if not tables:
         return {"rows": 0, "features": {}}, ({} if keep_raw else None)
     table = pa.concat_tables(tables, promote_options="permissive")
@@ -233,7 +268,24 @@ def _profile_location(
                 reference[name] = values[np.isfinite(values)]
         else:
             features[name] = profile_categorical(column.cast(pa.string()).to_pandas())
-    return {"rows": table.num_rows, "features": features}, (reference if keep_raw else None)
+    profile: dict[str, Any] = {"rows": table.num_rows, "features": features}
+    if prediction is not None:
+        profile["prediction"] = _output_profile(outputs, prediction)
+    return profile, (reference if keep_raw else None)
+
+
+def _output_profile(chunks: list[Any], prediction: tuple[str, str, str]) -> dict[str, Any] | None:
+    """The profile of the model's outputs (chunks of one column), as model.json keeps the
+    training outputs'; None without any."""
+    import pyarrow as pa
+
+    if not chunks or not sum(len(c) for c in chunks):
+        return None
+    _, kind, of = prediction
+    column = pa.chunked_array([c for chunk in chunks for c in chunk.chunks])
+    if kind == "numeric":
+        return {**profile_numeric(column.cast(pa.float64()).to_numpy()), "of": of}
+    return {**profile_categorical(column.cast(pa.string()).to_pandas()), "of": of}
 
 
 def _kind_of(arrow_type: Any) -> str:

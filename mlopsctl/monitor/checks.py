@@ -254,7 +254,7 @@ class Extra:
 
 
 def wanted_columns(columns: list[Column], extra: Extra, time_column: str | None) -> list[str]:
-    wanted = [c.name for c in columns]
+    wanted = data.logged_names([c.name for c in columns])
     for optional in (
         extra.prediction_column,
         extra.score_column,
@@ -265,7 +265,8 @@ def wanted_columns(columns: list[Column], extra: Extra, time_column: str | None)
         if optional and optional not in wanted:
             wanted.append(optional)
     if extra.model is not None:
-        wanted += [f.name for f in extra.model.features if f.name not in wanted]
+        names = data.logged_names([f.name for f in extra.model.features])
+        wanted += [name for name in names if name not in wanted]
     for check in (extra.outliers, extra.attribution):
         if check is not None:
             wanted += [name for name in check.columns() if name not in wanted]
@@ -320,8 +321,10 @@ def accumulate(
         present = set(table.column_names)
         seen |= present
         for column in columns:
-            if column.name in present:
-                column.add(table.column(column.name), keep_raw)
+            source = data.feature_column(present, column.name)
+            if source in present:
+                seen.add(column.name)
+                column.add(table.column(source), keep_raw)
             if not keep_raw:
                 column.raw = None
         for check in (extra.outliers, extra.attribution):
@@ -347,7 +350,11 @@ def _extras(table: pa.Table, extra: Extra) -> None:
         if extra.score_column and extra.score_column in table.column_names:
             scores = pc.cast(table.column(extra.score_column), pa.float64())
     elif extra.model is not None:
-        frame = table.select([f.name for f in extra.model.features]).to_pandas()
+        present = set(table.column_names)
+        names = [f.name for f in extra.model.features]
+        frame = pa.table(
+            [table.column(data.feature_column(present, n)) for n in names], names=names
+        ).to_pandas()
         predicted = pa.array(np.asarray(extra.model.predict(frame)).tolist())
         if extra.model.has_proba and len(extra.model.classes) == 2:
             scores = pa.array(extra.model.predict_proba(frame)[:, 1], pa.float64())

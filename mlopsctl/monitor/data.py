@@ -170,6 +170,23 @@ def _from_store(
         yield from files
 
 
+def feature_column(present: set[str] | list[str], name: str) -> str:
+    """Where a feature's values are in data with the columns ``present``: serving logs a
+    feature named like one of its own columns (``ts``, ``score``, ...) as ``feature.<name>``,
+    so that is read where there is one; otherwise the feature's own name."""
+    from mlopsctl.serving.logs import FEATURE_PREFIX, FIXED_COLUMNS
+
+    logged = FEATURE_PREFIX + name
+    return logged if name in FIXED_COLUMNS and logged in present else name
+
+
+def logged_names(names: list[str]) -> list[str]:
+    """``names`` with the feature.<name> column of each that serving logs under that name."""
+    from mlopsctl.serving.logs import FEATURE_PREFIX, FIXED_COLUMNS
+
+    return [*names, *(FEATURE_PREFIX + n for n in names if n in FIXED_COLUMNS)]
+
+
 def column_names(path: Path) -> list[str]:
     """Column names of a data file, read from its header only."""
     import pyarrow.csv as pacsv

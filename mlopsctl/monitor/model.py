@@ -63,11 +63,18 @@ def plan_extra(
     truth = spec.get("ground_truth")
     want_prediction = pred_spec.get("enabled", True) and meta is not None
     if want_prediction:
-        base = (meta or {}).get("profile", {}).get("prediction")
+        # The baseline's own outputs when it has them (the training profile's, or with
+        # previous_window the window before's: None when it holds none), else the training
+        # outputs model.json keeps.
+        own = "prediction" in profile
+        trained = (meta or {}).get("profile", {}).get("prediction")
+        base = profile["prediction"] if own else trained
         if not base:
             notes.append(
                 "prediction drift skipped: this model version has no prediction baseline "
                 "(trained before mlopsctl kept one)"
+                if not own or profile["prediction"] is trained
+                else "prediction drift skipped: the baseline window holds no predictions"
             )
         else:
             kind = base["kind"]

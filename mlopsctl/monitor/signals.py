@@ -55,7 +55,9 @@ class OutlierCheck:
     worst: dict[str, int] = field(default_factory=dict)
 
     def columns(self) -> list[str]:
-        return [self.column, *self.scorer.names]
+        from mlopsctl.monitor.data import logged_names
+
+        return [self.column, *logged_names(list(self.scorer.names))]
 
     def add(self, table: pa.Table) -> None:
         import numpy as np
@@ -112,17 +114,21 @@ def _columns(table: pa.Table, scorer: Scorer) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from mlopsctl.monitor.data import feature_column
+
     out: dict[str, Any] = {}
     present = set(table.column_names)
     for name in scorer.numeric:
-        if name in present:
+        source = feature_column(present, name)
+        if source in present:
             try:
-                out[name] = float_values(pc.cast(table.column(name), pa.float64()))
+                out[name] = float_values(pc.cast(table.column(source), pa.float64()))
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 out[name] = np.full(table.num_rows, np.nan)
     for name in scorer.categorical:
-        if name in present:
-            column = table.column(name)
+        source = feature_column(present, name)
+        if source in present:
+            column = table.column(source)
             if pa.types.is_floating(column.type):
                 column = pc.if_else(pc.is_nan(column), None, column)
             values = column.to_pylist()
