@@ -66,6 +66,7 @@ DEFAULT_ANALYSIS: tuple[dict[str, Any], ...] = (
     {"type": "prediction_drift", "max_psi": 0.2},
 )
 _PSI_BINS = 10
+_MIN_BIN = 10  # rows of both arms together, at least, in each bin the PSI is taken over
 _PRED_COLUMNS = ("ts", "version", "arm", "row", "request_id", "latency_ms", "prediction", "score")
 _ERROR_COLUMNS = ("ts", "version", "arm", "status")
 
@@ -593,7 +594,10 @@ def prediction_psi(
     labels by label; numeric outputs in ``bins`` equal-width bins between the 0.5th and 99.5th
     percentiles of both arms together (values beyond fall in the end bins). Not quantile bins:
     a classifier's scores pile up on a few values (rows that end in the same leaves), and a
-    candidate that moves such a pile by a hair across a quantile edge would count as drift."""
+    candidate that moves such a pile by a hair across a quantile edge would count as drift.
+    Bins holding fewer than _MIN_BIN rows of both arms together are merged with their
+    neighbours (labels: into one), so that empty bins neither inflate the PSI nor break the
+    chi-square law the drift check's noise bound rests on."""
     import numpy as np
 
     if candidate.dtype == object or champion.dtype == object:
@@ -601,18 +605,47 @@ def prediction_psi(
         index = {label: i for i, label in enumerate(labels)}
         base = np.bincount([index[str(v)] for v in champion], minlength=len(labels))
         current = np.bincount([index[str(v)] for v in candidate], minlength=len(labels))
-        return psi(base.astype("float64"), current.astype("float64")), len(labels)
-    champion = champion[np.isfinite(champion)]
-    candidate = candidate[np.isfinite(candidate)]
-    if len(champion) == 0 or len(candidate) == 0:
-        return 0.0, 1
-    low, high = np.quantile(np.concatenate([champion, candidate]), [0.005, 0.995])
-    if not high > low:
-        return 0.0, 1
-    edges = np.linspace(low, high, bins + 1)[1:-1]
-    base = np.bincount(np.searchsorted(edges, champion, side="right"), minlength=len(edges) + 1)
-    current = np.bincount(np.searchsorted(edges, candidate, side="right"), minlength=len(edges) + 1)
-    return psi(base.astype("float64"), current.astype("float64")), len(edges) + 1
+        rare = (base + current) < _MIN_BIN
+        if rare.sum() > 1:
+            base = np.append(base[~rare], base[rare].sum())
+            current = np.append(current[~rare], current[rare].sum())
+    else:
+        champion = champion[np.isfinite(champion)]
+        candidate = candidate[np.isfinite(candidate)]
+        if len(champion) == 0 or len(candidate) == 0:
+            return 0.0, 1
+        low, high = np.quantile(np.concatenate([champion, candidate]), [0.005, 0.995])
+        if not high > low:
+            return 0.0, 1
+        edges = np.linspace(low, high, bins + 1)[1:-1]
+        size = len(edges) + 1
+        base = np.bincount(np.searchsorted(edges, champion, side="right"), minlength=size)
+        current = np.bincount(np.searchsorted(edges, candidate, side="right"), minlength=size)
+        base, current = _merge_sparse(base, current)
+    return psi(base.astype("float64"), current.astype("float64")), len(base)
+
+
+def _merge_sparse(base: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Adjacent bins merged, left to right, until each holds _MIN_BIN rows of both together
+    (a short last run joins the bin before it)."""
+    import numpy as np
+
+    merged_base: list[int] = []
+    merged_current: list[int] = []
+    held_base = held_current = 0
+    for b, c in zip(base.tolist(), current.tolist(), strict=True):
+        held_base, held_current = held_base + b, held_current + c
+        if held_base + held_current >= _MIN_BIN:
+            merged_base.append(held_base)
+            merged_current.append(held_current)
+            held_base = held_current = 0
+    if held_base + held_current:
+        if merged_base:
+            merged_base[-1] += held_base
+            merged_current[-1] += held_current
+        else:
+            merged_base, merged_current = [held_base], [held_current]
+    return np.asarray(merged_base), np.asarray(merged_current)
 
 
 def drift_check(name: str, spec: dict[str, Any], window: Window, look: Look) -> CheckResult:

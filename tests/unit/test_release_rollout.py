@@ -591,7 +591,7 @@ def test_prediction_drift_is_not_fooled_by_piled_up_scores_moving_a_hair() -> No
     champ = rng.choice(piles, 3000, p=shares)
     twin = rng.choice(piles * 0.998 + 0.001, 600, p=shares)
     value, bins = analysis.prediction_psi(twin, champ)
-    assert value < 0.1 and bins == 10
+    assert value < 0.1 and 2 <= bins <= 10
     spec = {"type": "prediction_drift", "max_psi": 0.2}
     champ_arm = analysis.ArmData(1, requests=3000, outputs=champ)
     twin_arm = analysis.ArmData(2, requests=600, outputs=twin)
