@@ -129,7 +129,7 @@ def join_files(
         counts = con.execute(f"SELECT count(*), {matched_cols} FROM joined").fetchall()[0]
         assert counts is not None
         drop = ", ".join(_matched(i) for i in range(len(sets)))
-        final = f"SELECT * EXCLUDE ({drop}) FROM joined ORDER BY rowid"
+        final = f"SELECT * EXCLUDE ({drop}) FROM joined"  # in insertion order: the labels'
         table = None
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)

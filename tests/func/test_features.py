@@ -188,9 +188,10 @@ def _serve(store, version: int, bodies: list[dict]) -> tuple[list[tuple[int, dic
     app.log = BufferedWriter(store, PREDICTIONS, "churn", prediction_table("churn"), interval=60)
     answers = []
     for body in bodies:
+        path = str(body.pop("_path", "/invocations")).encode()
         status, _, payload = app.handle(
             b"POST",
-            b"/invocations",
+            path,
             {b"content-type": b"application/json"},
             json.dumps(body).encode(),
         )
@@ -237,11 +238,14 @@ def test_pipeline_registry_lineage_serving_and_skew(cli: Invoke, fs_project: Pat
         {"dataframe_records": [{"customer_id": 7, "age": 40.0}, {"customer_id": 65, "age": 22.0}]},
         {"dataframe_split": {"columns": ["customer_id", "age"], "data": [[3, 50.0]]}},
         {"dataframe_records": [{"age": 40.0}]},  # no key: refused, naming it
+        {"_path": "/explain", "dataframe_records": [{"customer_id": 7, "age": 40.0}]},
     ]
     answers, logs = _serve(store, 1, bodies)
     assert answers[0][0] == 200 and len(answers[0][1]["predictions"]) == 2
     assert answers[1][0] == 200
     assert answers[2][0] == 400 and "customer_id" in answers[2][1]["message"]
+    assert answers[3][0] == 200, answers[3]
+    assert set(answers[3][1]["explanations"][0]) >= {"age", "trips", "trips_per_day", "rating"}
     row7 = logs[logs.customer_id == 7].iloc[0]
     assert row7["trips"] == latest["trips"] and row7["trips_per_day"] == pytest.approx(
         latest["trips"] / 7
@@ -252,12 +256,12 @@ def test_pipeline_registry_lineage_serving_and_skew(cli: Invoke, fs_project: Pat
     result = cli("features", "skew", "churn:1", "--json")
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["rows"] == 3 and not report["failed"]
+    assert report["rows"] == 4 and not report["failed"]
     assert {f["feature"] for f in report["features"]} == {"trips", "trips_per_day", "rating"}
     assert all(f["differ"] == 0 for f in report["features"])
     (root / "monitor.yaml").write_text(MONITOR)
     checked = json.loads(cli("monitor", "check", "monitor.yaml", "--json").stdout)
-    assert checked["skew"]["rows"] == 3 and checked["skew"]["skewed"] == []
+    assert checked["skew"]["rows"] == 4 and checked["skew"]["skewed"] == []
 
     # Newer feature rows reach the offline store but not the online one: the next requests are
     # served stale values, and skew says which features differ.
