@@ -246,7 +246,8 @@ def test_arms_are_sticky_and_traffic_set_applies_live(cache_env: Path, tmp_path:
         zip(table.column("request_id").to_pylist(), table.column("arm").to_pylist(), strict=True)
     )
     assert set(logged.values()) == {"production", "candidate"}
-    assert "customer" not in table.column_names
+    # The sticky key is logged under its name on every row: the unit of `release ab`.
+    assert set(table.column("customer").to_pylist()) == {f"customer-{i}" for i in range(10_000)}
 
 
 def test_workers_share_the_port_and_metrics(cache_env: Path) -> None:
