@@ -4,7 +4,10 @@
 # pipeline (breast cancer, XGBoost) and show the run; a second run is served from the cache.
 # Then the rest of the lifecycle with the example specs: monitor held-out data (passes) and a
 # shifted copy (drift found, exit 4, HTML report), let the trigger retrain on that finding, and
-# serve the model over HTTP for one prediction.
+# serve the model over HTTP for one prediction. Last, the loop closed: serve the champion, send
+# it shifted traffic and the outcomes, let the monitor find drift in what it served, and let the
+# loop trigger retrain on the served and labelled window (plus the original set), naming the
+# logs in the new version and checking its gates.
 # Usage: bash scripts/quickstart.sh [PROJECT_DIR]
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -94,5 +97,73 @@ PY
 kill -TERM "$server"
 wait "$server" || true
 trap - EXIT
+echo "== the loop closed: serve the champion, shifted traffic with outcomes, drift found in what it served, retrain on the served and labelled window" >&2
+for name in retrain window served-monitor loop-release loop-trigger; do
+    cp "$repo/specs/examples/quickstart-$name.yaml" specs/examples/
+done
+champion=$("$mlopsctl" models show breast-cancer:latest --json |
+    "$repo/.venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["version"])')
+"$mlopsctl" models alias set breast-cancer champion "$champion"
+"$mlopsctl" serve breast-cancer@champion --port 0 --log-interval 1 2>loop.log &
+server=$!
+trap 'kill "$server" 2>/dev/null || true' EXIT
+for _ in $(seq 600); do
+    grep -q "serving .* on http" loop.log && break
+    kill -0 "$server" 2>/dev/null || { cat loop.log >&2; exit 1; }
+    sleep 0.1
+done
+url=$(sed -n 's/.* on \(http[^ ]*\).*/\1/p' loop.log | head -n 1)
+# The shifted held-out rows, one request each, then every outcome through POST /feedback.
+"$repo/.venv/bin/python" - "$url" <<'PY'
+import csv
+import json
+import sys
+import urllib.request
+
+with open("data/shifted.csv") as f:
+    rows = list(csv.DictReader(f))
+columns = [c for c in rows[0] if c != "target"]
+outcomes = []
+for i, row in enumerate(rows):
+    body = {"dataframe_split": {"columns": columns, "data": [[float(row[c]) for c in columns]]}}
+    request = urllib.request.Request(
+        sys.argv[1] + "/invocations",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "X-Request-ID": f"loop-{i}"},
+    )
+    urllib.request.urlopen(request, timeout=10).read()
+    outcomes.append({"request_id": f"loop-{i}", "actual": int(row["target"])})
+request = urllib.request.Request(
+    sys.argv[1] + "/feedback",
+    data=json.dumps(outcomes).encode(),
+    headers={"Content-Type": "application/json"},
+)
+with urllib.request.urlopen(request, timeout=10) as response:
+    print(f"served {len(rows)} shifted rows; POST /feedback -> {response.read().decode()}")
+PY
+kill -TERM "$server"   # a graceful stop writes every logged row
+wait "$server" || true
+trap - EXIT
+status=0
+"$mlopsctl" monitor check specs/examples/quickstart-served-monitor.yaml >/dev/null || status=$?
+if [ "$status" -ne 4 ]; then
+    echo "quickstart: expected exit 4 (drift) from the served traffic, got $status" >&2
+    exit 1
+fi
+echo "drift found in the served traffic (reports/quickstart-served.html)" >&2
+"$mlopsctl" ct check specs/examples/quickstart-loop-trigger.yaml --run
+"$mlopsctl" runs show latest | grep -E "^(run|reason|params|metric     train_rows)"
+"$mlopsctl" models show breast-cancer:latest --json >reports/retrained-version.json
+"$repo/.venv/bin/python" - <<'PY'
+import json
+
+with open("reports/retrained-version.json") as f:
+    version = json.load(f)
+data = version["reason"]["dataset"]
+print(f"{version['name']}:{version['version']} was trained on dataset {data['name']} {data['digest']}")
+for kind in ("predictions", "feedback"):
+    print(f"  {data[kind]['files']} file(s) under {data[kind]['prefix']}")
+print(f"  mixed with {', '.join(data['mix'])}; {data['counts']['labelled_rows']} labelled rows")
+PY
 echo "quickstart project: $project (try: cd $project && $mlopsctl runs list;" \
-    "open reports/shifted.html)" >&2
+    "open reports/shifted.html; $mlopsctl datasets show breast-cancer-served)" >&2
