@@ -17,9 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from mlopsctl.config import load_project
-from mlopsctl.errors import UsageError
+from mlopsctl.errors import MlopsError, UsageError
 from mlopsctl.features.online import OnlineStore, RedisOnline, online_url, open_online
 from mlopsctl.features.spec import FeatureSet, featureset_from_record, key_text
+
+
+class LookupUnavailable(RuntimeError):
+    """The online store failed while serving a request (answered 500: not the client's fault)."""
 
 
 class Lookup:
@@ -67,6 +71,16 @@ class Lookup:
         self.model_numeric = all(kind == "numeric" for kind in self.model_kinds.values())
         self._index = {name: i for i, name in enumerate(self.request_names)}
 
+    def check(self) -> None:
+        """Fail (UsageError) unless every set is loaded in the online store, so a server says
+        so when it starts rather than on every request."""
+        missing = [fs.name for fs, _ in self.sets if self.online.meta(fs.name) is None]
+        if missing:
+            raise UsageError(
+                f"the online store {self.online.url} has no feature set(s) {', '.join(missing)}",
+                "run `mlopsctl features materialize SPEC` (or set MLOPSCTL_ONLINE_STORE)",
+            )
+
     def describe(self) -> dict[str, Any]:
         return {
             "online": self.online.url,
@@ -83,10 +97,13 @@ class Lookup:
             types = [t for _, t in fs.entities]
             columns = [key_columns[k] for k in fs.keys]
             wanted.append((fs, [key_text([c[i] for c in columns], types) for i in range(rows)]))
-        if isinstance(self.online, RedisOnline):
-            found = self.online.read_many(wanted)
-        else:
-            found = [self.online.read(fs, keys) for fs, keys in wanted]
+        try:
+            if isinstance(self.online, RedisOnline):
+                found = self.online.read_many(wanted)
+            else:
+                found = [self.online.read(fs, keys) for fs, keys in wanted]
+        except MlopsError as exc:
+            raise LookupUnavailable(f"online store: {exc.one_line()}") from None
         out: dict[str, list[Any]] = {}
         for (fs, used), stored in zip(self.sets, found, strict=True):
             oldest = None if fs.ttl is None else now_us - int(fs.ttl.total_seconds() * 1e6)
@@ -144,4 +161,6 @@ def lookup_for(
         except Exception:  # noqa: BLE001 - no project here: the working directory
             project_root = Path.cwd()
     where = online_url(project_root, url)
-    return Lookup(sets, model_features, open_online(where, project_root))
+    lookup = Lookup(sets, model_features, open_online(where, project_root))
+    lookup.check()
+    return lookup

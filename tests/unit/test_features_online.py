@@ -194,3 +194,24 @@ def test_online_url_defaults_to_sqlite_under_the_project(tmp_path: Path, monkeyp
 
     with pytest.raises(UsageError, match="unknown online store"):
         open_online("memcached://x", tmp_path)
+
+
+def test_lookup_for_refuses_a_set_the_online_store_lacks(tmp_path: Path) -> None:
+    from mlopsctl.errors import UsageError
+    from mlopsctl.features.lookup import LookupUnavailable, lookup_for
+
+    fs = _set(tmp_path, _rows([1], [0], [1.0]))
+    record = {"feature_sets": [{**fs.describe(), "digest": "sha256:" + "0" * 64}]}
+    url = f"sqlite:{tmp_path / 'o.sqlite'}"
+    with pytest.raises(UsageError, match="features materialize"):
+        lookup_for(record, [("x", "numeric")], project_root=tmp_path, url=url)
+    online = SqliteOnline(tmp_path / "o.sqlite")
+    online.reset(fs)
+    lookup = lookup_for(record, [("x", "numeric")], project_root=tmp_path, url=url)
+    assert lookup is not None and lookup.request_names == ["cid"]
+    assert lookup_for({}, [("x", "numeric")], project_root=tmp_path, url=url) is None
+    # A store that fails under a request is the server's problem (a 500), not the client's.
+    with online._con() as con:
+        con.execute('DROP TABLE "fs__cust"')
+    with pytest.raises(LookupUnavailable, match="online store"):
+        lookup.values({"cid": [1]}, 1)
