@@ -15,6 +15,7 @@ from mlopsctl import __version__
 from mlopsctl.cli import audit as audit_cli
 from mlopsctl.cli import build as build_cli
 from mlopsctl.cli import ci as ci_cli
+from mlopsctl.cli import completion_cmd as completion_cli
 from mlopsctl.cli import ct as ct_cli
 from mlopsctl.cli import datasets as datasets_cli
 from mlopsctl.cli import deploy as deploy_cli
@@ -145,6 +146,24 @@ def root(
             "--version", callback=_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    install_completion: Annotated[
+        bool,
+        typer.Option(
+            "--install-completion",
+            callback=completion_cli.install_option,
+            is_eager=True,
+            help="Install shell completion for the shell in $SHELL (bash, zsh, fish).",
+        ),
+    ] = False,
+    show_completion: Annotated[
+        bool,
+        typer.Option(
+            "--show-completion",
+            callback=completion_cli.show_option,
+            is_eager=True,
+            help="Print the completion script for the shell in $SHELL.",
+        ),
+    ] = False,
 ) -> None:
     from mlopsctl.cli import progress
     from mlopsctl.config import set_store_flag
@@ -188,6 +207,7 @@ app.add_typer(features_cli.app, name="features")
 app.add_typer(datasets_cli.app, name="datasets")
 app.add_typer(schema_cli.app, name="schema")
 app.add_typer(ci_cli.app, name="ci")
+app.add_typer(completion_cli.app, name="completion")
 
 
 def main(argv: list[str] | None = None) -> None:
