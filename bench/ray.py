@@ -70,6 +70,7 @@ steps:
 
 
 def _project(root: Path, trials: int) -> Path:
+    root.mkdir(parents=True)
     (root / "mlops.yaml").write_text(
         "apiVersion: mlopsctl/v1\nkind: Project\nname: bench-ray\nstore: {url: .mlops}\n"
     )
