@@ -48,7 +48,9 @@ from mlopsctl.ct import (
     record_outcome,
     run_params,
 )
+from mlopsctl.datasets import record_key, save_built
 from mlopsctl.errors import CheckFailed, Conflict, MlopsError, NotFound, UsageError
+from mlopsctl.spec import load_spec
 from mlopsctl.timeutil import stamp
 
 if TYPE_CHECKING:
@@ -172,8 +174,6 @@ def retrain(
     # checks see the run in progress.
     firing = claim_trigger(ctx.store, result, ctx.now, ctx.etag, check.inputs, extra)
     if built is not None:
-        from mlopsctl.datasets import save_built
-
         save_built(ctx.store, built, ctx.now)
     clock = time.monotonic()
     reason: dict[str, Any] = {
@@ -255,8 +255,6 @@ def _run_data(
     built = check.prepared.built if check.prepared is not None else None
     dataset = None
     if built is not None:
-        from mlopsctl.datasets import record_key
-
         built.key = record_key(built.record["name"], built.digest)
         dataset = built.summary()
     return dataset, run_params(ctx, dataset), built
@@ -277,7 +275,6 @@ def chain(ctx: TriggerContext, firing: str, registered: Mapping[str, Any] | None
         )
         return done
     from mlopsctl.release.gates import run_check
-    from mlopsctl.spec import load_spec
 
     version = int(registered["version"])
     done["candidate"] = f"{registered['model']}:{version}"

@@ -25,8 +25,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlopsctl.datasets import BUNDLED, FROM_LOGS_SCHEMA, MIX_SCHEMA
-from mlopsctl.errors import MlopsError
+from mlopsctl.datasets import BUNDLED, FROM_LOGS_SCHEMA, MIX_SCHEMA, build
+from mlopsctl.errors import MlopsError, NotFound
+from mlopsctl.store.blobs import get_blob_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -281,8 +282,6 @@ def _from_logs(ctx: StepContext) -> tuple[pd.DataFrame, str, str]:
     """Build the window here (mlopsctl.datasets), storing the table and its record."""
     import pandas as pd
 
-    from mlopsctl.datasets import build
-
     if ctx.store is None:
         raise MlopsError("from_logs reads the serving logs in the store, and this step has none")
     params = ctx.params
@@ -312,12 +311,8 @@ def _stored_dataset(ctx: StepContext, digest: str) -> tuple[pd.DataFrame, str, s
     """A dataset built before, from the store by its digest (verified)."""
     import pandas as pd
 
-    from mlopsctl.store.blobs import get_blob_file
-
     if ctx.store is None:
         raise MlopsError(f"dataset {digest} is in the store, and this step has none")
-    from mlopsctl.errors import NotFound
-
     dest = ctx.workdir / "dataset.parquet"
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:

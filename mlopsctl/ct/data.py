@@ -23,14 +23,14 @@ import shutil
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import Any, TypedDict
 
 from mlopsctl.ct.context import TriggerContext, project_path
+from mlopsctl.datasets import Built, build
+from mlopsctl.digest import sha256_file
 from mlopsctl.errors import NotFound, UsageError
+from mlopsctl.spec import load_spec
 from mlopsctl.timeutil import parse_time, stamp
-
-if TYPE_CHECKING:
-    from mlopsctl.datasets import Built
 
 DEFAULT_MIN_NEW_LABELS = 1
 PLACEHOLDER = re.compile(r"\$\{\s*(dataset|window)\.([a-z_]+)\s*\}")
@@ -77,9 +77,6 @@ def definition(ctx: TriggerContext) -> tuple[str, dict[str, Any], dict[str, Any]
     if isinstance(given, dict):
         name = str(given.get("name") or ctx.name)
         return name, {"from_logs": given["from_logs"], "mix": given.get("mix")}, None
-    from mlopsctl.digest import sha256_file
-    from mlopsctl.spec import load_spec
-
     path = project_path(ctx.project, str(given), "run.dataset")
     spec = load_spec(path, kind="Dataset")
     shown = str(given)
@@ -109,8 +106,6 @@ def trained_through(ctx: TriggerContext) -> tuple[datetime | None, str | None]:
 
 def check_data(ctx: TriggerContext) -> tuple[DataResult, Prepared]:
     """Build `run.dataset` at the check's `now` (not stored) and judge its new labels."""
-    from mlopsctl.datasets import build
-
     name, body, spec = definition(ctx)
     minimum = int((ctx.spec.get("run") or {}).get("min_new_labels") or DEFAULT_MIN_NEW_LABELS)
     after, whose = trained_through(ctx)

@@ -26,9 +26,12 @@ from mlopsctl.datasets.join import join_window
 from mlopsctl.datasets.logs import feedback_keys, local_files, prediction_keys
 from mlopsctl.datasets.mix import cast_target, conform, load_source
 from mlopsctl.datasets.spec import mix_sources, resolve_window
-from mlopsctl.digest import canonical_json, format_digest, parse_digest
+from mlopsctl.digest import canonical_json, format_digest, parse_digest, sha256_file
 from mlopsctl.errors import AlreadyExists, NotFound, UsageError
 from mlopsctl.names import check_name
+from mlopsctl.provenance import where, who
+from mlopsctl.spec import load_spec
+from mlopsctl.store.blobs import put_blob_file
 from mlopsctl.timeutil import stamp, utc_now
 
 if TYPE_CHECKING:
@@ -279,9 +282,6 @@ def save_built(store: ObjectStore, built: Built, moment: datetime | None = None)
     """Store a table built with save=False (its file still there): the blob, then the record
     pointing at it (put-if-absent: the first build of an identical table keeps its record).
     `moment`: when it was built (default: its window's labels_until)."""
-    from mlopsctl.provenance import where, who
-    from mlopsctl.store.blobs import put_blob_file
-
     assert built.path is not None
     digest = put_blob_file(store, built.path)
     if digest != built.digest:  # the file changed under us
@@ -341,9 +341,6 @@ def build_spec(
 ) -> Built:
     """Build the Dataset spec at `spec_path` (a kind: Dataset file) for `project` (mix paths
     are relative to its root); `until` replaces the spec's from_logs.until."""
-    from mlopsctl.digest import sha256_file
-    from mlopsctl.spec import load_spec
-
     if not spec_path.is_file():
         raise NotFound(
             f"no such dataset spec: {spec_path}", "give the path of a kind: Dataset file"

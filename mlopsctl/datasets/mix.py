@@ -7,7 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlopsctl.digest import sha256_file
 from mlopsctl.errors import NotFound, UsageError
+from mlopsctl.store.blobs import get_blob_bytes
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -43,8 +45,6 @@ def read_blob_table(store: ObjectStore, digest: str) -> pa.Table:
 
     import pyarrow.parquet as pq
 
-    from mlopsctl.store.blobs import get_blob_bytes
-
     try:
         data = get_blob_bytes(store, digest)
     except NotFound:
@@ -60,8 +60,6 @@ def load_source(
     """(table, lineage) of one mix source."""
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
-
-    from mlopsctl.digest import sha256_file
 
     if source.get("sklearn"):
         name = str(source["sklearn"])

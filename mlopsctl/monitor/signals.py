@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from mlopsctl.models.explain import CONTRIB_PREFIX
 from mlopsctl.models.outliers import LOG_COLUMN, THRESHOLD, Scorer
 from mlopsctl.monitor.checks import float_values
+from mlopsctl.monitor.data import feature_column, logged_names
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -55,8 +56,6 @@ class OutlierCheck:
     worst: dict[str, int] = field(default_factory=dict)
 
     def columns(self) -> list[str]:
-        from mlopsctl.monitor.data import logged_names
-
         return [self.column, *logged_names(list(self.scorer.names))]
 
     def add(self, table: pa.Table) -> None:
@@ -113,8 +112,6 @@ def _columns(table: pa.Table, scorer: Scorer) -> dict[str, Any]:
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
-
-    from mlopsctl.monitor.data import feature_column
 
     out: dict[str, Any] = {}
     present = set(table.column_names)
