@@ -13,6 +13,7 @@ its columns, the features of each set appended in the order given.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -226,6 +227,7 @@ def training_set(
     check_distinct(sets)
     inputs = []
     described = []
+    bounds = label_bounds(labels, timestamp)
     for fs in sets:
         manifest = current_manifest(store, fs.name)
         if manifest.get("spec_digest") != fs.spec_digest:
@@ -234,13 +236,39 @@ def training_set(
                 "differs from the stored data's)",
                 f"run `mlopsctl features materialize-offline` for '{fs.name}' again",
             )
-        inputs.append((fs, local_files(store, manifest)))
+        # Only the date partitions a label can reach: from the earliest label's time less the
+        # TTL to the latest label's time (rows outside could never be chosen).
+        wanted = manifest["partitions"]
+        if bounds is not None:
+            first, last = bounds
+            low = (first - fs.ttl).strftime("%Y-%m-%d") if fs.ttl is not None else ""
+            high = last.strftime("%Y-%m-%d")
+            wanted = {d: p for d, p in wanted.items() if low <= d <= high}
+        inputs.append((fs, local_files(store, {**manifest, "partitions": wanted})))
         described.append(
             {**fs.describe(), "digest": manifest["digest"], "manifest": manifest["manifest"]}
         )
     result = join_files(labels, inputs, timestamp=timestamp, out=out, threads=threads)
     result.sets = described
     return result
+
+
+def label_bounds(labels: Any, timestamp: str) -> tuple[datetime, datetime] | None:
+    """The earliest and latest label time (naive UTC), or None when there is none (or the
+    column is missing: join_files says so)."""
+    con = connect()
+    try:
+        _labels_view(con, labels)
+        types = {str(r[0]): str(r[1]) for r in con.execute("DESCRIBE labels_raw").fetchall()}
+        if timestamp not in types:
+            return None
+        ts = _utc(timestamp, types[timestamp])
+        row = con.execute(f"SELECT min({ts}), max({ts}) FROM labels_raw").fetchall()[0]
+    finally:
+        con.close()
+    if row[0] is None or row[1] is None:
+        return None
+    return row[0], row[1]
 
 
 def as_frame(result: TrainingSet) -> pd.DataFrame:

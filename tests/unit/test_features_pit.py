@@ -264,3 +264,40 @@ def test_stale_spec_and_missing_columns_are_refused(tmp_path: Path) -> None:
     wrong = featureset_from_data({**_spec("g", "0", path="f.parquet"), "timestamp": "nope"})
     with pytest.raises(UsageError, match="no column"):
         materialize_offline(store, wrong, tmp_path)
+
+
+def test_partitions_out_of_reach_are_not_read_but_edges_are(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {
+            "cid": [1, 1, 2],
+            "ts": [T0, T0 + timedelta(days=1, hours=23, minutes=30), T0 + timedelta(days=5)],
+            "f_x": [1.0, 2.0, 5.0],
+            "f_s": ["a", "b", "c"],
+        }
+    )
+    frame.to_parquet(tmp_path / "f.parquet")
+    store = LocalStore(str(tmp_path / "store"))
+    fs = featureset_from_data(_spec("f", "1h", path="f.parquet"))
+    materialize_offline(store, fs, tmp_path)
+    labels = pd.DataFrame(
+        {
+            "cid": [1, 2],
+            "event_timestamp": [T0 + timedelta(days=2, minutes=10), T0 + timedelta(days=2)],
+        }
+    )
+    fetched = []
+    import mlopsctl.features.pit as pit
+
+    real = pit.local_files
+
+    def spy(store_, manifest):  # type: ignore[no-untyped-def]
+        fetched.extend(manifest["partitions"])
+        return real(store_, manifest)
+
+    pit.local_files = spy
+    try:
+        got = training_set(store, [fs], labels).table.to_pandas()
+    finally:
+        pit.local_files = real
+    assert got["f_x"].tolist()[0] == 2.0 and np.isnan(got["f_x"][1])  # the edge across midnight
+    assert fetched == ["2026-03-02"]  # day 1 is older than reach, day 6 after the last label
