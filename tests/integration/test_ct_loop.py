@@ -127,3 +127,70 @@ def test_the_quickstart_loop(tmp_path_factory: pytest.TempPathFactory, tmp_path:
     assert [(g["version"], g["release"], g["passed"]) for g in gates] == [
         (2, "quickstart-loop", True)
     ]
+
+
+SLOW = """apiVersion: mlopsctl/v1
+kind: Pipeline
+name: slow
+params: {seconds: 60}
+steps:
+  slow:
+    run: "echo started > started.txt; sleep ${params.seconds}; echo done > {outputs.out}"
+    outputs: [out]
+"""
+
+
+def test_sigterm_during_ct_check_run_leaves_the_firing_interrupted_and_retry_runs_it(
+    tmp_path: Path,
+) -> None:
+    """A real `ct check --run` stopped by SIGTERM: exit 143, the trigger's last run recorded
+    `interrupted` (not left `running` until max_run), and `ct retry` runs the same firing
+    again once fixed."""
+    import signal
+    import time
+
+    from tests.conftest import git
+
+    root = tmp_path / "demo"
+    root.mkdir()
+    assert git(root, "init", "-q").returncode == 0
+    (root / "mlops.yaml").write_text(
+        "apiVersion: mlopsctl/v1\nkind: Project\nname: demo\nstore: {url: .mlops}\n"
+    )
+    (root / "slow.yaml").write_text(SLOW)
+    (root / "trigger.yaml").write_text(
+        "apiVersion: mlopsctl/v1\nkind: Trigger\nname: t\npipeline: slow.yaml\n"
+        "schedule: '* * * * *'\ncooldown: 1h\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlopsctl", "ct", "check", "trigger.yaml", "--run"],
+        cwd=root,
+        env=server_env(root),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (root / "started.txt").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, stderr
+    state = json.loads((root / ".mlops/ct/t/state.json").read_text())["last_run"]
+    assert state["status"] == "interrupted" and state["run"], state
+    [firing] = (root / ".mlops/ct/t/history").iterdir()
+    assert json.loads(firing.read_text())["run"]["signal"] == "SIGTERM"
+
+    # Cooling down, so a check does not run it again; a retry does, on the same firing's data.
+    quiet = mlopsctl(root, "ct", "check", "trigger.yaml", "--run", "--json")
+    assert json.loads(quiet.stdout)["run"] is None
+    (root / "slow.yaml").write_text(SLOW.replace("{seconds: 60}", "{seconds: 0}"))
+    retried = mlopsctl(root, "ct", "retry", "trigger.yaml")
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    assert f"retry of firing {state['firing']} (interrupted run {state['run']}" in retried.stdout
+    state = json.loads((root / ".mlops/ct/t/state.json").read_text())["last_run"]
+    assert state["status"] == "succeeded" and state["retry_of"] == firing.stem
