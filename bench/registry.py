@@ -43,7 +43,6 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from mlopsctl.store.artifacts import store_output  # noqa: E402
 from mlopsctl.registry import (  # noqa: E402
     register_from_run,
     register_version,
@@ -51,6 +50,7 @@ from mlopsctl.registry import (  # noqa: E402
     version_numbers,
 )
 from mlopsctl.runs import new_run_id, now_iso, save_run  # noqa: E402
+from mlopsctl.store.artifacts import store_output  # noqa: E402
 from mlopsctl.store.base import ObjectStore  # noqa: E402
 from mlopsctl.store.s3 import S3Store  # noqa: E402
 from mlopsctl.testing.seaweed import start_seaweed  # noqa: E402

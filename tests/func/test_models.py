@@ -271,8 +271,8 @@ def test_register_refuses_what_is_not_a_model(
 
 
 def test_register_finds_model_json_anywhere_in_the_folder(cli: Invoke, trained: Trained) -> None:
-    from mlopsctl.store.artifacts import store_output
     from mlopsctl.runs import new_run_id, save_run
+    from mlopsctl.store.artifacts import store_output
 
     def run_with_model(folder: Path) -> str:
         artifact = store_output(trained.store, folder, trained.root.parent)

@@ -198,8 +198,8 @@ def register_pickle(
 ) -> None:
     """A pickle-flavor model version; `recorded` is what model.json claims model.pkl holds."""
     from mlopsctl.models.artifact import FORMAT
-    from mlopsctl.store.artifacts import store_output
     from mlopsctl.registry import register_version
+    from mlopsctl.store.artifacts import store_output
 
     folder = tmp / f"artifact-{name}"
     folder.mkdir()

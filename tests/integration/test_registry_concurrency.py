@@ -29,7 +29,6 @@ import pytest
 
 from mlopsctl.events import list_events
 from mlopsctl.models.artifact import FORMAT
-from mlopsctl.store.artifacts import store_output
 from mlopsctl.registry import (
     alias_history,
     get_alias,
@@ -39,6 +38,7 @@ from mlopsctl.registry import (
     version_numbers,
 )
 from mlopsctl.runs import load_run, new_run_id, now_iso, save_run
+from mlopsctl.store.artifacts import store_output
 from mlopsctl.store.base import ObjectStore
 from mlopsctl.store.blobs import blob_key
 

@@ -89,8 +89,8 @@ class Faulty:
 def register(store: LocalStore, tmp: Path, obj: Any) -> None:
     """One more pickle-flavour version of MODEL (features: x; classes no/yes; target y)."""
     from mlopsctl.models.artifact import FORMAT
-    from mlopsctl.store.artifacts import store_output
     from mlopsctl.registry import register_version
+    from mlopsctl.store.artifacts import store_output
 
     payload = pickle.dumps(obj)
     folder = tmp / f"artifact-{uuid.uuid4().hex[:8]}"

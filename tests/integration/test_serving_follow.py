@@ -34,8 +34,8 @@ def register_copy(root: Path, tmp: Path, *, corrupt: bool = False) -> int:
     """Register a new version holding version 1's model; `corrupt` replaces the XGBoost file
     with junk whose digest model.json records, so only loading it can tell."""
     from mlopsctl.models.artifact import file_digest
-    from mlopsctl.store.artifacts import store_output
     from mlopsctl.registry import cached_model_dir, get_version, register_version
+    from mlopsctl.store.artifacts import store_output
 
     with LocalStore(root / ".mlops") as store:
         record = get_version(store, MODEL, 1)
