@@ -3,9 +3,9 @@
     python -m mlopsctl.exec TASK.json
 
 It fetches the step's inputs from the store by digest (verified), runs the component, shell
-command or Python function in a fresh work folder, stores every output as a blob, and writes
-RESULT (the task's `result` path) with the output digests, metrics and facts. Exit 0 on success;
-on failure a one-line reason is the last line of stderr.
+command, Python function or notebook (papermill) in a fresh work folder, stores every output as
+a blob, and writes RESULT (the task's `result` path) with the output digests, metrics and facts.
+Exit 0 on success; on failure a one-line reason is the last line of stderr.
 
 Started by the local runner, it leads its own process group and watches a pipe from the runner
 (PARENT_FD_ENV): when the runner's process is gone, however it died, it stops that group (the
@@ -35,8 +35,8 @@ _ORPHANED = threading.Event()  # set when the runner is gone
 def run_task(task: dict[str, Any]) -> dict[str, Any]:
     from mlopsctl.components.base import StepContext
     from mlopsctl.errors import MlopsError
-    from mlopsctl.store.artifacts import fetch_artifact, store_output
     from mlopsctl.store import open_store
+    from mlopsctl.store.artifacts import fetch_artifact, store_output
 
     workdir = Path(task["workdir"])
     store_cfg = task["store"]
@@ -77,6 +77,8 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
         _call_python(task["target"], ctx, project_root)
     elif kind in ("run", "argv"):
         _run_command(task["target"], ctx, task.get("env") or {}, shell=kind == "run")
+    elif kind == "notebook":
+        _run_notebook(task["target"], ctx, task.get("env") or {})
     else:
         raise MlopsError(
             f"unknown step kind {kind!r}", "this task file was not written by mlopsctl"
@@ -108,6 +110,82 @@ def _call_python(target: str, ctx: Any, project_root: Path) -> None:
     result = getattr(module, function)(ctx)
     if isinstance(result, dict):
         ctx.metrics.update({k: float(v) for k, v in result.items()})
+
+
+NOTEBOOK_OUTPUT = "notebook"  # mlopsctl.pipeline.plan.NOTEBOOK_OUTPUT
+
+
+def _run_notebook(target: str, ctx: Any, env: dict[str, str]) -> None:
+    """A `notebook:` step: papermill runs the notebook on this environment's python3 kernel,
+    from the project root, with the step's `with:` values injected as variables (in the cell
+    tagged parameters, or at the top), and `inputs` and `outputs` as dicts of paths by name,
+    `metrics_file` for metrics as a run: step writes them. The executed notebook is the output
+    named `notebook`; when a cell fails it is kept in the work folder and the error names the
+    cell."""
+    import shutil
+
+    from mlopsctl.errors import MlopsError
+
+    try:
+        import papermill
+        from papermill.exceptions import PapermillExecutionError
+    except ImportError:
+        raise MlopsError(
+            "notebook steps need papermill, ipykernel and nbconvert, which are not installed",
+            "pip install 'mlopsctl[notebook]' (in the step's image too, for --backend docker)",
+        ) from None
+    source = ctx.project_root / target
+    executed = ctx.workdir / "executed.ipynb"
+    metrics_file = ctx.workdir / "metrics.json"
+    parameters = {
+        **ctx.params,
+        "inputs": {k: str(v) for k, v in ctx.inputs.items()},
+        "outputs": {k: str(v) for k, v in ctx.outputs.items() if k != NOTEBOOK_OUTPUT},
+        "metrics_file": str(metrics_file),
+    }
+    # The kernel is a child of this process: it sees the step's environment.
+    os.environ.update(env)
+    os.environ["MLOPS_METRICS_FILE"] = str(metrics_file)
+    os.environ["MLOPS_PARAMS"] = json.dumps(ctx.params)
+    os.environ["MLOPS_RUN_ID"] = ctx.run_id
+    try:
+        papermill.execute_notebook(
+            str(source),
+            str(executed),
+            parameters=parameters,
+            kernel_name="python3",
+            language="python",
+            cwd=str(ctx.project_root),
+            progress_bar=False,
+            stdout_file=sys.stdout,
+            stderr_file=sys.stderr,
+        )
+    except PapermillExecutionError as exc:
+        raise MlopsError(
+            f"notebook {target} failed in {_failed_cell(source, str(exc.source))}: "
+            f"{exc.ename}: {exc.evalue}",
+            f"the executed notebook, with the traceback, is kept at {executed}",
+        ) from None
+    shutil.copyfile(executed, ctx.outputs[NOTEBOOK_OUTPUT])
+    if metrics_file.exists():
+        data = json.loads(metrics_file.read_text())
+        ctx.metrics.update({k: float(v) for k, v in data.items()})
+
+
+def _failed_cell(notebook: Path, source: str) -> str:
+    """ "cell 3 (`df = load(...)`)": the failing cell's place in the user's notebook (papermill's
+    own injected and error cells not counted) and its first line."""
+    first = next((line.strip() for line in source.splitlines() if line.strip()), "")
+    shown = f" (`{first[:60]}`)" if first else ""
+    try:
+        cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    except (OSError, ValueError, KeyError, TypeError):
+        cells = []
+    for number, cell in enumerate(cells, start=1):
+        text = cell.get("source") or ""
+        if ("".join(text) if isinstance(text, list) else str(text)) == source:
+            return f"cell {number}{shown}"
+    return f"a cell{shown}"
 
 
 def _run_command(target: str, ctx: Any, env: dict[str, str], shell: bool) -> None:

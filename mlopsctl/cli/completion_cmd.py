@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from mlopsctl.cli.completion import detect_shell, script
+from mlopsctl.cli.completion import install as install_script
 from mlopsctl.cli.output import err, out
 from mlopsctl.errors import UsageError
 
@@ -30,8 +32,6 @@ ShellArg = Annotated[
 
 
 def _shell(shell: Shell | None) -> str:
-    from mlopsctl.cli.completion import detect_shell
-
     name = shell.value if shell is not None else detect_shell()
     if name is None:
         raise UsageError("cannot tell your shell from $SHELL", "name it: bash, zsh or fish")
@@ -41,16 +41,12 @@ def _shell(shell: Shell | None) -> str:
 @app.command("show")
 def show(shell: ShellArg = None) -> None:
     """Print the completion script, e.g. `source <(mlopsctl completion show bash)`."""
-    from mlopsctl.cli.completion import script
-
     out(script(_shell(shell)).rstrip("\n"))
 
 
 @app.command("install")
 def install(shell: ShellArg = None) -> None:
     """Install the completion script where the shell loads completions from."""
-    from mlopsctl.cli.completion import install as install_script
-
     path, note = install_script(_shell(shell))
     out(str(path))
     err(f"installed {_shell(shell)} completion; {note}")

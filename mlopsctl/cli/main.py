@@ -29,6 +29,7 @@ from mlopsctl.cli import lineage as lineage_cli
 from mlopsctl.cli import logs as logs_cli
 from mlopsctl.cli import models as models_cli
 from mlopsctl.cli import monitor as monitor_cli
+from mlopsctl.cli import progress
 from mlopsctl.cli import release as release_cli
 from mlopsctl.cli import run as run_cli
 from mlopsctl.cli import runs as runs_cli
@@ -36,6 +37,7 @@ from mlopsctl.cli import schema as schema_cli
 from mlopsctl.cli import serve as serve_cli
 from mlopsctl.cli import validate as validate_cli
 from mlopsctl.cli.output import AppState, err
+from mlopsctl.config import set_store_flag
 from mlopsctl.errors import ExitCode, MlopsError, SpecError
 
 
@@ -72,9 +74,6 @@ class MlopsGroup(TyperGroup):
 
 def _end_of_command() -> None:
     """The global flags hold for one command: forget them (tests run many in one process)."""
-    from mlopsctl.cli import progress
-    from mlopsctl.config import set_store_flag
-
     set_store_flag(None)
     progress.reset()
 
@@ -165,9 +164,6 @@ def root(
         ),
     ] = False,
 ) -> None:
-    from mlopsctl.cli import progress
-    from mlopsctl.config import set_store_flag
-
     set_store_flag(_flag_store_url(store))
     progress.configure(quiet=quiet)
     ctx.obj = AppState(verbose=verbose)

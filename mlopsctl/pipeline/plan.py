@@ -29,13 +29,16 @@ from mlopsctl.pipeline.params import (
 )
 
 FILE, DIR, AUTO = "file", "dir", "auto"
+# A notebook step's executed notebook (outputs, tracebacks and all) is stored under this name.
+NOTEBOOK_OUTPUT = "notebook"
 _ENV_REF = re.compile(r"\$\{\s*env\.")
 
 
 @dataclass
 class StepPlan:
     name: str
-    kind: str  # component | run (a shell command) | argv (a run: list, no shell) | python
+    kind: str  # component | run (a shell command) | argv (a run: list, no shell) | python |
+    # notebook (a .ipynb run with papermill)
     # component name; module:function; or the command (command.py): values shell-quoted,
     # {inputs.x} / {outputs.y} left for exec; for argv, its words shell-quoted, space-joined
     target: str
@@ -215,7 +218,60 @@ def _step_plan(
         target = str(body["python"])
         _check_python_target(target, root, err)
         return StepPlan(name=name, kind="python", target=target, outputs=declared, **common)
-    err((), "needs one of 'component', 'run' or 'python'")
+    if "notebook" in body:
+        return _notebook_step(name, str(body["notebook"]), common, declared, root, err)
+    err((), "needs one of 'component', 'run', 'python' or 'notebook'")
+    return None
+
+
+def _notebook_step(
+    name: str,
+    target: str,
+    common: dict[str, Any],
+    declared: dict[str, str],
+    root: Path | None,
+    err: Any,
+) -> StepPlan:
+    """A `notebook:` step: run with papermill (exec.py). The notebook file is part of the
+    step's code, so editing it invalidates the cached result; the executed notebook is an
+    output of its own."""
+    if NOTEBOOK_OUTPUT in declared:
+        err(
+            ("outputs",),
+            f"'{NOTEBOOK_OUTPUT}' is the executed notebook, an output every notebook step has; "
+            "name yours otherwise",
+        )
+    if root is not None:
+        path = root / target
+        if not path.is_file():
+            err(("notebook",), f"notebook '{target}' not found under {root}")
+        else:
+            problem = _notebook_problem(path)
+            if problem:
+                err(("notebook",), f"notebook '{target}' {problem}")
+    common = {**common, "code": [target, *(c for c in common["code"] if c != target)]}
+    return StepPlan(
+        name=name,
+        kind="notebook",
+        target=target,
+        outputs={**declared, NOTEBOOK_OUTPUT: FILE},
+        libraries=("papermill", "nbclient", "ipykernel"),
+        **common,
+    )
+
+
+def _notebook_problem(path: Path) -> str | None:
+    """What makes the file no Jupyter notebook (nbformat 4), if anything."""
+    import json
+
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        return f"is not a Jupyter notebook (not JSON: {exc})"
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
+        return "is not a Jupyter notebook (no cells)"
+    if data.get("nbformat") != 4:
+        return f"is nbformat {data.get('nbformat')}; papermill runs nbformat 4 notebooks"
     return None
 
 

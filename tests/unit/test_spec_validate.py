@@ -176,7 +176,7 @@ def test_step_shapes(tmp_path: Path) -> None:
         "  d: {run: r, outputs: [o, o]}\n"
     )
     assert check(tmp_path, text) == [
-        "spec.yaml:5:3: step 'a' needs one of 'component', 'run' or 'python'",
+        "spec.yaml:5:3: step 'a' needs one of 'component', 'run', 'python' or 'notebook'",
         "spec.yaml:6:3: step 'b' has 'component' and 'run'; give only one of them",
         "spec.yaml:7:21: 'code' belongs to steps that use 'run' or 'python'; "
         "a component declares its own code and outputs",
