@@ -134,7 +134,7 @@ def _write_partitions(
     if counts:
         con.execute(
             f"""COPY (SELECT * FROM deduped ORDER BY __date, {keys}, {ts})
-            TO {_literal(out)} (FORMAT PARQUET, PARTITION_BY (__date), COMPRESSION zstd,
+            TO {_literal(out)} (FORMAT PARQUET, PARTITION_BY (__date), COMPRESSION snappy,
                                 OVERWRITE_OR_IGNORE true)"""
         )
     partitions: dict[str, tuple[Path, int]] = {}
@@ -145,7 +145,7 @@ def _write_partitions(
             merged = folder / "merged.parquet"
             con.execute(
                 f"COPY (SELECT * FROM read_parquet({_literal(folder)} || '/*.parquet') "
-                f"ORDER BY {keys}, {ts}) TO {_literal(merged)} (FORMAT PARQUET, COMPRESSION zstd)"
+                f"ORDER BY {keys}, {ts}) TO {_literal(merged)} (FORMAT PARQUET, COMPRESSION snappy)"
             )
             files = [merged]
         partitions[str(date)] = (files[0], int(rows))

@@ -134,7 +134,8 @@ def join_files(
         table = None
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
-            con.execute(f"COPY ({final}) TO {literal(str(out))} (FORMAT PARQUET, COMPRESSION zstd)")
+            target = literal(str(out))
+            con.execute(f"COPY ({final}) TO {target} (FORMAT PARQUET, COMPRESSION snappy)")
         else:
             table = arrow_table(con, final)
         return TrainingSet(
