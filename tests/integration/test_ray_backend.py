@@ -215,7 +215,10 @@ def test_quickstart_on_ray_matches_the_local_run(cluster: RayCluster, project: P
         cluster, project, *on_ray(cluster, "run", "pipelines/quickstart.yaml"), *FAST, "--json"
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert all(s["status"] == "cached" for s in json.loads(proc.stdout)["steps"].values())
+    again = json.loads(proc.stdout)["steps"]
+    assert {n: s["status"] for n, s in again.items()} == dict.fromkeys(again, "cached"), {
+        n: (s["status"], s["cache_key"] == local["steps"][n]["cache_key"]) for n, s in again.items()
+    }
 
 
 def test_independent_steps_land_on_both_nodes(cluster: RayCluster, project: Path) -> None:
