@@ -94,6 +94,7 @@ def test_ab_junit_has_the_same_root_and_times() -> None:
     event = {
         "release": "r",
         "model": "m",
+        "version": 4,
         "time": "2026-12-01T00:00:00Z",
         "gates": [
             {
@@ -117,3 +118,6 @@ def test_ab_junit_has_the_same_root_and_times() -> None:
     root = ET.fromstring(ab_junit(event, ["fail"]))
     assert root.tag == "testsuites" and root.get("tests") == "3" and root.get("failures") == "0"
     assert all(c.get("time") == "0.000" for c in _cases(root))
+    assert {c.get("classname") for c in _cases(root)} == {"m.v4.ab"}
+    ids = [c.get("name") for c in _cases(root)]
+    assert len(set(ids)) == len(ids) == 3
