@@ -69,7 +69,7 @@ echo "== serving: one prediction over HTTP, then a graceful stop" >&2
 "$mlopsctl" serve breast-cancer:latest --port 0 2>serve.log &
 server=$!
 trap 'kill "$server" 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
+for _ in $(seq 600); do
     grep -q "serving .* on http" serve.log && break
     kill -0 "$server" 2>/dev/null || { cat serve.log >&2; exit 1; }
     sleep 0.1
