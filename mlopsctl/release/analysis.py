@@ -51,6 +51,7 @@ from mlopsctl.errors import UsageError
 from mlopsctl.monitor.data import NoDataFiles, filter_rows, filter_window, iter_files
 from mlopsctl.monitor.stats import psi
 from mlopsctl.serving.logs import ERRORS, FEEDBACK, PREDICTIONS
+from mlopsctl.timeutil import stamp
 
 if TYPE_CHECKING:
     import numpy as np
@@ -111,9 +112,9 @@ class ArmData:
 
 @dataclass
 class Window:
-    """Candidate and champion over [since, until). ``champion_since`` is where the champion's
-    rows start: the same ``since`` while it serves; earlier when this step gives it no traffic
-    (then its rows from before the step stand in, and the note says so)."""
+    """Candidate and champion over [since, until). The champion's rows start at ``since`` while
+    it serves; at a step that gives it no traffic, earlier (its rows of the rollout's earlier
+    steps, or of the hour before a rollout that began at 100%), and the note says so."""
 
     since: datetime
     until: datetime
@@ -186,8 +187,8 @@ def read_window(
     note = None
     if champion_since is not None and champion_since < since:
         note = (
-            "the champion gets no traffic at this step: its rows since an hour before the "
-            "rollout began stand in"
+            f"the champion gets no traffic at this step: its rows since {stamp(champion_since)} "
+            "stand in"
         )
     return Window(
         since,

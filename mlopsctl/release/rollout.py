@@ -453,9 +453,14 @@ def _window(
 ) -> analysis.Window:
     since = parse_time(state["step_started"])
     share = float(state["steps"][int(state["step"])])
-    # A step that gives the champion no traffic compares with the champion's rows from an hour
-    # before the rollout began on.
-    champion_since = parse_time(state["started"]) - CHAMPION_LOOKBACK if share >= 100.0 else None
+    # A step that gives the champion no traffic compares with the champion's rows of the
+    # rollout's earlier steps (the same period's traffic); when it is the first step, with its
+    # rows from an hour before the rollout began on.
+    champion_since = None
+    if share >= 100.0:
+        champion_since = parse_time(state["started"])
+        if int(state["step"]) == 0:
+            champion_since -= CHAMPION_LOOKBACK
     record = registry.get_version(store, plan.model, int(state["candidate"]["version"]))
     task = (record.get("signature") or {}).get("task")
     return analysis.read_window(

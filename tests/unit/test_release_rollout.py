@@ -543,7 +543,7 @@ def test_the_last_step_compares_with_the_champion_before_it(store: LocalStore) -
     write_logs(store, 1, "production", 2000, start=T0 - timedelta(seconds=1), seed=9)  # before
     write_logs(store, 2, "2", 500, start=T0 + timedelta(seconds=1), seed=10)
     view = rollout.status(store, spec(steps=[100]), now=T0 + timedelta(minutes=2))
-    assert "before the rollout began" in view["window"]["note"]
+    assert "stand in" in view["window"]["note"]
     assert view["arms"]["champion"]["requests"] == 2000
 
 
@@ -598,3 +598,20 @@ def test_prediction_drift_is_not_fooled_by_piled_up_scores_moving_a_hair() -> No
     assert analysis.drift_check("d", spec, _window(twin_arm, champ_arm), LOOK).verdict == "pass"
     stump = analysis.ArmData(2, requests=600, outputs=rng.choice([0.3, 0.7], 600))
     assert analysis.drift_check("d", spec, _window(stump, champ_arm), LOOK).verdict == "fail"
+
+
+def test_at_100_percent_the_champion_of_the_earlier_steps_stands_in(store: LocalStore) -> None:
+    """Not the champion's traffic of before the rollout, which may have been another mix (the
+    quickstart sent it shifted rows just before): its rows of the rollout's 50% step."""
+    drift = spec(
+        steps=[50, 100],
+        analysis=[{"type": "prediction_drift", "max_psi": 0.2, "min_rows": 100}],
+    )
+    passed_check(store)
+    write_logs(store, 1, "production", 3000, start=T0 - timedelta(minutes=30), score=(0.9, 0.05))
+    rollout.advance(store, drift, now=T0)
+    step_traffic(store, T0 + timedelta(seconds=1))
+    assert rollout.advance(store, drift, now=T0 + timedelta(minutes=2)).action == "advanced"
+    write_logs(store, 2, "2", 400, start=T0 + timedelta(minutes=2, seconds=1), seed=11)
+    done = rollout.advance(store, drift, now=T0 + timedelta(minutes=4))
+    assert done.action == "promoted", done.as_dict()
