@@ -4,10 +4,11 @@
 # pipeline (breast cancer, XGBoost) and show the run; a second run is served from the cache.
 # Then the rest of the lifecycle with the example specs: monitor held-out data (passes) and a
 # shifted copy (drift found, exit 4, HTML report), let the trigger retrain on that finding, and
-# serve the model over HTTP for one prediction. Last, the loop closed: serve the champion, send
+# serve the model over HTTP for one prediction. Then the loop closed: serve the champion, send
 # it shifted traffic and the outcomes, let the monitor find drift in what it served, and let the
 # loop trigger retrain on the served and labelled window (plus the original set), naming the
-# logs in the new version and checking its gates.
+# logs in the new version and checking its gates. Last, roll a retrained candidate out as a
+# canary (50%, then 100% of the traffic, judged on the server's logs; then the alias moves).
 # Usage: bash scripts/quickstart.sh [PROJECT_DIR]
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -165,5 +166,73 @@ for kind in ("predictions", "feedback"):
     print(f"  {data[kind]['files']} file(s) under {data[kind]['prefix']}")
 print(f"  mixed with {', '.join(data['mix'])}; {data['counts']['labelled_rows']} labelled rows")
 PY
+echo "== canary rollout: a retrained candidate takes 50%, then 100% of live traffic, judged on what the server logged" >&2
+cp "$repo"/specs/examples/quickstart-canary-release.yaml specs/examples/
+champion=$("$mlopsctl" models show breast-cancer:latest --json |
+    "$repo/.venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["version"])')
+"$mlopsctl" models alias set breast-cancer production "$champion"
+"$mlopsctl" run specs/examples/quickstart.yaml -p model.n_estimators=150 >/dev/null
+"$mlopsctl" release check specs/examples/quickstart-canary-release.yaml
+"$mlopsctl" serve breast-cancer@production --port 0 --log-interval 1 --poll 0.5 2>canary.log &
+server=$!
+trap 'kill "$server" 2>/dev/null || true' EXIT
+for _ in $(seq 600); do
+    grep -q "serving .* on http" canary.log && break
+    kill -0 "$server" 2>/dev/null || { cat canary.log >&2; exit 1; }
+    sleep 0.1
+done
+url=$(sed -n 's/.* on \(http[^ ]*\).*/\1/p' canary.log | head -n 1)
+splits() { grep -c "traffic for breast-cancer:" canary.log || true; }
+follow() { # wait until the server applied one more split of the deployment record
+    local seen=$1
+    for _ in $(seq 600); do
+        [ "$(splits)" -gt "$seen" ] && return 0
+        sleep 0.1
+    done
+    echo "quickstart: the server did not follow the deployment record" >&2
+    exit 1
+}
+traffic() { # 200 held-out rows, one request each, then time for the server to log them
+    "$repo/.venv/bin/python" - "$url" <<'PY'
+import csv
+import json
+import sys
+import urllib.request
+import uuid
+
+with open("data/current.csv") as f:
+    rows = list(csv.DictReader(f))
+columns = [c for c in rows[0] if c != "target"]
+arms = {}
+for i in range(200):
+    row = rows[i % len(rows)]
+    body = {"dataframe_split": {"columns": columns, "data": [[float(row[c]) for c in columns]]}}
+    request = urllib.request.Request(
+        sys.argv[1] + "/invocations",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "X-Request-ID": uuid.uuid4().hex},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        arm = f"version {response.headers['X-Model-Version']}"
+        arms[arm] = arms.get(arm, 0) + 1
+print("traffic: " + ", ".join(f"{n} to {arm}" for arm, n in sorted(arms.items())))
+PY
+    sleep 2.5
+}
+spec=specs/examples/quickstart-canary-release.yaml
+seen=$(splits)
+"$mlopsctl" release rollout "$spec"   # step 1: 50% to the candidate
+follow "$seen"                        # the server follows the deployment record (--poll)
+traffic
+seen=$(splits)
+"$mlopsctl" release rollout "$spec"   # every check passed: step 2, 100%
+follow "$seen"
+traffic
+"$mlopsctl" release rollout "$spec"   # the alias moves; the deployment is one arm again
+"$mlopsctl" release status "$spec" --json |
+    "$repo/.venv/bin/python" -c 'import json, sys; s = json.load(sys.stdin); print(s["message"]); sys.exit(s["status"] != "done")'
+kill -TERM "$server"
+wait "$server" || true
+trap - EXIT
 echo "quickstart project: $project (try: cd $project && $mlopsctl runs list;" \
     "open reports/shifted.html; $mlopsctl datasets show breast-cancer-served)" >&2
