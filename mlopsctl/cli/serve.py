@@ -79,18 +79,35 @@ def serve(
         ),
     ] = False,
     log_sample: Annotated[
-        float, typer.Option("--log-sample", help="Share of requests logged (0..1).")
+        float,
+        typer.Option(
+            "--log-sample", envvar="MLOPSCTL_LOG_SAMPLE", help="Share of requests logged (0..1)."
+        ),
     ] = 1.0,
     no_log: Annotated[bool, typer.Option("--no-log", help="Do not log predictions.")] = False,
     log_batch: Annotated[
-        int, typer.Option("--log-batch", help="Write a log file per worker every N rows...")
+        int,
+        typer.Option(
+            "--log-batch",
+            envvar="MLOPSCTL_LOG_BATCH",
+            help="Write a log file per worker every N rows...",
+        ),
     ] = 100_000,
     log_interval: Annotated[
-        float, typer.Option("--log-interval", help="...or every this many seconds.")
+        float,
+        typer.Option(
+            "--log-interval",
+            envvar="MLOPSCTL_LOG_INTERVAL",
+            help="...or every this many seconds (deploy: --env MLOPSCTL_LOG_INTERVAL=N).",
+        ),
     ] = 60.0,
     log_buffer: Annotated[
         int,
-        typer.Option("--log-buffer", help="Most log rows held in memory (then dropped)."),
+        typer.Option(
+            "--log-buffer",
+            envvar="MLOPSCTL_LOG_BUFFER",
+            help="Most log rows held in memory (then dropped).",
+        ),
     ] = 200_000,
     poll: Annotated[
         float, typer.Option("--poll", help="Seconds between checks of aliases and weights.")

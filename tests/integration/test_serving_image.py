@@ -34,6 +34,8 @@ SPEC = "pipelines/quickstart.yaml"
 MODEL = "breast-cancer"
 # The goal is to be far below MLflow's ~3 GB serving images.
 SIZE_LIMIT = 600_000_000
+# The deployed server writes its prediction log every 60 s by default: every second here.
+FAST_LOGS = ("--env", "MLOPSCTL_LOG_INTERVAL=1")
 
 
 def _containers(label: str, *, all_states: bool = True) -> list[dict[str, Any]]:
@@ -144,7 +146,7 @@ def test_deploy_serves_then_replaces_only_after_the_new_one_is_ready(project: Pa
 
     port = _free_port()
     deployment = f"{project.name}-web"
-    args = ("deploy", "--port", str(port), "--name", deployment, "--json", "-q")
+    args = ("deploy", "--port", str(port), "--name", deployment, "--json", "-q", *FAST_LOGS)
     proc, _ = mlopsctl(project, *args[:1], f"{MODEL}:1", *args[1:], timeout=600)
     assert proc.returncode == 0, proc.stderr
     first = json.loads(proc.stdout)
@@ -314,7 +316,7 @@ def test_a_deployed_server_logs_predictions_to_an_s3_store(
     try:
         assert _train(root, 20)["version"] == 1
         proc, _ = mlopsctl(
-            root, "deploy", f"{MODEL}:1", "--port", str(_free_port()), "--json", "-q"
+            root, "deploy", f"{MODEL}:1", "--port", str(_free_port()), "--json", "-q", *FAST_LOGS
         )
         assert proc.returncode == 0, proc.stderr
         result = json.loads(proc.stdout)
