@@ -32,6 +32,7 @@ from mlopsctl.containers import DEFAULT_NETWORK, IMAGE_PROJECT_DIR, LABEL
 from mlopsctl.containers.engine import Engine, api_error_text, engine_named, engines
 from mlopsctl.errors import MlopsError, UsageError
 from mlopsctl.pipeline.runners import LogSink, StepExit, StepRunner
+from mlopsctl.store.credentials import caller_aws_environment
 
 if TYPE_CHECKING:
     import docker
@@ -242,7 +243,7 @@ def prepare_docker_run(
     store_mount = None
     if is_s3:
         s3_options = {k: v for k, v in (store_config.get("s3_options") or {}).items()}
-        profile = s3_options.pop("profile", None)  # no ~/.aws in the container: see _aws_env
+        profile = s3_options.pop("profile", None)  # no ~/.aws in there: caller_aws_environment
         store_task: dict[str, Any] = {"url": store_url, "s3_options": s3_options}
     else:
         from mlopsctl.store import local_root
@@ -254,7 +255,7 @@ def prepare_docker_run(
     env = {"PYTHONUNBUFFERED": "1"}
     if is_s3 or _uses_s3_data(plan):
         s3 = store_config.get("s3_options") or {}
-        env.update(_aws_env(profile, s3.get("region")))
+        env.update(caller_aws_environment(profile, s3.get("region")))
     return DockerRunner(
         image_id=image_id,
         project_dir=image.pop("project_dir"),
@@ -400,26 +401,3 @@ def check_data_in_image(project: Project, plan: PipelinePlan) -> None:
 
 def _uses_s3_data(plan: PipelinePlan) -> bool:
     return any("s3://" in json.dumps(step.params, default=str) for step in plan.steps.values())
-
-
-def _aws_env(profile: str | None, region: str | None) -> dict[str, str]:
-    """The caller's AWS identity, resolved here (profiles, SSO and ~/.aws stay on this
-    machine) and handed to the container for this run only."""
-    import boto3
-
-    session = boto3.Session(profile_name=profile) if profile else boto3.Session()
-    env: dict[str, str] = {}
-    credentials = session.get_credentials()
-    if credentials is not None:
-        frozen = credentials.get_frozen_credentials()
-        env["AWS_ACCESS_KEY_ID"] = frozen.access_key
-        env["AWS_SECRET_ACCESS_KEY"] = frozen.secret_key
-        if frozen.token:
-            env["AWS_SESSION_TOKEN"] = frozen.token
-    region = region or session.region_name
-    if region:
-        env["AWS_DEFAULT_REGION"] = env["AWS_REGION"] = region
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        if os.environ.get(name):
-            env[name] = os.environ[name]
-    return env

@@ -60,6 +60,7 @@ from mlopsctl.pipeline.executor import remove_stale_workdirs
 from mlopsctl.pipeline.runners import PARENT_FD_ENV, STOP_GRACE_S, LogSink, StepExit, StepRunner
 from mlopsctl.provenance import library_versions, python_version
 from mlopsctl.store import local_root
+from mlopsctl.store.credentials import caller_aws_environment
 
 if TYPE_CHECKING:
     from mlopsctl.config import Project
@@ -539,10 +540,10 @@ def _prepare(
     env = {"PYTHONUNBUFFERED": "1"}
     if is_s3 or _uses_s3_data(plan):
         s3 = store_config.get("s3_options") or {}
-        env.update(aws_environment(s3.get("profile"), s3.get("region")))
+        env.update(caller_aws_environment(s3.get("profile"), s3.get("region")))
     if is_s3:
         s3_options = {k: v for k, v in (store_config.get("s3_options") or {}).items()}
-        s3_options.pop("profile", None)  # resolved here: see aws_environment
+        s3_options.pop("profile", None)  # resolved here: see caller_aws_environment
         store_task: dict[str, Any] = {"url": store_url, "s3_options": s3_options}
     else:
         store_task = {"url": str(store_root), "s3_options": {}}
@@ -648,30 +649,6 @@ def _excludes(project_root: Path, store_root: Path | None) -> list[str]:
 
 def _uses_s3_data(plan: PipelinePlan) -> bool:
     return any("s3://" in json.dumps(step.params, default=str) for step in plan.steps.values())
-
-
-def aws_environment(profile: str | None, region: str | None) -> dict[str, str]:
-    """The caller's AWS identity, resolved here (profiles and ~/.aws stay on this machine)
-    and handed to the steps of this run only: Ray's workers inherit the environment of
-    `ray start`, not the driver's."""
-    import boto3
-
-    session = boto3.Session(profile_name=profile) if profile else boto3.Session()
-    env: dict[str, str] = {}
-    credentials = session.get_credentials()
-    if credentials is not None:
-        frozen = credentials.get_frozen_credentials()
-        env["AWS_ACCESS_KEY_ID"] = frozen.access_key
-        env["AWS_SECRET_ACCESS_KEY"] = frozen.secret_key
-        if frozen.token:
-            env["AWS_SESSION_TOKEN"] = frozen.token
-    region = region or session.region_name
-    if region:
-        env["AWS_DEFAULT_REGION"] = env["AWS_REGION"] = region
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        if os.environ.get(name):
-            env[name] = os.environ[name]
-    return env
 
 
 # -- inside a step: its own tasks ------------------------------------------------------------
