@@ -84,6 +84,17 @@ def serve(
             "--log-sample", envvar="MLOPSCTL_LOG_SAMPLE", help="Share of requests logged (0..1)."
         ),
     ] = 1.0,
+    log_contributions: Annotated[
+        float,
+        typer.Option(
+            "--log-contributions",
+            envvar="MLOPSCTL_LOG_CONTRIBUTIONS",
+            help="Share of logged requests (0..1, by a hash of the request id) whose rows' "
+            "feature contributions are logged too, as contrib.<feature> columns, for "
+            "attribution drift; computed off the request path. Requests that ask for "
+            "explanations log theirs anyway.",
+        ),
+    ] = 0.0,
     no_log: Annotated[bool, typer.Option("--no-log", help="Do not log predictions.")] = False,
     log_batch: Annotated[
         int,
@@ -145,6 +156,7 @@ def serve(
         max_body=max_body,
         log=not no_log,
         log_sample=log_sample,
+        log_contributions=log_contributions,
         log_batch=log_batch,
         log_interval=log_interval,
         log_buffer=log_buffer,

@@ -115,18 +115,26 @@ class Explanation:
         return [f"{CONTRIB_PREFIX}{name}" for name in self.names]
 
 
-def contributions(model: LoadedModel, frame: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+def contributions(
+    model: LoadedModel, frame: pd.DataFrame, *, one_thread: bool = False
+) -> tuple[np.ndarray, list[str]]:
     """Per-row feature contributions [rows, features + 1] (bias last) and their names."""
-    explanation = explain(model, frame)
+    explanation = explain(model, frame, one_thread=one_thread)
     return explanation.values, explanation.names
 
 
 def explain(
-    model: LoadedModel, frame: pd.DataFrame | None, *, transformed: Any = None
+    model: LoadedModel,
+    frame: pd.DataFrame | None,
+    *,
+    transformed: Any = None,
+    one_thread: bool = False,
 ) -> Explanation:
     """Contributions of every row of ``frame`` (see the module docstring). A caller that has
     already run the model's preprocessing on the rows (a server's compiled fast path, which
-    gives the same numbers) may pass that matrix as ``transformed`` instead of ``frame``."""
+    gives the same numbers) may pass that matrix as ``transformed`` instead of ``frame``.
+    ``one_thread``: explain a batch of any size on one thread (XGBoost), as a server's log
+    writer does, so as not to take the cores that answer requests; the same numbers."""
     import numpy as np
 
     method = method_of(model)
@@ -137,7 +145,7 @@ def explain(
     matrix = _dense(transformed)
     owners = _column_owners(model, matrix.shape[1])
     if method == "treeshap":
-        wide, bias, output, pick = _xgboost(model, matrix)
+        wide, bias, output, pick = _xgboost(model, matrix, one_thread)
     elif method == "saabas":
         wide, bias, output, pick = _trees(model, matrix)
     else:
@@ -591,12 +599,13 @@ def _iterations(estimator: Any) -> tuple[int, int]:
     return (0, int(best) + 1) if best is not None else (0, 0)
 
 
-def _booster(estimator: Any, rows: int) -> Any:
-    """The booster to explain ``rows`` rows with: for a few rows a single-threaded copy (made
-    once per model), since OpenMP's thread pool costs more than it saves on one row and waits
-    for busy cores; the model's own booster, left as it is, for batches."""
+def _booster(estimator: Any, rows: int, one_thread: bool = False) -> Any:
+    """The booster to explain ``rows`` rows with: for a few rows (or ``one_thread``) a
+    single-threaded copy (made once per model), since OpenMP's thread pool costs more than it
+    saves on one row and waits for busy cores; the model's own booster, left as it is, for
+    batches."""
     booster = estimator.get_booster()
-    if rows > SMALL_BATCH:
+    if rows > SMALL_BATCH and not one_thread:
         return booster
     with _CACHE_LOCK:
         single = _SINGLE_THREADED.get(estimator)
@@ -612,13 +621,13 @@ _XGB_OUTPUTS = {"binary:logistic": "log-odds", "binary:logitraw": "log-odds"}
 
 
 def _xgboost(
-    model: LoadedModel, matrix: np.ndarray
+    model: LoadedModel, matrix: np.ndarray, one_thread: bool = False
 ) -> tuple[np.ndarray, np.ndarray, str, np.ndarray | None]:
     import numpy as np
     import xgboost
 
     estimator = model.estimator
-    booster = _booster(estimator, matrix.shape[0])
+    booster = _booster(estimator, matrix.shape[0], one_thread)
     data = xgboost.DMatrix(matrix, missing=_missing(estimator), nthread=1)
     values = np.asarray(
         booster.predict(data, pred_contribs=True, iteration_range=_iterations(estimator)),

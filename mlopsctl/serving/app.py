@@ -32,6 +32,7 @@ from mlopsctl.serving.answers import JSON, TEXT, Headers, Result, error_body
 from mlopsctl.serving.arms import assign, cumulative
 from mlopsctl.serving.codecs import BadRequest
 from mlopsctl.serving.decode import Decoded, OipMeta, decode, signature_of
+from mlopsctl.serving.logs import Contributions, contrib_sampled
 
 if TYPE_CHECKING:
     from mlopsctl.serving.logs import BufferedWriter
@@ -125,6 +126,7 @@ class App:
         log: BufferedWriter | None = None,
         feedback: BufferedWriter | None = None,
         log_sample: float = 1.0,
+        log_contributions: float = 0.0,
         classification: bool | None = None,
         strict: bool = False,
         max_rows: int = 100_000,
@@ -140,6 +142,10 @@ class App:
         # Requests answered with an error, for the error share per arm (logs.error_table).
         self.errors: BufferedWriter | None = None
         self.log_sample = log_sample
+        # Share of logged requests whose rows' contributions are logged too (logs.Contributions).
+        self.log_contributions = log_contributions
+        # Per served predictor: its model's features when the model can be explained, else None.
+        self._explainable: dict[int, tuple[Predictor, tuple[str, ...] | None]] = {}
         # The task the feedback log's ``actual`` column is typed for (None: not known).
         self.classification = classification
         # Refuse extra columns (400) instead of ignoring them (MLflow's default).
@@ -486,14 +492,24 @@ class App:
             inputs = decoded.inputs
             prediction = _predict(predictor, inputs)
             answer: dict[str, Any] = {"predictions": prediction.labels.tolist()}
+            values = None
             if explain:
-                answer["explanations"] = _explanations(predictor, inputs)
+                values, names = _contributions(predictor, inputs)
+                answer["explanations"] = _explanation_rows(values, names)
             data = json.dumps(answer).encode()
         except Exception as exc:  # noqa: BLE001 - every failure is answered, counted, with the id
             return self._failed(arm, route, start, request_id, _error_answer(exc))
         elapsed = time.perf_counter() - start
         self._record(
-            request_id, arm, predictor, inputs, prediction, elapsed, route, decoded.key_value
+            request_id,
+            arm,
+            predictor,
+            inputs,
+            prediction,
+            elapsed,
+            route,
+            decoded.key_value,
+            values,
         )
         return 200, _answer_headers(request_id, predictor, arm, inputs), data
 
@@ -514,18 +530,19 @@ class App:
             predictor = arm.predictor
             inputs = decoded.inputs
             prediction = _predict(predictor, inputs)
+            values, names = _contributions(predictor, inputs)
             payload = json.dumps(
                 {
                     "predictions": prediction.labels.tolist(),
-                    "explanations": _explanations(predictor, inputs),
+                    "explanations": _explanation_rows(values, names),
                 }
             ).encode()
         except Exception as exc:  # noqa: BLE001 - every failure is answered, counted, with the id
             return self._failed(arm, "/explain", start, request_id, _error_answer(exc))
         elapsed = time.perf_counter() - start
-        self._record(
-            request_id, arm, predictor, inputs, prediction, elapsed, "/explain", decoded.key_value
-        )
+        route = "/explain"
+        key = decoded.key_value
+        self._record(request_id, arm, predictor, inputs, prediction, elapsed, route, key, values)
         return 200, _answer_headers(request_id, predictor, arm, inputs), payload
 
     def _failed(
@@ -551,12 +568,27 @@ class App:
         elapsed: float,
         route: str,
         key_value: str | None = None,
+        contributions: Any = None,
     ) -> None:
+        """Count the answered request and log it (when sampled); ``contributions``: the rows'
+        contributions when the request asked for them (logged whatever --log-contributions)."""
         self.metrics.observe(str(predictor.version), arm.label, route, 200, elapsed)
         log = self.log
         if log is None or (self.log_sample < 1.0 and random.random() >= self.log_sample):
             return
         features = inputs.matrix if inputs.matrix is not None else inputs.columns
+        contrib = None
+        if self.log_contributions > 0.0 or contributions is not None:
+            names = self.contribution_names(predictor)
+            if names is None:
+                pass
+            elif contributions is not None:
+                contrib = Contributions(names, values=contributions)
+            elif contrib_sampled(request_id, self.log_contributions):
+                # Explained by the log writer, in a batch, off the request path.
+                contrib = Contributions(names, model=predictor.model, inputs=inputs)
+            elif self.log_contributions > 0.0:
+                contrib = Contributions(names)  # not sampled: null columns
         log.append(
             (
                 request_id,
@@ -572,9 +604,30 @@ class App:
                 # The sticky key's value that chose the arm, logged under the key's name (the
                 # unit of an A/B analysis, mlopsctl/release/ab.py).
                 (self.key, key_value) if self.key and key_value is not None else None,
+                contrib,
             ),
             inputs.rows,
         )
+
+    def contribution_names(self, predictor: Predictor) -> tuple[str, ...] | None:
+        """The features of ``predictor``'s model when it can be explained (the log's
+        ``contrib.<name>`` columns), else None; worked out once per predictor (the server
+        asks for every served one at start-up, so no request pays for the first time)."""
+        known = self._explainable.get(id(predictor))
+        if known is not None and known[0] is predictor:
+            return known[1]
+        names: tuple[str, ...] | None
+        try:
+            from mlopsctl.models.explain import method_of
+
+            method_of(predictor.model)
+            names = tuple(f.name for f in predictor.features)
+        except Exception:  # noqa: BLE001 - not explainable: its rows are logged without them
+            names = None
+        if len(self._explainable) > 64:  # predictors swapped out long ago
+            self._explainable.clear()
+        self._explainable[id(predictor)] = (predictor, names)
+        return names
 
     def _infer(
         self,
@@ -674,7 +727,10 @@ class App:
             outputs = [o for o in outputs if o["name"] in request.outputs]
         elapsed = time.perf_counter() - start
         route = "/v2/models/{model}/infer"
-        self._record(request_id, arm, predictor, inputs, prediction, elapsed, route, key_value)
+        values = contributions[0] if contributions is not None else None
+        self._record(
+            request_id, arm, predictor, inputs, prediction, elapsed, route, key_value, values
+        )
         payload = json.dumps(
             {
                 "model_name": self.model,
@@ -762,8 +818,7 @@ def _contributions(predictor: Predictor, inputs: codecs.Inputs) -> tuple[Any, li
     return values, list(names)
 
 
-def _explanations(predictor: Predictor, inputs: codecs.Inputs) -> list[dict[str, float]]:
-    values, names = _contributions(predictor, inputs)
+def _explanation_rows(values: Any, names: list[str]) -> list[dict[str, float]]:
     return [dict(zip(names, map(float, row), strict=True)) for row in values]
 
 

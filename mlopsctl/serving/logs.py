@@ -25,6 +25,15 @@ and ``outlier_score`` when the model stores what it takes: the format README "Se
 documents and mlopsctl/monitor reads) always hold what they say. A model feature named like one
 of them is logged as ``feature.<name>`` (``feature.ts``), so that it can neither overwrite nor
 be overwritten by the fixed column.
+
+Contributions (``serve --log-contributions RATE``): a sampled request's rows also carry each
+feature's contribution and the bias as ``contrib.<feature>`` and ``contrib.bias`` float columns
+(mlopsctl/models/explain.py; null on the rows of requests that were not sampled). Which
+requests are sampled is decided by `contrib_sampled`, a hash of the request id, so that any
+rerun agrees; their contributions are computed by the flusher, in one batch per model, off the
+request path (requests that asked for explanations log those). A table holds the contrib
+columns when its server logged contributions for that model; older logs have none, and readers
+take either.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import io
 import os
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -65,12 +75,52 @@ FIXED_COLUMNS = frozenset(
     }
 )
 FEATURE_PREFIX = "feature."
+# Contribution columns: contrib.<feature> ... contrib.bias (= explain.CONTRIB_PREFIX, BIAS).
+CONTRIB_PREFIX = "contrib."
+CONTRIB_BIAS = "bias"
 # How often the flusher turns appended entries into Arrow tables.
 STAGE_EVERY_S = 1.0
 
 # (request_id, ts_ms, version, arm, latency_ms, inputs, labels, scores, LogSchema[, outlier
-# scorer or None]) per request; feedback entries are (request_id, ts_ms, actual[, row])
+# scorer or None[, (key, value) or None[, Contributions or None]]]) per request; feedback
+# entries are (request_id, ts_ms, actual[, row])
 Entry = tuple[Any, ...]
+# Where a prediction entry keeps its Contributions.
+CONTRIB_SLOT = 11
+
+
+def contrib_sampled(request_id: str, rate: float) -> bool:
+    """Whether the contributions of the request ``request_id`` are logged at ``rate`` (0..1):
+    the same answer for the same id every time (a hash of it, salted so that the choice does
+    not line up with the arm a request id is routed to)."""
+    if rate <= 0.0:
+        return False
+    if rate >= 1.0:
+        return True
+    data = ("contrib:" + request_id).encode("utf-8", "surrogatepass")
+    return zlib.crc32(data) / 4294967296.0 < rate
+
+
+@dataclass(frozen=True)
+class Contributions:
+    """What a prediction entry logs of its rows' contributions: the model's features (the
+    columns ``contrib.<name>``, then ``contrib.bias``) and either the values already computed
+    (``values``, [rows, features + 1]: the request asked for them), or the model and inputs to
+    explain them with in the flusher, or neither (not sampled: the columns are null)."""
+
+    names: tuple[str, ...]
+    values: Any = None
+    model: Any = None
+    inputs: Any = None
+
+    @property
+    def wanted(self) -> bool:
+        return self.values is not None or self.model is not None
+
+
+def contrib_columns(names: tuple[str, ...] | list[str]) -> list[str]:
+    """The log columns of contributions to features ``names``, the bias last."""
+    return [CONTRIB_PREFIX + name for name in (*names, CONTRIB_BIAS)]
 
 
 def partition_key(prefix: str, model: str, date: str, pid: int, seq: int, token: str = "") -> str:
@@ -348,15 +398,23 @@ def prediction_table(model: str) -> Callable[[list[Entry]], list[pa.Table]]:
     LogSchema) to tables in the shared log schema, one per distinct schema."""
 
     def convert(batch: list[Entry]) -> list[pa.Table]:
-        groups: dict[LogSchema, list[Entry]] = {}
+        # One table per log schema and set of contribution columns (none, or the model's).
+        groups: dict[tuple[LogSchema, tuple[str, ...] | None], list[Entry]] = {}
         for entry in batch:
-            groups.setdefault(entry[8], []).append(entry)
-        return [_prediction_table(model, schema, entries) for schema, entries in groups.items()]
+            contrib = entry[CONTRIB_SLOT] if len(entry) > CONTRIB_SLOT else None
+            names = contrib.names if contrib is not None else None
+            groups.setdefault((entry[8], names), []).append(entry)
+        return [
+            _prediction_table(model, schema, entries, names)
+            for (schema, names), entries in groups.items()
+        ]
 
     return convert
 
 
-def _prediction_table(model: str, schema: LogSchema, batch: list[Entry]) -> pa.Table:
+def _prediction_table(
+    model: str, schema: LogSchema, batch: list[Entry], contrib: tuple[str, ...] | None = None
+) -> pa.Table:
     import numpy as np
     import pyarrow as pa
 
@@ -413,7 +471,60 @@ def _prediction_table(model: str, schema: LogSchema, batch: list[Entry]) -> pa.T
         values = [k[1] if k is not None and k[0] == name else None for k in keys]
         column = name if name not in columns else f"key.{name}"
         columns[column] = pa.array(values, pa.string()).take(index)
+    if contrib is not None:
+        matrix = _contribution_values(batch, counts, contrib)
+        for column, series in zip(contrib_columns(contrib), matrix.T, strict=True):
+            columns[column] = pa.array(series, pa.float64(), from_pandas=True)
     return pa.table(columns)
+
+
+def _contribution_values(batch: list[Entry], counts: list[int], names: tuple[str, ...]) -> Any:
+    """[rows, features + 1] contributions of every row of ``batch`` (whose entries all carry
+    Contributions to ``names``): the values given, those of sampled entries computed in one call
+    per model, NaN (null in the table) for the rest and for rows that could not be explained."""
+    import numpy as np
+
+    out = np.full((sum(counts), len(names) + 1), np.nan)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype("int64")
+    todo: dict[int, list[int]] = {}
+    for i, entry in enumerate(batch):
+        contrib: Contributions = entry[CONTRIB_SLOT]
+        if contrib.values is not None:
+            values = np.asarray(contrib.values, dtype="float64")
+            if values.shape == (counts[i], len(names) + 1):
+                out[starts[i] : starts[i] + counts[i]] = values
+        elif contrib.model is not None:
+            todo.setdefault(id(contrib.model), []).append(i)
+    for members in todo.values():
+        first: Contributions = batch[members[0]][CONTRIB_SLOT]
+        try:
+            values = _explain_rows(first.model, [batch[i][CONTRIB_SLOT].inputs for i in members])
+        except Exception:  # noqa: BLE001 - contributions are extra: the rows are logged without
+            continue
+        if values.shape != (sum(counts[i] for i in members), len(names) + 1):
+            continue
+        offset = 0
+        for i in members:
+            out[starts[i] : starts[i] + counts[i]] = values[offset : offset + counts[i]]
+            offset += counts[i]
+    return out
+
+
+def _explain_rows(model: Any, inputs: list[Any]) -> Any:
+    """The contributions of the rows of several requests' inputs to one model, in one call:
+    the same frame each request's own explanation is computed from (`Inputs.frame`)."""
+    import numpy as np
+    import pandas as pd
+
+    from mlopsctl.models.explain import contributions
+
+    names = [f.name for f in model.features]
+    if all(i.matrix is not None for i in inputs):
+        frame = pd.DataFrame(np.vstack([i.matrix for i in inputs]), columns=names)
+    else:
+        frame = pd.concat([i.frame(names) for i in inputs], ignore_index=True)
+    values, _ = contributions(model, frame, one_thread=True)
+    return np.asarray(values, dtype="float64")
 
 
 def _outlier_scores(

@@ -26,6 +26,8 @@ class ServeOptions:
     max_body: int = DEFAULT_MAX_BODY
     log: bool = True
     log_sample: float = 1.0
+    # Share of logged requests whose rows' feature contributions are logged (contrib.* columns).
+    log_contributions: float = 0.0
     log_batch: int = 100_000
     log_interval: float = 60.0
     log_buffer: int = 200_000
@@ -59,6 +61,11 @@ def check_options(options: ServeOptions) -> None:
         raise UsageError("--workers must be at least 1")
     if not 0.0 <= options.log_sample <= 1.0:
         raise UsageError("--log-sample must be between 0 and 1", "e.g. 0.1 logs one request in ten")
+    if not 0.0 <= options.log_contributions <= 1.0:  # NaN too
+        raise UsageError(
+            f"--log-contributions must be between 0 and 1, not {options.log_contributions:g}",
+            "e.g. 0.1 logs the contributions of one logged request in ten",
+        )
     if options.max_body < 1024:
         raise UsageError("--max-body must be at least 1024 bytes")
     if options.max_inflight < options.max_body:

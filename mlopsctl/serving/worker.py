@@ -58,6 +58,7 @@ def run_worker(
             metrics_dir,
             key=options.key,
             log_sample=options.log_sample,
+            log_contributions=options.log_contributions if options.log else 0.0,
             strict=options.strict,
             max_rows=options.max_rows,
             say=say,
@@ -414,6 +415,10 @@ def _start_logs(
             warn=say,
         )
         writers.append(app.log)
+        if app.log_contributions > 0.0:
+            # Loads the explainer now, before the first sampled request would.
+            for arm in app.router.arms:
+                app.contribution_names(arm.predictor)
         app.errors = BufferedWriter(
             store,
             ERRORS,
