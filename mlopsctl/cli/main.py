@@ -35,6 +35,7 @@ from mlopsctl.cli import run as run_cli
 from mlopsctl.cli import runs as runs_cli
 from mlopsctl.cli import schema as schema_cli
 from mlopsctl.cli import serve as serve_cli
+from mlopsctl.cli import site as site_cli
 from mlopsctl.cli import validate as validate_cli
 from mlopsctl.cli.output import AppState, err
 from mlopsctl.config import set_store_flag
@@ -204,6 +205,7 @@ app.add_typer(datasets_cli.app, name="datasets")
 app.add_typer(schema_cli.app, name="schema")
 app.add_typer(ci_cli.app, name="ci")
 app.add_typer(completion_cli.app, name="completion")
+app.add_typer(site_cli.app, name="site")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,146 @@
+"""`mlopsctl site build`: the store as a static HTML site, rebuilt incrementally.
+
+The output folder keeps ``manifest.json``: every page with the digest of the inputs that made
+it, and the summary and signature (size, etag, modification time) of every record read. A
+build lists the store once, reads only the records whose signature changed, and renders and
+writes only the pages whose inputs' digest changed (or whose file is gone); pages of records
+no longer in the store are removed. Nothing outside the pages it made is ever deleted."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlopsctl.errors import UsageError
+from mlopsctl.timeutil import stamp
+
+if TYPE_CHECKING:
+    from mlopsctl.site.pages import Page
+    from mlopsctl.store.base import ObjectStore
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+# Part of every page's digest: bump it when the rendering changes, so every page is rebuilt.
+RENDER_VERSION = "site-1"
+TOOL = "mlopsctl site"
+
+
+def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    tmp = out / f".{MANIFEST}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(manifest, separators=(",", ":"), default=str), encoding="utf-8")
+    os.replace(tmp, out / MANIFEST)
+
+
+def digest_inputs(path: str, inputs: Any) -> str:
+    text = json.dumps(
+        [RENDER_VERSION, path, inputs], sort_keys=True, default=str, separators=(",", ":")
+    )
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _check_output(out: Path) -> dict[str, Any]:
+    """The previous manifest of `out` ({} for a new or empty folder); UsageError for a path
+    that is a file, or a folder with other things in it and no manifest of ours."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(
+            f"-o {out} is a file, not a folder",
+            "give a folder for the site (it is created when missing), e.g. -o site",
+        )
+    manifest = out / MANIFEST
+    if manifest.is_file():
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = None
+        if isinstance(data, dict) and data.get("tool") == TOOL and data.get("format") == FORMAT:
+            return data
+        if not isinstance(data, dict) or data.get("tool") != TOOL:
+            raise UsageError(
+                f"{manifest} is not a site manifest written by mlopsctl",
+                "pick an empty or new folder for the site",
+            )
+        return {}  # an older format: rebuild every page
+    if out.is_dir() and any(out.iterdir()):
+        raise UsageError(
+            f"-o {out} is a folder with other files and no site built by mlopsctl in it",
+            "pick an empty or new folder (the site builder replaces files in its folder)",
+        )
+    return {}
+
+
+def build_site(
+    store: ObjectStore, out: str | Path, *, base_dir: Path | None = None, workers: int = 8
+) -> dict[str, Any]:
+    """Build or update the site in `out`; returns what was done (counts and seconds)."""
+    from mlopsctl.site.pages import Site
+    from mlopsctl.site.snapshot import take
+
+    started = time.perf_counter()
+    out = Path(out)
+    previous = _check_output(out)
+    old_pages: dict[str, str] = dict(previous.get("pages") or {})
+    if not previous:  # claim the folder first: a build that fails midway can be rerun
+        out.mkdir(parents=True, exist_ok=True)
+        _write_manifest(out, {"tool": TOOL, "format": FORMAT, "pages": {}, "records": {}})
+    snap = take(store, dict(previous.get("records") or {}))
+    site = Site(snap, base_dir=base_dir)
+    pages = site.pages()
+    digests: dict[str, str] = {}
+    stale: list[Page] = []
+    for page in pages:
+        if page.path in digests:
+            continue  # two names with the same file name: the first one wins
+        digest = digest_inputs(page.path, page.inputs)
+        digests[page.path] = digest
+        if old_pages.get(page.path) != digest or not (out / page.path).is_file():
+            stale.append(page)
+    out.mkdir(parents=True, exist_ok=True)
+    folders: set[Path] = set()
+
+    def write(page: Page) -> None:
+        content = page.render(store)
+        target = out / page.path
+        if target.parent not in folders:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            folders.add(target.parent)
+        data = content if isinstance(content, bytes) else content.encode("utf-8", "surrogatepass")
+        target.write_bytes(data)
+
+    if stale:
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(stale)))) as pool:
+            for _ in pool.map(write, stale):
+                pass
+    removed = 0
+    for path in sorted(set(old_pages) - set(digests)):
+        target = out / path
+        if target.is_file():
+            target.unlink()
+            removed += 1
+    manifest = {
+        "tool": TOOL,
+        "format": FORMAT,
+        "built": stamp(),
+        "store": getattr(store, "url", None),
+        "pages": digests,
+        "records": snap.records,
+    }
+    _write_manifest(out, manifest)
+    return {
+        "output": str(out),
+        "pages": len(digests),
+        "written": len(stale),
+        "unchanged": len(digests) - len(stale),
+        "removed": removed,
+        "records": len(snap.records),
+        "records_read": snap.read,
+        "runs": len(snap.runs),
+        "versions": len(snap.versions),
+        "events": len(snap.events),
+        "seconds": round(time.perf_counter() - started, 3),
+        "written_pages": sorted(p.path for p in stale),
+    }
