@@ -128,7 +128,7 @@ def outlier_line(outliers: dict[str, Any]) -> str:
 
 def attribution_line(attribution: dict[str, Any]) -> str:
     if attribution.get("statistic") is None:
-        return f"attribution: {attribution['rows']} rows with contributions; " + (
+        return f"attribution: {_contributions_source(attribution)}; " + (
             attribution.get("note") or "no baseline"
         )
     verdict = "ok"
@@ -136,10 +136,20 @@ def attribution_line(attribution: dict[str, Any]) -> str:
         names = ", ".join(attribution["drifted_features"])
         verdict = ("DRIFT in " if attribution["failed"] else "drift (not failing) in ") + names
     return (
-        f"attribution: {attribution['rows']} rows with contributions, total share move "
+        f"attribution: {_contributions_source(attribution)}, total share move "
         f"{fmt(attribution['statistic'], 3)}; a feature drifts when its share changes by "
         f"{fmt(attribution['threshold'])} of its training share: {verdict}"
     )
+
+
+def _contributions_source(attribution: dict[str, Any]) -> str:
+    """Which contributions were judged: those logged with the rows, on how many of them."""
+    if attribution.get("source") == "logged" and attribution.get("of"):
+        return (
+            f"logged contributions on {attribution['sampled']} of {attribution['of']} rows "
+            "(sampled)"
+        )
+    return f"{attribution['rows']} rows with contributions"
 
 
 def _quality_detail(check: dict[str, Any]) -> str:

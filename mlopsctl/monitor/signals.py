@@ -21,6 +21,10 @@ a training share under ``MIN_SHARE`` (2 %) counts as 2 % (so that features that 
 do not raise alarms over noise, while one that comes to matter does); it drifts at a change of
 at least ``threshold`` (0.5: its share grew or shrank by half). The statistic of the whole is
 half the sum of the absolute share moves (a total variation distance, 0..1), for the report.
+The contributions are those the data carry (``source: "logged"``: a server logs them for the
+share of requests ``serve --log-contributions`` samples, and for requests that asked for
+explanations); the result says how many rows had them (``sampled``) of the rows checked
+(``of``). Nothing is recomputed here: without such rows there is no attribution result.
 """
 
 from __future__ import annotations
@@ -147,6 +151,7 @@ class AttributionCheck:
     sums: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     rows: int = 0
+    checked: int = 0  # every row seen, with contributions or not
 
     def columns(self) -> list[str]:
         return [f"{self.prefix}{name}" for name in self.features]
@@ -170,6 +175,7 @@ class AttributionCheck:
             self.sums[name] = self.sums.get(name, 0.0) + float(np.abs(values[finite]).sum())
             self.counts[name] = self.counts.get(name, 0) + int(finite.sum())
         self.rows += int(seen.sum())
+        self.checked += table.num_rows
 
     def result(self) -> dict[str, Any] | None:
         """None when no row carried contributions."""
@@ -179,6 +185,10 @@ class AttributionCheck:
         base = {n: float(v) for n, v in (self.baseline or {}).items() if n in current and v == v}
         out: dict[str, Any] = {
             "rows": self.rows,
+            # Where the contributions came from: the contrib.* columns logged with the rows.
+            "source": "logged",
+            "sampled": self.rows,
+            "of": max(self.checked, self.rows),
             "threshold": self.threshold,
             "statistic": None,
             "drifted": False,
