@@ -106,7 +106,7 @@ def upstream(store: ObjectStore, ref: str) -> Graph:
 
 def downstream(store: ObjectStore, digest: str) -> Graph:
     """Every run whose steps read or wrote `digest`, and every version that used it."""
-    from mlopsctl.registry import MODELS
+    from mlopsctl.registry import all_versions
     from mlopsctl.runs import RUNS, run_ids
 
     graph = Graph(root=f"blob:{digest}")
@@ -125,10 +125,7 @@ def downstream(store: ObjectStore, digest: str) -> Graph:
                 used_by.add(run["id"])
                 _add_run(graph, run)
                 break
-    version_keys = [k for k in store.list(MODELS) if "/versions/" in k]
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        versions = list(pool.map(lambda k: json.loads(store.get(k)), version_keys))
-    for version in versions:
+    for version in all_versions(store):
         data = version.get("data") or {}
         digests = {d["digest"] for d in (data.get("training") or {}).values()}
         digests |= set((data.get("sources") or {}).values())

@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from mlopsctl.cli.options import JsonOpt, ReasonOpt, TrustOpt, project_store
 from mlopsctl.cli.output import emit_json, err, out
+
+if TYPE_CHECKING:
+    from mlopsctl.records.version import VersionRecord
 
 app = typer.Typer(
     help="The model registry: versions with provenance, aliases moved by compare-and-swap.",
@@ -80,10 +83,11 @@ def _number(value: Any, digits: int) -> str:
     return json.dumps(value, default=str)
 
 
-def _render_version(v: dict[str, Any]) -> None:
-    art, git = v.get("artifact") or {}, v.get("git") or {}
+def _render_version(v: VersionRecord) -> None:
+    art, git = v["artifact"], v.get("git") or {}
     pipeline, run = v.get("pipeline") or {}, v.get("run") or {}
-    by, host = (v.get("who") or {}).get("name"), (v.get("where") or {}).get("host")
+    who, where = v.get("who"), v.get("where")
+    by, host = who["name"] if who else None, where["host"] if where else None
     out(f"model      {v['name']}:{v['version']}  (registered {v['created']} by {by} on {host})")
     out(
         f"artifact   {art.get('digest')}  {art.get('flavor')} {art.get('format')}  "

@@ -263,7 +263,7 @@ def _downloaded(project: Project, ref: str) -> Iterator[tuple[dict[str, Any], Pa
     try:
         with open_project_store(project) as store:
             record, folder = download(store, ref, tmp / "model")
-        yield record, folder
+        yield cast("dict[str, Any]", record), folder  # a VersionRecord, read as a plain dict here
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -5,7 +5,7 @@ list of arguments."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -39,7 +39,7 @@ class TriggerContext:
     plan: PipelinePlan  # the pipeline with the trigger's params applied
     model: str | None  # the model whose champion the conditions compare with
     alias: str
-    champion: dict[str, Any] | None  # its version record; None when there is none yet
+    champion: Mapping[str, Any] | None  # its version record; None when there is none yet
     state: dict[str, Any] | None  # the trigger's state; None when it never ran
     etag: str | None  # the state's etag, for the compare-and-swap of a claim
     monitor: MonitorFn | None = None  # replaces run_monitor (tests)
@@ -137,7 +137,7 @@ def model_ref(spec: dict[str, Any], register: dict[str, Any] | None) -> tuple[st
     return check_name(name), check_alias(alias or DEFAULT_ALIAS)
 
 
-def find_champion(store: ObjectStore, model: str | None, alias: str) -> dict[str, Any] | None:
+def find_champion(store: ObjectStore, model: str | None, alias: str) -> Mapping[str, Any] | None:
     from mlopsctl.registry import Ref, resolve
 
     if not model:

@@ -12,7 +12,7 @@ entity the online store does not know, is missing (NaN), as it would be offline.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +143,7 @@ class Lookup:
 
 
 def lookup_for(
-    record: dict[str, Any],
+    record: Mapping[str, Any],  # a version record
     model_features: Sequence[tuple[str, str]],
     *,
     project_root: Path | None = None,

@@ -26,6 +26,7 @@ from mlopsctl.timeutil import parse_duration, utc_now
 if TYPE_CHECKING:
     import pandas as pd
 
+    from mlopsctl.records.version import VersionRecord
     from mlopsctl.store.base import ObjectStore
 
 PREDICTION_LOGS = "logs/predictions"  # mlopsctl/serving/logs.py's PREDICTIONS
@@ -97,7 +98,7 @@ def served_rows(
 
 def compare(
     store: ObjectStore,
-    record: dict[str, Any],
+    record: VersionRecord,
     frame: pd.DataFrame,
     *,
     max_share: float = DEFAULT_MAX_SHARE,

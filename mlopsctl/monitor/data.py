@@ -31,6 +31,7 @@ from mlopsctl.timeutil import parse_duration, utc_now
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from mlopsctl.records.version import VersionRecord
     from mlopsctl.store.base import ObjectStore
 
 BATCH_ROWS = 262_144
@@ -349,7 +350,7 @@ class RowFilter:
     where the data have a ``version`` column (serving logs), so that rows another version served
     (a canary, a rolled-back candidate) are not judged against this model's baseline."""
 
-    def __init__(self, current: dict[str, Any], record: dict[str, Any] | None) -> None:
+    def __init__(self, current: dict[str, Any], record: VersionRecord | None) -> None:
         wanted = current.get("version")
         self.strict_version = wanted not in (None, "all")
         self.version: int | None = None

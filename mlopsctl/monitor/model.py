@@ -23,10 +23,11 @@ from mlopsctl.monitor import checks
 
 if TYPE_CHECKING:
     from mlopsctl.config import Project
+    from mlopsctl.records.version import VersionRecord
     from mlopsctl.store.base import ObjectStore
 
 
-def model_meta(store: ObjectStore, ref: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def model_meta(store: ObjectStore, ref: str) -> tuple[VersionRecord, dict[str, Any]]:
     """The version record and its model.json, read from the head of the artifact blob (the
     model itself is loaded only when predictions must be computed) and checked against the
     sha256 the version recorded."""

@@ -14,6 +14,7 @@ from mlopsctl.errors import UsageError
 
 if TYPE_CHECKING:
     from mlopsctl.config import Project
+    from mlopsctl.records.version import VersionRecord
     from mlopsctl.store.base import ObjectStore
 
 
@@ -49,7 +50,7 @@ def evaluate(
     truth: dict[str, Any],
     extra: Any,
     meta: dict[str, Any] | None,
-    record: dict[str, Any] | None,
+    record: VersionRecord | None,
 ) -> dict[str, Any]:
     import numpy as np
 
@@ -110,7 +111,7 @@ def evaluate(
     value = float(values[metric])
     out["value"] = value
     lower_better = _metrics.direction_of(metric) == "minimize"
-    recorded = (record or {}).get("metrics") or {}
+    recorded = (record.get("metrics") if record else None) or {}
     if metric in recorded:
         out["baseline"] = float(recorded[metric])
         out["drop"] = value - out["baseline"] if lower_better else out["baseline"] - value

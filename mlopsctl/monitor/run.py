@@ -24,6 +24,7 @@ from mlopsctl.timeutil import utc_now
 
 if TYPE_CHECKING:
     from mlopsctl.config import Project
+    from mlopsctl.records.version import VersionRecord
     from mlopsctl.store.base import ObjectStore
 
 
@@ -182,7 +183,7 @@ def _run(
     if now.tzinfo is None:  # a naive ``now`` is UTC, like the logs' times
         now = now.replace(tzinfo=timezone.utc)
     model_ref = spec.get("model")
-    record: dict[str, Any] | None = None
+    record: VersionRecord | None = None
     meta: dict[str, Any] | None = None
     if model_ref:
         record, meta = model_meta(store, model_ref)
@@ -268,7 +269,7 @@ def _finish(
     seen: set[str],
     rows: int,
     notes: list[str],
-    record: dict[str, Any] | None,
+    record: VersionRecord | None,
     meta: dict[str, Any] | None,
 ) -> dict[str, Any]:
     if rows == 0:

@@ -29,26 +29,66 @@ class Artifact(_ArtifactRequired, total=False):
     model_json: str  # digest of model.json
 
 
-class _VersionRequired(TypedDict):
-    name: str
-    version: int
-    created: str
-    registration_id: str
+class DataRef(TypedDict, total=False):
+    """A dataset the model was trained or evaluated on: its digest and, when the step that
+    produced it said, its row count."""
+
+    digest: str
+    rows: int | None
+
+
+class Signature(TypedDict, total=False):
+    """What model.json says the model takes and gives (any of them None in an old model)."""
+
+    task: str | None
+    target: str | None
+    classes: list[Any] | None
+    features: list[dict[str, Any]] | None  # name, dtype, kind
+
+
+class VersionRun(TypedDict, total=False):
+    id: str
+    experiment: str | None
+
+
+class VersionPipeline(TypedDict, total=False):
+    name: str | None
+    spec: dict[str, Any] | None  # the run's spec: path, digest
+    step: str
+
+
+class VersionData(TypedDict, total=False):
+    training: dict[str, DataRef]  # input name -> data
+    sources: dict[str, str]  # "<step>.<param>" -> digest
+
+
+class Evaluation(TypedDict, total=False):
+    """The step whose metrics the version carries; {} when they are the training step's."""
+
+    step: str
+    data: dict[str, DataRef]
+    outputs: dict[str, Any]  # output name -> stored output reference
+    metrics_output: str
+
+
+class _BodyRequired(TypedDict):
     artifact: Artifact
 
 
-class VersionRecord(_VersionRequired, total=False):
-    write_id: str  # which process wrote it (registrations racing for one artifact)
+class VersionBody(_BodyRequired, total=False):
+    """What is registered: the artifact and, registering from a run, its provenance. The
+    registry adds the identity (``VersionRecord``)."""
+
     # git, image, params, trained_* and environment are copied from the run record as it was
     # written (a version registered from an older run carries that run's shapes).
-    signature: dict[str, Any]  # task, target, classes, features
+    signature: Signature
     estimator: dict[str, Any]  # class, params
-    run: dict[str, Any]  # id, experiment
-    pipeline: dict[str, Any]  # name, spec, step
+    run: VersionRun
+    pipeline: VersionPipeline
     git: dict[str, Any] | None
     image: dict[str, Any] | None
-    data: dict[str, Any]  # training: {input: {digest, rows}}, sources: {step.param: digest}
-    evaluation: dict[str, Any]  # step, data, outputs, metrics_output; {} without one
+    data: VersionData
+    evaluation: Evaluation
     params: dict[str, Any] | None
     metrics: dict[str, Any]
     who: Actor  # who registered it
@@ -59,6 +99,26 @@ class VersionRecord(_VersionRequired, total=False):
     environment: dict[str, Any]
     libraries: dict[str, Any] | None
     note: str | None
+    feature_sets: list[dict[str, Any]]  # the feature sets its training data joined: name, digest
+    reason: dict[str, Any]  # why the run that trained it was started (a trigger's firing)
+
+
+class _Identity(VersionBody):
+    name: str
+    version: int
+    created: str
+    registration_id: str
+
+
+class VersionRecord(_Identity, total=False):
+    write_id: str  # which process wrote it (registrations racing for one artifact)
+
+
+class RegisteredVersion(VersionRecord, total=False):
+    """What registering returns: the stored record, and ``existing`` (never stored) when the
+    artifact already had this version."""
+
+    existing: bool
 
 
 def from_json(data: bytes) -> VersionRecord:

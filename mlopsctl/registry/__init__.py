@@ -17,6 +17,7 @@ from mlopsctl.registry.keys import MODELS
 from mlopsctl.registry.refs import Ref, check_alias, check_name, parse_ref, resolve
 from mlopsctl.registry.register import register_from_run, register_version, version_record
 from mlopsctl.registry.versions import (
+    all_versions,
     get_version,
     latest_version,
     list_models,
@@ -28,6 +29,7 @@ __all__ = [
     "MODELS",
     "Ref",
     "alias_history",
+    "all_versions",
     "cached_model_dir",
     "check_alias",
     "check_name",

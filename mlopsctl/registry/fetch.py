@@ -14,6 +14,7 @@ from mlopsctl.registry.refs import Ref, resolve
 
 if TYPE_CHECKING:
     from mlopsctl.models.artifact import LoadedModel
+    from mlopsctl.records.version import VersionRecord
     from mlopsctl.store.base import ObjectStore
 
 _MAX_MODEL_JSON = 64 << 20
@@ -94,7 +95,7 @@ def _head_model_json(store: ObjectStore, digest: str) -> bytes | None:
             close()  # stop the download: the rest of the blob is not needed
 
 
-def download(store: ObjectStore, ref: Ref | str, dest: Path) -> tuple[dict[str, Any], Path]:
+def download(store: ObjectStore, ref: Ref | str, dest: Path) -> tuple[VersionRecord, Path]:
     """Stream the model artifact into `dest` (a folder that must not exist yet). The blob is
     verified before it is unpacked, and `dest` appears only once complete."""
     import shutil
@@ -113,7 +114,7 @@ def download(store: ObjectStore, ref: Ref | str, dest: Path) -> tuple[dict[str, 
     return record, dest
 
 
-def _fetch_verified(store: ObjectStore, record: dict[str, Any], dest: Path) -> None:
+def _fetch_verified(store: ObjectStore, record: VersionRecord, dest: Path) -> None:
     """Download and unpack a version's artifact; a blob that fails its digest is named by the
     version it belongs to."""
     from mlopsctl.store.artifacts import fetch_artifact
@@ -127,7 +128,7 @@ def _fetch_verified(store: ObjectStore, record: dict[str, Any], dest: Path) -> N
         ) from None
 
 
-def _check_model_json(folder: Path, record: dict[str, Any]) -> None:
+def _check_model_json(folder: Path, record: VersionRecord) -> None:
     expected = record["artifact"].get("model_json")
     if not (folder / "model.json").is_file():
         raise IntegrityError(
@@ -167,7 +168,7 @@ def load_model(
     return load_model_dir(cached_model_dir(store, record), trust_pickle=trust_pickle)
 
 
-def cached_model_dir(store: ObjectStore, record: dict[str, Any]) -> Path:
+def cached_model_dir(store: ObjectStore, record: VersionRecord) -> Path:
     """The verified, unpacked artifact of a version record in the per-user cache, fetched (and
     its digest checked) when missing or altered; nothing is deserialised. The serving process
     smoke-loads this folder in a separate process before loading it itself."""
@@ -188,7 +189,7 @@ def cached_model_dir(store: ObjectStore, record: dict[str, Any]) -> Path:
     return folder
 
 
-def _fetch_into_cache(store: ObjectStore, record: dict[str, Any], folder: Path) -> None:
+def _fetch_into_cache(store: ObjectStore, record: VersionRecord, folder: Path) -> None:
     import shutil
     import tempfile
 

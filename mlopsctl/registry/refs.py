@@ -4,12 +4,13 @@ resolving one to the version record it points at."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mlopsctl import names
 from mlopsctl.errors import NotFound, UsageError
 
 if TYPE_CHECKING:
+    from mlopsctl.records.version import VersionRecord
     from mlopsctl.store.base import ObjectStore
 
 
@@ -53,7 +54,7 @@ def parse_ref(text: str) -> Ref:
     return Ref(check_name(text))
 
 
-def resolve(store: ObjectStore, ref: Ref | str) -> dict[str, Any]:
+def resolve(store: ObjectStore, ref: Ref | str) -> VersionRecord:
     """The version record a reference points at."""
     # Imported here: versions.py and aliases.py check names with this module.
     from mlopsctl.registry.aliases import get_alias

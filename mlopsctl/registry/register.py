@@ -40,7 +40,7 @@ import json
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mlopsctl import __version__
 from mlopsctl.digest import canonical_json
@@ -54,13 +54,21 @@ from mlopsctl.registry.versions import get_version, latest_version, version_numb
 from mlopsctl.timeutil import stamp
 
 if TYPE_CHECKING:
+    from mlopsctl.records.common import Actor, Host, OutputRef
+    from mlopsctl.records.version import (
+        DataRef,
+        Evaluation,
+        RegisteredVersion,
+        VersionBody,
+        VersionRecord,
+    )
     from mlopsctl.store.base import ObjectStore
 
 _MAX_ALLOCATION_TRIES = 200
 
 
 # -- the public entry points -------------------------------------------------------------------
-def register_version(store: ObjectStore, name: str, record: dict[str, Any]) -> dict[str, Any]:
+def register_version(store: ObjectStore, name: str, record: VersionBody) -> RegisteredVersion:
     """Write `record` as a new version of `name`. The artifact blob must already be in the
     store (checked here), so no version can point at a missing blob. The first version of an
     artifact is claimed in the digest index; a later one is a copy with a number of its own."""
@@ -70,8 +78,8 @@ def register_version(store: ObjectStore, name: str, record: dict[str, Any]) -> d
         claim = _claim(store, name, digest)
         if claim.get("mine"):
             full, _ = _allocate_claimed(store, name, record, claim)
-            return full
-    return _allocate_copy(store, name, record)
+            return _returned(full)
+    return _returned(_allocate_copy(store, name, record))
 
 
 def register_from_run(
@@ -81,7 +89,7 @@ def register_from_run(
     output: str,
     metrics: str | None = None,
     note: str | None = None,
-) -> dict[str, Any]:
+) -> RegisteredVersion:
     """Register the model a run produced at `output` ("step.output"), with the run's
     provenance: pipeline, spec, commit, image, data digests and rows, params, metrics. An
     artifact that already has a version of `name` is that version (``existing: True``)."""
@@ -100,7 +108,7 @@ def register_from_run(
             )
     step_name, out = _step_of(output)
     step = steps[step_name]
-    artifact = dict(step["outputs"][out])
+    artifact = cast("OutputRef", dict(step["outputs"][out]))
     if artifact.get("kind") != "dir":
         raise UsageError(
             f"output '{output}' of run {run['id']} is a file, not a model folder",
@@ -110,18 +118,18 @@ def register_from_run(
     # read the model or write anything to know it.
     entry = _entry(store, name, artifact["digest"])
     if entry is not None and "version" in entry:
-        return {**_indexed(store, name, artifact["digest"], entry), "existing": True}
+        return _returned(_indexed(store, name, artifact["digest"], entry), existing=True)
     model_json, model_json_digest = model_facts(store, artifact["digest"])
 
-    def data_of(step_record: dict[str, Any], skip: str | None = None) -> dict[str, Any]:
-        found = {}
+    def data_of(step_record: dict[str, Any], skip: str | None = None) -> dict[str, DataRef]:
+        found: dict[str, DataRef] = {}
         for input_name, digest in (step_record.get("inputs") or {}).items():
             if digest == skip:
                 continue
             found[input_name] = {"digest": digest, "rows": _rows_for(steps, digest)}
         return found
 
-    evaluation: dict[str, Any] = {}
+    evaluation: Evaluation = {}
     version_metrics: dict[str, Any] = dict(step.get("metrics") or {})
     if metrics:
         metrics_step_name, metrics_out = _step_of(metrics)
@@ -147,32 +155,32 @@ def register_from_run(
     return _register_once(store, name, record)
 
 
-def _feature_sets(run: dict[str, Any]) -> dict[str, Any]:
+def _feature_sets(run: dict[str, Any]) -> list[dict[str, Any]]:
     """The feature sets (with their content digests) the run's steps joined (ingest's
-    `features:`), as {"feature_sets": [...]}; {} when none did."""
+    `features:`); [] when none did."""
     found: dict[str, Any] = {}
     for step in (run.get("steps") or {}).values():
         for item in (step.get("info") or {}).get("feature_sets") or []:
             found.setdefault(item["name"], item)
-    return {"feature_sets": list(found.values())} if found else {}
+    return list(found.values())
 
 
 def version_record(
     run: dict[str, Any],
     step_name: str,
-    artifact: dict[str, Any],
+    artifact: OutputRef,
     model_json: dict[str, Any],
     model_json_digest: str,
     *,
-    training_data: dict[str, Any],
-    evaluation: dict[str, Any],
+    training_data: dict[str, DataRef],
+    evaluation: Evaluation,
     metrics: dict[str, Any],
     note: str | None = None,
-) -> dict[str, Any]:
+) -> VersionBody:
     """The body of a version record: the model (`artifact`, the run's output reference, with
     what its model.json says) and its provenance from `run`, who registers it and where.
     Registering adds the identity (name, version, created, registration_id)."""
-    return {
+    body: VersionBody = {
         "artifact": {
             **artifact,
             "format": model_json.get("format"),
@@ -197,8 +205,9 @@ def version_record(
         "evaluation": evaluation,
         "params": run.get("params"),
         "metrics": metrics,
-        "who": who(Path.cwd()),
-        "where": where(),
+        # provenance builds these untyped; their shapes are records.common's Actor and Host.
+        "who": cast("Actor", who(Path.cwd())),
+        "where": cast("Host", where()),
         "trained_by": run.get("user"),
         "trained_at": run.get("started"),
         # The host that trained it; `where` is the one registering, which can differ.
@@ -206,14 +215,18 @@ def version_record(
         "environment": {**(run.get("environment") or {}), "registered_with": __version__},
         "libraries": model_json.get("libraries"),
         "note": note,
-        **_feature_sets(run),
-        # Why the run was started (a trigger's firing, the data it was given), when it says.
-        **({"reason": run["reason"]} if run.get("reason") else {}),
     }
+    feature_sets = _feature_sets(run)
+    if feature_sets:
+        body["feature_sets"] = feature_sets
+    if run.get("reason"):
+        # Why the run was started (a trigger's firing, the data it was given).
+        body["reason"] = run["reason"]
+    return body
 
 
 # -- one artifact, one version -----------------------------------------------------------------
-def _register_once(store: ObjectStore, name: str, record: dict[str, Any]) -> dict[str, Any]:
+def _register_once(store: ObjectStore, name: str, record: VersionBody) -> RegisteredVersion:
     """The version of `name` holding record's artifact: found, finished, or made now."""
     digest = _check_blob(store, record)
     entry = _entry(store, name, digest)
@@ -222,9 +235,9 @@ def _register_once(store: ObjectStore, name: str, record: dict[str, Any]) -> dic
     if entry is None:
         entry = _claim(store, name, digest)
     if "version" in entry:
-        return {**_indexed(store, name, digest, entry), "existing": True}
+        return _returned(_indexed(store, name, digest, entry), existing=True)
     full, wrote = _allocate_claimed(store, name, record, entry)
-    return full if wrote else {**full, "existing": True}
+    return _returned(full, existing=not wrote)
 
 
 def _entry(store: ObjectStore, name: str, digest: str) -> dict[str, Any] | None:
@@ -252,7 +265,7 @@ def _entry(store: ObjectStore, name: str, digest: str) -> dict[str, Any] | None:
     return entry
 
 
-def _indexed(store: ObjectStore, name: str, digest: str, entry: dict[str, Any]) -> dict[str, Any]:
+def _indexed(store: ObjectStore, name: str, digest: str, entry: dict[str, Any]) -> VersionRecord:
     """The version a finished entry names, checked to hold the artifact."""
     try:
         record = get_version(store, name, int(entry["version"]))
@@ -297,13 +310,13 @@ def _claim(store: ObjectStore, name: str, digest: str) -> dict[str, Any]:
 
 
 def _allocate_claimed(
-    store: ObjectStore, name: str, record: dict[str, Any], claim: dict[str, Any]
-) -> tuple[dict[str, Any], bool]:
+    store: ObjectStore, name: str, record: VersionBody, claim: dict[str, Any]
+) -> tuple[VersionRecord, bool]:
     """Step 2 and 3 for a claim, ours or another's: the version holding the claim's
     registration id, and whether this call wrote it."""
     registration = str(claim["registration_id"])
     digest = record["artifact"]["digest"]
-    body = {k: v for k, v in record.items() if k != "existing"}
+    body = _body(record)
     write_id = secrets.token_hex(8)
     version = int(claim["after"]) + 1
     for _ in range(_MAX_ALLOCATION_TRIES):
@@ -340,7 +353,7 @@ def _allocate_claimed(
 
 def _walk(
     store: ObjectStore, name: str, registration: str, start: int, latest: int
-) -> tuple[dict[str, Any] | None, int]:
+) -> tuple[VersionRecord | None, int]:
     """Read versions start..latest in order: (the one holding `registration`, its number), or
     (None, the first number to try: a missing one in the range, else latest + 1)."""
     numbers = list(range(start, latest + 1))
@@ -354,7 +367,7 @@ def _walk(
     return None, latest + 1
 
 
-def _finish(store: ObjectStore, name: str, digest: str, record: dict[str, Any]) -> None:
+def _finish(store: ObjectStore, name: str, digest: str, record: VersionRecord) -> None:
     """Step 3: the entry names the version. The same bytes from every participant."""
     entry = {
         "version": record["version"],
@@ -375,12 +388,13 @@ def _fill_index(store: ObjectStore, name: str) -> bool:
     with ThreadPoolExecutor(max_workers=16) as pool:
         records = list(pool.map(lambda n: _read_version(store, name, n), numbers))
     for number, record in zip(numbers, records, strict=True):
-        digest = ((record or {}).get("artifact") or {}).get("digest")
-        if not isinstance(digest, str):
+        artifact = record.get("artifact") if record is not None else None
+        digest = artifact.get("digest") if isinstance(artifact, dict) else None
+        if record is None or not isinstance(digest, str):
             continue
         entry = {
             "version": number,
-            "registration_id": (record or {}).get("registration_id"),
+            "registration_id": record.get("registration_id"),
             "artifact": digest,
         }
         try:
@@ -392,10 +406,10 @@ def _fill_index(store: ObjectStore, name: str) -> bool:
 
 
 # -- numbers for copies ------------------------------------------------------------------------
-def _allocate_copy(store: ObjectStore, name: str, record: dict[str, Any]) -> dict[str, Any]:
+def _allocate_copy(store: ObjectStore, name: str, record: VersionBody) -> VersionRecord:
     """The next free number for a record whose artifact already has a version."""
     version = (latest_version(store, name) or 0) + 1
-    body = {k: v for k, v in record.items() if k != "existing"}
+    body = _body(record)
     registration = secrets.token_hex(8)
     for _ in range(_MAX_ALLOCATION_TRIES):
         full = _identified(body, name, version, registration, registration)
@@ -403,7 +417,7 @@ def _allocate_copy(store: ObjectStore, name: str, record: dict[str, Any]) -> dic
             store.put_if_absent(version_key(name, version), canonical_json(full))
         except AlreadyExists:
             found = _read_version(store, name, version)
-            if (found or {}).get("registration_id") != registration:
+            if found is None or found["registration_id"] != registration:
                 # Taken by another registration. Jump to the current latest: stepping one by
                 # one, a loser can fall ever further behind registrations that keep landing.
                 version = max(version + 1, (latest_version(store, name) or 0) + 1)
@@ -418,7 +432,7 @@ def _allocate_copy(store: ObjectStore, name: str, record: dict[str, Any]) -> dic
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def _check_blob(store: ObjectStore, record: dict[str, Any]) -> str:
+def _check_blob(store: ObjectStore, record: VersionBody) -> str:
     from mlopsctl.store.blobs import blob_key
 
     digest = str(record["artifact"]["digest"])
@@ -430,9 +444,20 @@ def _check_blob(store: ObjectStore, record: dict[str, Any]) -> str:
     return digest
 
 
+def _body(record: VersionBody) -> VersionBody:
+    """What a registration writes of `record`: all of it but ``existing`` (a record returned
+    by an earlier registration, registered again as a copy)."""
+    return cast("VersionBody", {k: v for k, v in record.items() if k != "existing"})
+
+
+def _returned(full: VersionRecord, *, existing: bool = False) -> RegisteredVersion:
+    """What registering returns: the record, marked ``existing`` when it was there already."""
+    return {**full, "existing": True} if existing else {**full}
+
+
 def _identified(
-    body: dict[str, Any], name: str, version: int, registration: str, write_id: str
-) -> dict[str, Any]:
+    body: VersionBody, name: str, version: int, registration: str, write_id: str
+) -> VersionRecord:
     # Identity last: a record copied from another version must not carry its number over.
     return {
         **body,
@@ -444,7 +469,7 @@ def _identified(
     }
 
 
-def _registered(store: ObjectStore, name: str, full: dict[str, Any]) -> None:
+def _registered(store: ObjectStore, name: str, full: VersionRecord) -> None:
     """After this process wrote a version record: the latest hint and the audit event."""
     # Only a hint: a racing registration may leave it one behind, never ahead.
     store.put(latest_key(name), canonical_json({"version": full["version"]}))
@@ -459,7 +484,7 @@ def _registered(store: ObjectStore, name: str, full: dict[str, Any]) -> None:
     )
 
 
-def _read_version(store: ObjectStore, name: str, version: int) -> dict[str, Any] | None:
+def _read_version(store: ObjectStore, name: str, version: int) -> VersionRecord | None:
     try:
         return get_version(store, name, version)
     except NotFound:

@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from mlopsctl.errors import NotFound
 from mlopsctl.names import is_name
+from mlopsctl.records import version as version_record
 from mlopsctl.registry.keys import MODELS, latest_key, version_key, versions_prefix
 
 if TYPE_CHECKING:
+    from mlopsctl.records.version import VersionRecord
     from mlopsctl.store.base import ObjectStore
 
 
@@ -44,9 +46,11 @@ def latest_version(store: ObjectStore, name: str) -> int | None:
     return hint
 
 
-def get_version(store: ObjectStore, name: str, version: int) -> dict[str, Any]:
+def get_version(store: ObjectStore, name: str, version: int) -> VersionRecord:
+    """The version record ``models/<name>/versions/<version>.json``: the one reader of the
+    kind (registering, in register.py, is its one writer)."""
     try:
-        return dict(json.loads(store.get(version_key(name, version))))
+        return version_record.from_json(store.get(version_key(name, version)))
     except NotFound:
         raise NotFound(
             f"model '{name}' has no version {version}",
@@ -54,7 +58,7 @@ def get_version(store: ObjectStore, name: str, version: int) -> dict[str, Any]:
         ) from None
 
 
-def list_versions(store: ObjectStore, name: str) -> list[dict[str, Any]]:
+def list_versions(store: ObjectStore, name: str) -> list[VersionRecord]:
     from concurrent.futures import ThreadPoolExecutor
 
     numbers = version_numbers(store, name)
@@ -62,6 +66,16 @@ def list_versions(store: ObjectStore, name: str) -> list[dict[str, Any]]:
         raise NotFound(f"no model named '{name}' in the store", "list models: mlopsctl models list")
     with ThreadPoolExecutor(max_workers=16) as pool:
         return list(pool.map(lambda n: get_version(store, name, n), numbers))
+
+
+def all_versions(store: ObjectStore) -> list[VersionRecord]:
+    """Every version record of every model, from one listing of models/ (lineage's search
+    for what used a dataset)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    keys = [k for k in store.list(MODELS) if version_record.KEY_RE.fullmatch(k)]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(lambda k: version_record.from_json(store.get(k)), keys))
 
 
 def list_models(store: ObjectStore) -> list[dict[str, Any]]:

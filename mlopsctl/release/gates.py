@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from mlopsctl.config import Project
     from mlopsctl.models.artifact import LoadedModel
+    from mlopsctl.records.version import VersionRecord
     from mlopsctl.release.stats import Scored
     from mlopsctl.store.base import ObjectStore
 
@@ -230,7 +231,7 @@ def _blocks(result: GateResult, gate: dict[str, Any]) -> bool:
 
 
 def _evaluation_frame(
-    store: ObjectStore, spec: dict[str, Any], cand: dict[str, Any], root: Path
+    store: ObjectStore, spec: dict[str, Any], cand: VersionRecord, root: Path
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The rows both models are scored on: the spec's dataset, or else the test set recorded
     with the candidate (the store keeps it by digest)."""
@@ -424,7 +425,7 @@ def _score(model: LoadedModel, frame: pd.DataFrame, target: str) -> Scored:
 
 
 def _signature(
-    name: str, gate: dict[str, Any], cand: dict[str, Any], champ: dict[str, Any] | None
+    name: str, gate: dict[str, Any], cand: VersionRecord, champ: VersionRecord | None
 ) -> GateResult:
     if champ is None:
         return GateResult(name, "signature", "skipped", note="no champion yet: nothing to match")

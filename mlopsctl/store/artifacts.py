@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from mlopsctl.errors import IntegrityError, MlopsError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from mlopsctl.store.base import ObjectStore
 
 
@@ -137,7 +139,7 @@ def store_output(store: ObjectStore, path: Path, workdir: Path) -> dict[str, Any
     return {"digest": put_blob_file(store, path), "kind": "file", "size": path.stat().st_size}
 
 
-def fetch_artifact(store: ObjectStore, ref: dict[str, Any], dest: Path) -> Path:
+def fetch_artifact(store: ObjectStore, ref: Mapping[str, Any], dest: Path) -> Path:
     """Download (verified) into dest: a file, or a folder for a dir artifact."""
     from mlopsctl.store.blobs import get_blob_file
 
