@@ -14,7 +14,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mlopsctl.errors import UsageError
 from mlopsctl.timeutil import stamp
@@ -30,6 +30,14 @@ RENDER_VERSION = "site-1"
 TOOL = "mlopsctl site"
 
 
+def _threads(store: ObjectStore, workers: int | None, jobs: int) -> int:
+    """Threads to read and render with: one for a local folder, `workers` (default 8) for a
+    remote store, where they overlap the requests' latency."""
+    if workers is None:
+        workers = 1 if getattr(store, "scheme", "") == "file" else 8
+    return max(1, min(workers, jobs))
+
+
 def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
     tmp = out / f".{MANIFEST}.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(manifest, separators=(",", ":"), default=str), encoding="utf-8")
@@ -37,10 +45,28 @@ def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
 
 
 def digest_inputs(path: str, inputs: Any) -> str:
-    text = json.dumps(
-        [RENDER_VERSION, path, inputs], sort_keys=True, default=str, separators=(",", ":")
-    )
+    """The digest of what a page is made from. Inputs are plain data (dicts, lists, strings,
+    numbers) built in a fixed order, so their repr is a faithful, fast serialization."""
+    text = repr((RENDER_VERSION, path, inputs))
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _files(root: str) -> set[str]:
+    """Every file under `root`, as '/'-separated paths relative to it (no stat per file)."""
+    found: set[str] = set()
+    todo = [("", root)]
+    while todo:
+        prefix, folder = todo.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                todo.append((f"{prefix}{entry.name}/", entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                found.add(prefix + entry.name)
+    return found
 
 
 def _check_output(out: Path) -> dict[str, Any]:
@@ -74,11 +100,11 @@ def _check_output(out: Path) -> dict[str, Any]:
 
 
 def build_site(
-    store: ObjectStore, out: str | Path, *, base_dir: Path | None = None, workers: int = 8
+    store: ObjectStore, out: str | Path, *, base_dir: Path | None = None, workers: int | None = None
 ) -> dict[str, Any]:
     """Build or update the site in `out`; returns what was done (counts and seconds)."""
     from mlopsctl.site.pages import Site
-    from mlopsctl.site.snapshot import take
+    from mlopsctl.site.snapshot import Reads, take
 
     started = time.perf_counter()
     out = Path(out)
@@ -87,9 +113,10 @@ def build_site(
     if not previous:  # claim the folder first: a build that fails midway can be rerun
         out.mkdir(parents=True, exist_ok=True)
         _write_manifest(out, {"tool": TOOL, "format": FORMAT, "pages": {}, "records": {}})
-    snap = take(store, dict(previous.get("records") or {}))
+    snap = take(store, dict(previous.get("records") or {}), _threads(store, workers, 16))
     site = Site(snap, base_dir=base_dir)
     pages = site.pages()
+    present = _files(str(out))
     digests: dict[str, str] = {}
     stale: list[Page] = []
     for page in pages:
@@ -97,24 +124,32 @@ def build_site(
             continue  # two names with the same file name: the first one wins
         digest = digest_inputs(page.path, page.inputs)
         digests[page.path] = digest
-        if old_pages.get(page.path) != digest or not (out / page.path).is_file():
+        if old_pages.get(page.path) != digest or page.path not in present:
             stale.append(page)
     out.mkdir(parents=True, exist_ok=True)
-    folders: set[Path] = set()
+    folders: set[str] = set()
+    reads = cast("ObjectStore", Reads(store, snap.full))
+    root = str(out)
 
     def write(page: Page) -> None:
-        content = page.render(store)
-        target = out / page.path
-        if target.parent not in folders:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            folders.add(target.parent)
+        content = page.render(reads)
+        target = os.path.join(root, page.path)
+        folder = os.path.dirname(target)
+        if folder not in folders:
+            os.makedirs(folder, exist_ok=True)
+            folders.add(folder)
         data = content if isinstance(content, bytes) else content.encode("utf-8", "surrogatepass")
-        target.write_bytes(data)
+        with open(target, "wb") as handle:
+            handle.write(data)
 
-    if stale:
-        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(stale)))) as pool:
+    threads = _threads(store, workers, len(stale))
+    if threads > 1:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
             for _ in pool.map(write, stale):
                 pass
+    else:  # a local folder: reads are fast, and threads only contend for the GIL
+        for page in stale:
+            write(page)
     removed = 0
     for path in sorted(set(old_pages) - set(digests)):
         target = out / path

@@ -16,9 +16,13 @@ _SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*", re.ASCII)
 PAGE_ROWS = 500  # rows per page of a long table
 
 
+_SPECIAL = re.compile(r"[&<>\"']")
+
+
 def esc(value: Any) -> str:
     """Text for HTML content or a quoted attribute."""
-    return html.escape(value if isinstance(value, str) else fmt(value), quote=True)
+    text = value if type(value) is str else fmt(value)
+    return html.escape(text, quote=True) if _SPECIAL.search(text) else text
 
 
 def slug(name: Any) -> str:

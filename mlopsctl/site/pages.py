@@ -52,6 +52,14 @@ class Page:
     render: Render
 
 
+def read_record(store: ObjectStore, key: str) -> dict[str, Any]:
+    """A whole record: from the build's memory when it read it already (snapshot.Reads)."""
+    reader = getattr(store, "record", None)
+    if reader is not None:
+        return dict(reader(key))
+    return dict(json.loads(store.get(key)))
+
+
 def rank(name: str) -> tuple[int, str]:
     base = name.rsplit(".", 1)[-1]
     return (FIRST.index(base) if base in FIRST else len(FIRST), name)
@@ -438,7 +446,7 @@ class Site:
         inputs = [self.snap.sigs[key], self.registered.get(run_id)]
 
         def render(store: ObjectStore) -> str:
-            record = json.loads(store.get(key))
+            record = read_record(store, key)
             return self.render_run(record)
 
         return Page(f"runs/{slug(run_id)}.html", inputs, render)
@@ -762,7 +770,7 @@ class Site:
         ]
 
         def render(store: ObjectStore) -> str:
-            record = json.loads(store.get(key))
+            record = read_record(store, key)
             return self.render_version(store, record, here, deployments, run_key is not None)
 
         return Page(f"models/{slug(name)}/v{number}.html", inputs, render)
@@ -941,7 +949,7 @@ class Site:
                 total: int = len(runs),
             ) -> str:
                 root = ".."
-                record = json.loads(store.get(key))
+                record = read_record(store, key)
                 steps = record.get("steps") or {}
                 order = [s for s in (record.get("order") or []) if s in steps]
                 order += [s for s in steps if s not in order]
@@ -1025,7 +1033,7 @@ class Site:
             def render_ab(store: ObjectStore, key: str = key) -> str:
                 from mlopsctl.release.report import ab_html
 
-                text = ab_html(json.loads(store.get(key)))
+                text = ab_html(read_record(store, key))
                 back = '<p><a href="../index.html">\u2190 all reports</a></p>'
                 return text.replace("<body>", "<body>" + back, 1)
 
@@ -1270,4 +1278,14 @@ def step_dag(steps: dict[str, Any], order: list[str], title: str) -> str:
                 edges.append(
                     (f"step:{source[0]}", f"step:{name}", f"{source[1]} \u2192 {input_name}")
                 )
-    return '<div class="dag-box">' + svg.dag(nodes, edges, title=title) + "</div>"
+    shape = repr((title, [(k, v["kind"]) for k, v in nodes.items()], edges))
+    drawn = _DAGS.get(shape)
+    if drawn is None:  # runs of one pipeline mostly share their graph: draw it once
+        drawn = '<div class="dag-box">' + svg.dag(nodes, edges, title=title) + "</div>"
+        if len(_DAGS) > 1000:
+            _DAGS.clear()
+        _DAGS[shape] = drawn
+    return drawn
+
+
+_DAGS: dict[str, str] = {}

@@ -8,7 +8,6 @@ every field shown comes from inside the record."""
 from __future__ import annotations
 
 import json
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -111,6 +110,28 @@ def summarize(kind: str, key: str, record: dict[str, Any]) -> dict[str, Any]:
     return dict(record)  # rollouts and deployments: small, shown whole
 
 
+class Reads:
+    """The store, with the records this build already read served from memory (for the
+    services the pages call, like lineage). Only ``get`` is answered here."""
+
+    def __init__(self, store: ObjectStore, records: dict[str, dict[str, Any]]) -> None:
+        self._store = store
+        self._records = records
+
+    def get(self, key: str) -> bytes:
+        record = self._records.get(key)
+        if record is not None:
+            return json.dumps(record).encode()
+        return self._store.get(key)
+
+    def record(self, key: str) -> dict[str, Any]:
+        found = self._records.get(key)
+        return found if found is not None else dict(json.loads(self._store.get(key)))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
 def signature(size: int, etag: str, modified: float | None) -> str:
     return f"{size}:{etag}:{modified if modified is not None else ''}"
 
@@ -122,6 +143,7 @@ class Snapshot:
     sigs: dict[str, str] = field(default_factory=dict)  # key -> signature
     records: dict[str, list[Any]] = field(default_factory=dict)  # key -> [sig, kind, summary]
     read: int = 0  # records read by this build
+    full: dict[str, dict[str, Any]] = field(default_factory=dict)  # records read, whole
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     run_keys: dict[str, str] = field(default_factory=dict)
     versions: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
@@ -133,7 +155,7 @@ class Snapshot:
     deployments: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
-def take(store: ObjectStore, cached: dict[str, list[Any]]) -> Snapshot:
+def take(store: ObjectStore, cached: dict[str, list[Any]], threads: int = 16) -> Snapshot:
     """List the store once and read the records whose signature is not the cached one."""
     snap = Snapshot()
     listed: list[tuple[str, str, str]] = []
@@ -158,15 +180,19 @@ def take(store: ObjectStore, cached: dict[str, list[Any]]) -> Snapshot:
             return None  # deleted since it was listed, or not a record: nothing to show
         if not isinstance(record, dict):
             return None
+        if kind in ("run", "version", "event"):
+            snap.full[key] = record  # the pages of this record are rebuilt: no second read
         return key, [sig, kind, summarize(kind, key, record)]
 
-    if todo:
-        workers = min(16, len(todo), (os.cpu_count() or 2) * 4)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for found in pool.map(read, todo):
-                if found is not None:
-                    snap.records[found[0]] = found[1]
-        snap.read = len(todo)
+    if threads > 1 and len(todo) > 1:
+        with ThreadPoolExecutor(max_workers=min(threads, len(todo))) as pool:
+            results = list(pool.map(read, todo))
+    else:
+        results = [read(item) for item in todo]
+    for found in results:
+        if found is not None:
+            snap.records[found[0]] = found[1]
+    snap.read = len(todo)
     _assemble(snap)
     return snap
 
