@@ -98,15 +98,16 @@ def _render_version(v: VersionRecord) -> None:
         f"estimator  {estimator.get('class')}  "
         + json.dumps(estimator.get("params"), sort_keys=True, default=str)
     )
+    spec = pipeline.get("spec")
     out(
         f"pipeline   {pipeline.get('name')}  step {pipeline.get('step')}  spec "
-        f"{(pipeline.get('spec') or {}).get('path')} {(pipeline.get('spec') or {}).get('digest')}"
+        f"{spec['path'] if spec else None} {spec['digest'] if spec else None}"
     )
-    trained_on = v.get("trained_on") or {}
+    trained_on, trained_by = v.get("trained_on"), v.get("trained_by")
     place = f" on {trained_on['host']} ({trained_on.get('platform')})" if trained_on else ""
     out(
         f"run        {run.get('id')}  experiment {run.get('experiment')}  "
-        f"trained {v.get('trained_at')} by {(v.get('trained_by') or {}).get('name')}{place}"
+        f"trained {v.get('trained_at')} by {trained_by['name'] if trained_by else None}{place}"
     )
     dirty = " (dirty)" if git.get("dirty") else ""
     out(
