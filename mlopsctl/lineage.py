@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from mlopsctl.records.run import RunRecord
     from mlopsctl.store.base import ObjectStore
 
 
@@ -39,7 +40,7 @@ def _short(digest: str) -> str:
     return digest.split(":", 1)[-1][:12]
 
 
-def _add_run(graph: Graph, run: dict[str, Any], upto: str | None = None) -> None:
+def _add_run(graph: Graph, run: RunRecord, upto: str | None = None) -> None:
     """Add a run's steps with their inputs and outputs; with `upto`, only the steps that the
     named step depends on (its upstream closure)."""
     run_id = graph.node(f"run:{run['id']}", "run", f"run {run['id']} ({run.get('pipeline')})")
@@ -79,7 +80,7 @@ def _add_run(graph: Graph, run: dict[str, Any], upto: str | None = None) -> None
 
 def upstream(store: ObjectStore, ref: str) -> Graph:
     from mlopsctl.registry import resolve
-    from mlopsctl.runs import load_run
+    from mlopsctl.runs import read_run
 
     version = resolve(store, ref)
     vid = f"model:{version['name']}:{version['version']}"
@@ -94,7 +95,7 @@ def upstream(store: ObjectStore, ref: str) -> Graph:
         graph.edge(node, vid, "features")
     run_id = (version.get("run") or {}).get("id")
     if run_id:
-        run = load_run(store, run_id)
+        run = read_run(store, run_id)
         step = (version.get("pipeline") or {}).get("step")
         _add_run(graph, run, upto=step)
         evaluation = (version.get("evaluation") or {}).get("step")
@@ -107,13 +108,13 @@ def upstream(store: ObjectStore, ref: str) -> Graph:
 def downstream(store: ObjectStore, digest: str) -> Graph:
     """Every run whose steps read or wrote `digest`, and every version that used it."""
     from mlopsctl.registry import all_versions
-    from mlopsctl.runs import RUNS, run_ids
+    from mlopsctl.runs import read_run, run_ids
 
     graph = Graph(root=f"blob:{digest}")
     graph.node(graph.root, "data", _short(digest))
     ids = run_ids(store)
     with ThreadPoolExecutor(max_workers=16) as pool:
-        runs = list(pool.map(lambda i: json.loads(store.get(f"{RUNS}{i}.json")), ids))
+        runs = list(pool.map(lambda i: read_run(store, i), ids))
     used_by: set[str] = set()
     for run in runs:
         for step in (run.get("steps") or {}).values():

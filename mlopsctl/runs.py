@@ -22,14 +22,26 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mlopsctl.digest import canonical_json
 from mlopsctl.errors import MlopsError, NotFound, UsageError
+from mlopsctl.records import live_run as live_run_kind
+from mlopsctl.records import run as run_kind
 from mlopsctl.timeutil import parse_time, stamp
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from mlopsctl.records.experiment import ExperimentSummary
+    from mlopsctl.records.live_run import LiveRun
+    from mlopsctl.records.run import RunRecord
+    from mlopsctl.records.trial import TrialRecord
     from mlopsctl.store.base import ObjectStore
+
+    # What load_run finds under a run id: a finished run, a run in progress (its live record)
+    # or a tune trial.
+    AnyRun = RunRecord | LiveRun | TrialRecord
 
 RUNS = "runs/"
 LIVE = "runs/live/"  # live records of runs in progress (ids start with a digit: no clash)
@@ -72,8 +84,9 @@ def live_key(run_id: str) -> str:
     return f"{LIVE}{run_id}.json"
 
 
-def summary(record: dict[str, Any]) -> dict[str, Any]:
-    return {
+def summary(record: Mapping[str, Any]) -> ExperimentSummary:
+    """The experiment summary of a run, a trial or a run in progress (its live record)."""
+    found = {
         key: record.get(key)
         for key in (
             "id",
@@ -87,9 +100,12 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
             "parent",
         )
     }
+    return cast("ExperimentSummary", found)
 
 
-def save_run(store: ObjectStore, record: dict[str, Any]) -> None:
+def save_run(store: ObjectStore, record: RunRecord | TrialRecord) -> None:
+    """Write a run's (or a tune trial's) final record, once, and its experiment summary: the
+    one writer of the kind."""
     store.put_if_absent(run_key(record["id"]), canonical_json(record))
     experiment = record.get("experiment")
     if experiment:
@@ -98,8 +114,20 @@ def save_run(store: ObjectStore, record: dict[str, Any]) -> None:
         )
 
 
-def load_run(store: ObjectStore, run_id: str) -> dict[str, Any]:
-    """A run by id, a unique id prefix, or 'latest'."""
+def read_run(store: ObjectStore, run_id: str) -> RunRecord:
+    """The final record ``runs/<run_id>.json`` (NotFound without one): the one reader of the
+    kind; load_run finds one by prefix, 'latest', or a run still in progress."""
+    try:
+        return run_kind.from_json(store.get(run_key(run_id)))
+    except NotFound:
+        raise NotFound(
+            f"no run '{run_id}' in the store", "list them with: mlopsctl runs list"
+        ) from None
+
+
+def load_run(store: ObjectStore, run_id: str) -> AnyRun:
+    """A run by id, a unique id prefix, or 'latest': its final record, its live record while it
+    runs (status running or abandoned, steps with their status alone), or a tune trial's."""
     if run_id == "latest":
         ids = run_ids(store)
         if not ids:
@@ -108,7 +136,7 @@ def load_run(store: ObjectStore, run_id: str) -> dict[str, Any]:
             )
         run_id = ids[-1]
     try:
-        return dict(json.loads(store.get(run_key(run_id))))
+        return read_run(store, run_id)
     except NotFound:
         pass
     live = _read_live(store, live_key(run_id))
@@ -118,11 +146,11 @@ def load_run(store: ObjectStore, run_id: str) -> dict[str, Any]:
     matches = sorted({*finished, *_live_ids(store, prefix=run_id)})
     if len(matches) == 1:
         if matches[0] in finished:
-            return dict(json.loads(store.get(run_key(matches[0]))))
+            return read_run(store, matches[0])
         live = _read_live(store, live_key(matches[0]))
         if live is not None:
             return live
-        return dict(json.loads(store.get(run_key(matches[0]))))  # it ended meanwhile
+        return read_run(store, matches[0])  # it ended meanwhile
     if len(matches) > 1:
         raise UsageError(
             f"run id prefix '{run_id}' matches {len(matches)} runs",
@@ -158,11 +186,11 @@ def _live_ids(store: ObjectStore, prefix: str = "", keys: Any = None) -> list[st
     ]
 
 
-def _read_live(store: ObjectStore, key: str) -> dict[str, Any] | None:
+def _read_live(store: ObjectStore, key: str) -> LiveRun | None:
     """A live record with its status as it reads now (`abandoned` when its owner is gone);
     None when there is none (never was, or the run has ended since)."""
     try:
-        record = dict(json.loads(store.get(key)))
+        record = live_run_kind.from_json(store.get(key))
     except NotFound:
         return None
     record["status"] = effective_status(record)
@@ -174,7 +202,7 @@ def list_runs(
     experiment: str | None = None,
     limit: int | None = None,
     trials: bool = False,
-) -> list[dict[str, Any]]:
+) -> list[ExperimentSummary]:
     """Newest first, runs in progress included (`running`, or `abandoned` when their owner
     died); tune trials (child runs) only when asked. With an experiment, only that experiment's
     summaries are read (and the live records, which are few)."""
@@ -207,7 +235,7 @@ def _read_all(store: ObjectStore, keys: list[str]) -> list[dict[str, Any]]:
         return list(pool.map(lambda k: dict(json.loads(store.get(k))), keys))
 
 
-def _read_live_all(store: ObjectStore, ids: list[str]) -> list[dict[str, Any]]:
+def _read_live_all(store: ObjectStore, ids: list[str]) -> list[LiveRun]:
     """The live records of `ids` that are still there (a run may end while we list)."""
     if not ids:
         return []
@@ -264,7 +292,7 @@ def pid_alive(pid: int) -> bool:
     return not fields or fields[0] not in ("Z", "X")
 
 
-def effective_status(record: dict[str, Any], now: float | None = None) -> str:
+def effective_status(record: Mapping[str, Any], now: float | None = None) -> str:
     """A record's status as it reads now: a live record's `running` becomes `abandoned` when
     its owner is gone: on this host (and PID namespace) its process has ended, or anywhere its
     heartbeat is older than 3 intervals. Records without a heartbeat keep their status."""
@@ -360,7 +388,7 @@ class RunLease:
             self._thread.join(timeout=5)
 
 
-def compare_runs(records: list[dict[str, Any]]) -> dict[str, Any]:
+def compare_runs(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Params and metrics side by side; `differs` marks the rows whose values are not all equal."""
 
     def table(kind: str) -> dict[str, list[Any]]:

@@ -5,11 +5,12 @@ runner registry) and registry/, so that none of those packages needs to import a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mlopsctl.errors import NotFound
 
 if TYPE_CHECKING:
+    from mlopsctl.records.run import RunRecord
     from mlopsctl.store.base import ObjectStore
 
 __all__ = ["run_pipeline"]
@@ -61,7 +62,7 @@ def _register(
 
     version = register_from_run(
         store,
-        record,
+        cast("RunRecord", record),
         str(register["model"]),
         str(register["from"]),
         register.get("metrics"),

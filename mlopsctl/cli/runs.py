@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from mlopsctl.cli.options import JsonOpt, project_store
 from mlopsctl.cli.output import emit_json, err, out
 from mlopsctl.names import check_name
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 app = typer.Typer(help="Pipeline runs and experiments: list, show, compare.", no_args_is_help=True)
 
@@ -67,7 +70,8 @@ def show(
     from mlopsctl.runs import load_run
 
     with project_store() as store:
-        record = load_run(store, run_id)
+        # A finished run, a run in progress or a tune trial: shown by the fields it has.
+        record: Mapping[str, Any] = load_run(store, run_id)
     if json_out:
         emit_json(record)
         return

@@ -16,7 +16,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mlopsctl.components import _fit
 from mlopsctl.components.metrics import CLASSIFICATION, REGRESSION, direction_of
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from mlopsctl.components.base import StepContext
+    from mlopsctl.records.trial import TrialRecord
 
 NAME = "tune"
 DESCRIPTION = "Search hyperparameters (grid or random), one child run per trial; keep the best"
@@ -402,7 +403,7 @@ def _save_trial(
         "started": started,
         "duration_s": round(seconds, 4),
     }
-    save_run(ctx.store, full)
+    save_run(ctx.store, cast("TrialRecord", full))
 
 
 def _describe(number: int, total: int, record: dict[str, Any], metric: str) -> str:

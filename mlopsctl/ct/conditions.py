@@ -276,7 +276,7 @@ def _load_run(store: ObjectStore, run_id: Any) -> dict[str, Any] | None:
     if not run_id:
         return None
     try:
-        return load_run(store, str(run_id))
+        return cast("dict[str, Any]", load_run(store, str(run_id)))
     except NotFound:
         return None
 

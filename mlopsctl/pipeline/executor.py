@@ -23,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mlopsctl import __version__
 from mlopsctl.digest import format_digest
@@ -36,6 +36,7 @@ from mlopsctl.runs import RunLease, heartbeat_interval, new_run_id, pid_alive, s
 from mlopsctl.timeutil import stamp
 
 if TYPE_CHECKING:
+    from mlopsctl.records.run import RunRecord
     from mlopsctl.store.base import ObjectStore
 
 _TAIL_LINES = 40
@@ -293,7 +294,7 @@ class Executor:
                 if self._interrupted:
                     status = "interrupted"
                 record = self._run_record(status, started_at, time.perf_counter() - t0)
-                save_run(self.store, record)
+                save_run(self.store, cast("RunRecord", record))
             finally:
                 lease.end()
         if signals.signum is not None:

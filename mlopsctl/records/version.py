@@ -10,7 +10,7 @@ import re
 from typing import Any, TypedDict, cast
 
 from mlopsctl.records.codec import decode, encode
-from mlopsctl.records.common import Actor, Host
+from mlopsctl.records.common import Actor, GitInfo, Host, SpecRef
 
 KIND = "version"
 KEY_PATTERN = "models/<name>/versions/<n>.json"
@@ -53,7 +53,7 @@ class VersionRun(TypedDict, total=False):
 
 class VersionPipeline(TypedDict, total=False):
     name: str | None
-    spec: dict[str, Any] | None  # the run's spec: path, digest
+    spec: SpecRef | None  # the run's spec
     step: str
 
 
@@ -85,7 +85,7 @@ class VersionBody(_BodyRequired, total=False):
     estimator: dict[str, Any]  # class, params
     run: VersionRun
     pipeline: VersionPipeline
-    git: dict[str, Any] | None
+    git: GitInfo | None
     image: dict[str, Any] | None
     data: VersionData
     evaluation: Evaluation
@@ -93,9 +93,9 @@ class VersionBody(_BodyRequired, total=False):
     metrics: dict[str, Any]
     who: Actor  # who registered it
     where: Host  # where it was registered
-    trained_by: dict[str, Any] | None
+    trained_by: Actor | None
     trained_at: str | None
-    trained_on: dict[str, Any] | None
+    trained_on: Host | None
     environment: dict[str, Any]
     libraries: dict[str, Any] | None
     note: str | None

@@ -55,6 +55,10 @@ from mlopsctl.timeutil import stamp
 
 if TYPE_CHECKING:
     from mlopsctl.records.common import Actor, Host, OutputRef
+    from mlopsctl.records.live_run import LiveRun
+    from mlopsctl.records.run import RunRecord
+    from mlopsctl.records.step import StepRecord
+    from mlopsctl.records.trial import TrialRecord
     from mlopsctl.records.version import (
         DataRef,
         Evaluation,
@@ -84,7 +88,7 @@ def register_version(store: ObjectStore, name: str, record: VersionBody) -> Regi
 
 def register_from_run(
     store: ObjectStore,
-    run: dict[str, Any],
+    found: RunRecord | LiveRun | TrialRecord,
     name: str,
     output: str,
     metrics: str | None = None,
@@ -94,11 +98,13 @@ def register_from_run(
     provenance: pipeline, spec, commit, image, data digests and rows, params, metrics. An
     artifact that already has a version of `name` is that version (``existing: True``)."""
     check_name(name)
-    if run.get("status") != "succeeded":
+    if found.get("status") != "succeeded":
         raise UsageError(
-            f"run {run['id']} did not succeed ({run.get('status')})",
+            f"run {found['id']} did not succeed ({found.get('status')})",
             "register models from succeeded runs only",
         )
+    # A live record is never "succeeded"; a trial is, and has no outputs (refused below).
+    run = cast("RunRecord", found)
     steps = run.get("steps") or {}
     known = [f"{s}.{o}" for s, r in steps.items() for o in r.get("outputs") or {}]
     for wanted in (output, metrics):
@@ -121,19 +127,19 @@ def register_from_run(
         return _returned(_indexed(store, name, artifact["digest"], entry), existing=True)
     model_json, model_json_digest = model_facts(store, artifact["digest"])
 
-    def data_of(step_record: dict[str, Any], skip: str | None = None) -> dict[str, DataRef]:
-        found: dict[str, DataRef] = {}
+    def data_of(step_record: StepRecord, skip: str | None = None) -> dict[str, DataRef]:
+        used: dict[str, DataRef] = {}
         for input_name, digest in (step_record.get("inputs") or {}).items():
             if digest == skip:
                 continue
-            found[input_name] = {"digest": digest, "rows": _rows_for(steps, digest)}
-        return found
+            used[input_name] = {"digest": digest, "rows": _rows_for(steps, digest)}
+        return used
 
     evaluation: Evaluation = {}
     version_metrics: dict[str, Any] = dict(step.get("metrics") or {})
     if metrics:
         metrics_step_name, metrics_out = _step_of(metrics)
-        metrics_step = steps.get(metrics_step_name) or {}
+        metrics_step = steps[metrics_step_name]  # checked above: it has the output
         version_metrics = dict(metrics_step.get("metrics") or {})
         evaluation = {
             "step": metrics_step_name,
@@ -155,7 +161,7 @@ def register_from_run(
     return _register_once(store, name, record)
 
 
-def _feature_sets(run: dict[str, Any]) -> list[dict[str, Any]]:
+def _feature_sets(run: RunRecord) -> list[dict[str, Any]]:
     """The feature sets (with their content digests) the run's steps joined (ingest's
     `features:`); [] when none did."""
     found: dict[str, Any] = {}
@@ -166,7 +172,7 @@ def _feature_sets(run: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def version_record(
-    run: dict[str, Any],
+    run: RunRecord,
     step_name: str,
     artifact: OutputRef,
     model_json: dict[str, Any],
@@ -496,7 +502,7 @@ def _step_of(ref: str) -> tuple[str, str]:
     return step, output
 
 
-def _rows_for(steps: dict[str, Any], digest: str) -> int | None:
+def _rows_for(steps: dict[str, StepRecord], digest: str) -> int | None:
     """Row count of a dataset digest, from the info of the step that produced it."""
     for step in steps.values():
         for name, ref in (step.get("outputs") or {}).items():
