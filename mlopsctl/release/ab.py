@@ -6,11 +6,15 @@ What is read (the layout README "Serving" documents; `mlopsctl serve` writes it)
     ``row`` (absent in older logs: 0), ``ts``, ``version`` and the unit column (the
     deployment's ``--key`` column, logged under its name, or a feature);
   * ``logs/feedback/<model>/date=D/``: outcomes by ``request_id`` and ``row``; of duplicates the
-    one with the latest ``ts`` wins; outcomes for request ids no logged prediction in the window
-    has are counted and reported (``feedback.unknown``).
-Only the ``date=`` partitions that can hold rows of the window are downloaded; DuckDB reads the
-Parquet files, joins and aggregates them (bench/ab.py: 10 million predictions and a million
-outcomes in seconds, where pandas' merge and groupby take several times as long).
+    one with the latest ``ts`` wins (ties: the later file, later in it), even when it is null
+    or not a number: that retracts the earlier ones, and the row has no outcome (the rule of
+    ``mlopsctl datasets build`` too); outcomes for request ids no logged prediction in the
+    window has are counted and reported (``feedback.unknown``).
+Only the ``date=`` partitions that can hold rows of the window are read (a local store's files
+where they lie, any other store's downloaded a few at a time); DuckDB reads only the columns it
+needs from the Parquet files, joins and aggregates them per unit, and numpy judges the per-unit
+arrays (bench/ab.py: 10 million predictions and a million outcomes against pandas' merge and
+groupby).
 
 The unit of analysis is the unit, not the request: a unit belongs to the arm (model version) of
 its first request in the window; a unit seen on both arms is left out and counted
@@ -215,9 +219,10 @@ def _day(moment: datetime) -> str:
 
 @dataclass
 class Units:
-    """Per-unit facts, indexed 0..U-1, and per-(unit, look bucket) amounts."""
+    """Per-unit facts, indexed 0..U-1 (the control's units first), and per-(unit, look bucket)
+    amounts."""
 
-    arm: Any  # 1 treatment, 0 control
+    arm: Any  # 1 treatment, 0 control: sorted
     first_ms: Any
     mixed: Any
     x: Any  # the CUPED column's mean over the unit's rows (nan: none)
@@ -227,10 +232,13 @@ class Units:
     unit_column: str = "request_id"
 
 
+# Every log file at once: columns matched by name (versions with other features write other
+# schemas), no columns made up from the date= folders.
+_READ = "read_parquet($files, union_by_name = true, hive_partitioning = false)"
+
+
 def _columns(con: Any, files: list[str]) -> dict[str, str]:
-    rows = con.execute(
-        "DESCRIBE SELECT * FROM read_parquet($files, union_by_name = true)", {"files": files}
-    ).fetchall()
+    rows = con.execute(f"DESCRIBE SELECT * FROM {_READ}", {"files": files}).fetchall()
     return {str(r[0]): str(r[1]) for r in rows}
 
 
@@ -245,10 +253,11 @@ def _number(column: str, kind: str) -> str:
         return f"CAST({column} AS DOUBLE)"
     if kind == "BOOLEAN":
         return f"CAST({column} AS DOUBLE)"
-    text = f"lower(trim(CAST({column} AS VARCHAR)))"
+    text = f"CAST({column} AS VARCHAR)"
+    # The cast first (it ignores case and surrounding spaces): the words only where it fails.
     return (
-        f"CASE WHEN {text} IN ('true', 'yes') THEN 1.0 WHEN {text} IN ('false', 'no') THEN 0.0 "
-        f"ELSE TRY_CAST({text} AS DOUBLE) END"
+        f"COALESCE(TRY_CAST({text} AS DOUBLE), CASE lower(trim({text})) WHEN 'true' THEN 1.0 "
+        "WHEN 'yes' THEN 1.0 WHEN 'false' THEN 0.0 WHEN 'no' THEN 0.0 END)"
     )
 
 
@@ -329,6 +338,10 @@ def _load(
     unit: str | None,
     cuped: str | None,
 ) -> None:
+    """The queries behind read_units. The prediction logs are scanned twice, reading only the
+    columns each pass needs: once grouped per unit and look bucket, once for the rows that
+    have an outcome (a semi join with the outcomes, grouped per key); nothing of the 10
+    million rows is kept in between, and only per-unit tables come back to numpy."""
     import numpy as np
 
     columns = _columns(con, pred_files)
@@ -352,51 +365,60 @@ def _load(
     # Request ids and units are joined and grouped by their 64-bit hashes, not as text: several
     # times faster, and a collision among 10 million ids has odds of about one in 300,000.
     unit_sql = hashed(logged(unit, "the unit")) if unit else hashed("request_id")
+    rid_sql = "hash(CAST(request_id AS VARCHAR))"
     row_sql = "COALESCE(CAST(row AS BIGINT), 0)" if "row" in columns else "0"
-    x_sql = f"TRY_CAST({logged(cuped, 'cuped')} AS DOUBLE)" if cuped else "CAST(NULL AS DOUBLE)"
+    in_window = "epoch_ms(ts) >= $since AND epoch_ms(ts) < $until AND request_id IS NOT NULL"
     window = {"since": since_ms, "until": until_ms}
-    con.execute(
-        f"""CREATE TEMP TABLE p AS
-        SELECT hash(CAST(request_id AS VARCHAR)) AS rh, {row_sql} AS r, epoch_ms(ts) AS t,
-               CAST(version AS BIGINT) AS v, {unit_sql} AS uh, {x_sql} AS x
-        FROM read_parquet($files, union_by_name = true)
-        WHERE epoch_ms(ts) >= $since AND epoch_ms(ts) < $until AND request_id IS NOT NULL""",
-        {"files": pred_files, **window},
-    )
     arms = {"c": control, "t": treatment}
-    buckets = {**arms, "since": since_ms, "step": step_ms}
-    # Per unit and look bucket, then per unit. The first request's time and arm travel as one
-    # number, 2 t + (arm is the treatment), so one min() finds both.
+    buckets = {"since": since_ms, "step": step_ms}
+    x_row = ""
+    x_sum = ""
+    x_mean = "CAST(NULL AS DOUBLE)"
+    if cuped:
+        x_row = f", TRY_CAST({logged(cuped, 'cuped')} AS DOUBLE) AS x"
+        x_sum = ", sum(x) AS sx, count(x) AS nx"
+        x_mean = "sum(sx) / nullif(sum(nx), 0)"
+    # Pass 1: per unit and look bucket. The first request's time and arm travel as one number,
+    # 2 t + (arm is the treatment), so one min() finds both; a unit is on both arms when its
+    # treatment rows are neither none nor all. Rows of other versions, or without a unit, go
+    # to groups without a unit: they count only as prediction rows.
     con.execute(
-        """CREATE TEMP TABLE ub AS
-        SELECT uh, (t - $since) // $step AS b, count(*) AS n, min(2 * t + a) AS ta,
-               min(a) AS amin, max(a) AS amax, sum(x) AS sx, count(x) AS nx
-        FROM (SELECT uh, t, CAST(v = $t AS BIGINT) AS a, x FROM p
-              WHERE v IN ($c, $t) AND uh IS NOT NULL)
+        f"""CREATE TEMP TABLE ub AS
+        SELECT CASE WHEN v IN ($c, $t) THEN uh END AS uh, (t - $since) // $step AS b,
+               count(*) AS n, min(2 * t + CAST(v = $t AS BIGINT)) AS ta,
+               count(*) FILTER (WHERE v = $t) AS nt{x_sum}
+        FROM (SELECT {unit_sql} AS uh, epoch_ms(ts) AS t, CAST(version AS BIGINT) AS v{x_row}
+              FROM {_READ} WHERE {in_window})
         GROUP BY ALL""",
-        buckets,
+        {"files": pred_files, **window, **arms, **buckets},
     )
-    got = con.execute(
-        """SELECT uh, min(ta) AS ta, min(amin) <> max(amax) AS mixed,
-                  sum(sx) / nullif(sum(nx), 0) AS x
-        FROM ub GROUP BY uh ORDER BY uh"""
-    ).fetchnumpy()
-    keys = np.asarray(got["uh"], dtype="uint64")
-    first = np.asarray(got["ta"], dtype="int64")
+    # The units, numbered control first (then by key: the same order every run), so that an
+    # arm's units are one slice of every per-unit array.
+    con.execute(
+        f"""CREATE TEMP TABLE u AS
+        SELECT uh, ta, (ta - (ta & 1)) // 2 AS first_t, mixed, x,
+               row_number() OVER (ORDER BY ta & 1, uh) - 1 AS i
+        FROM (SELECT uh, min(ta) AS ta, sum(nt) NOT IN (0, sum(n)) AS mixed, {x_mean} AS x
+              FROM ub WHERE uh IS NOT NULL GROUP BY uh)"""
+    )
+    got = con.execute("SELECT i, ta, mixed, x FROM u").fetchnumpy()
+    at = np.asarray(got["i"], dtype="int64")
+    first = np.empty(len(at), dtype="int64")
+    first[at] = got["ta"]
     units.arm = (first % 2).astype("int8")
     units.first_ms = first // 2
-    units.mixed = np.asarray(got["mixed"], dtype=bool)
-    units.x = np.asarray(got["x"], dtype="float64")
-    # The units as a table for the outcomes' join (their first request, for outcome windows).
-    con.register("u", {"uh": keys, "first_t": units.first_ms})
-    exposures = con.execute("SELECT uh, b, n FROM ub").fetchnumpy()
+    units.mixed = np.empty(len(at), dtype=bool)
+    units.mixed[at] = got["mixed"]
+    units.x = np.empty(len(at))
+    units.x[at] = _floats(got["x"])
+    exposures = con.execute("SELECT u.i, ub.b, ub.n FROM ub JOIN u USING (uh)").fetchnumpy()
     units.exposures = (
-        np.searchsorted(keys, np.asarray(exposures["uh"], dtype="uint64")),
+        np.asarray(exposures["i"], dtype="int64"),
         np.asarray(exposures["b"], dtype="int64"),
         np.asarray(exposures["n"], dtype="int64"),
     )
-    prediction_rows = con.execute("SELECT count(*) FROM p").fetchone()
-    units.counts["prediction_rows"] = int(prediction_rows[0]) if prediction_rows else 0
+    prediction_rows = con.execute("SELECT sum(n) FROM ub").fetchone()
+    units.counts["prediction_rows"] = int(prediction_rows[0] or 0) if prediction_rows else 0
     if not feed_files:
         units.counts.update(feedback_rows=0, duplicates=0, unknown=0)
         return
@@ -404,28 +426,37 @@ def _load(
     if "request_id" not in feed_columns or "ts" not in feed_columns:
         raise MlopsError("the feedback logs have no 'request_id' or 'ts' column")
     actual = "actual" if "actual" in feed_columns else None
-    value_sql = _number(_quote(actual), feed_columns[actual]) if actual else "CAST(NULL AS DOUBLE)"
     feed_row = "COALESCE(CAST(row AS BIGINT), 0)" if "row" in feed_columns else "0"
-    # Of the outcomes given for one (request id, row), the one with the latest ts wins.
+    # Of the outcomes given for one (request id, row), the one with the latest ts wins (ties:
+    # the later file, later in it), even when it is null: a retraction. arg_max would skip a
+    # null and keep an older outcome; arg_max_null is what datasets build uses too.
+    latest = (
+        f"arg_max_null({_quote(actual)}, (epoch_ms(ts), file_index, file_row_number))"
+        if actual
+        else "NULL"
+    )
     con.execute(
         f"""CREATE TEMP TABLE f AS
-        SELECT rh, r, max(t) AS t, arg_max(val, t) AS val, count(*) AS copies FROM (
-            SELECT hash(CAST(request_id AS VARCHAR)) AS rh, {feed_row} AS r,
-                   epoch_ms(ts) AS t, {value_sql} AS val
-            FROM read_parquet($files, union_by_name = true)
-            WHERE epoch_ms(ts) >= $since AND epoch_ms(ts) < $until AND request_id IS NOT NULL)
-        GROUP BY rh, r""",
+        SELECT {rid_sql} AS rh, {feed_row} AS r, max(epoch_ms(ts)) AS t, {latest} AS val,
+               count(*) AS copies
+        FROM {_READ} WHERE {in_window}
+        GROUP BY ALL""",
         {"files": feed_files, **window},
     )
-    # Each outcome's prediction (at-least-once log writes may hold a row twice: one of them).
+    # Pass 2: each outcome with its prediction's unit and version (at-least-once log writes
+    # may hold a row twice: one of them).
     con.execute(
-        """CREATE TEMP TABLE m AS
-        SELECT rh, r, any_value(uh) AS uh, any_value(v) AS v
-        FROM (SELECT p.rh, p.r, p.uh, p.v FROM p SEMI JOIN f USING (rh, r)) GROUP BY rh, r"""
+        f"""CREATE TEMP TABLE m AS
+        SELECT rh, r, any_value(p.uh) AS uh, any_value(p.v) AS v, any_value(f.t) AS t,
+               any_value(f.val) AS val
+        FROM (SELECT {rid_sql} AS rh, {row_sql} AS r, {unit_sql} AS uh,
+                     CAST(version AS BIGINT) AS v
+              FROM {_READ} WHERE {in_window}) AS p JOIN f USING (rh, r)
+        GROUP BY rh, r""",
+        {"files": pred_files, **window},
     )
     counts = con.execute(
-        """SELECT count(*), sum(copies - 1), count(*) FILTER (WHERE m.rh IS NULL)
-        FROM f LEFT JOIN m USING (rh, r)"""
+        "SELECT count(*), sum(copies - 1), count(*) - (SELECT count(*) FROM m) FROM f"
     ).fetchone()
     assert counts is not None
     units.counts.update(
@@ -433,22 +464,30 @@ def _load(
         duplicates=int(counts[1] or 0),
         unknown=int(counts[2] or 0),
     )
+    value = _number("val", feed_columns[actual]) if actual else "CAST(NULL AS DOUBLE)"
     within = "AND f.t <= u.first_t + $window" if window_ms is not None else ""
     outcomes = con.execute(
-        f"""SELECT m.uh, (f.t - $since) // $step AS b, sum(f.val) AS s, count(f.val) AS n,
-               max(f.val) AS mx
-        FROM f JOIN m USING (rh, r) JOIN u ON u.uh = m.uh
-        WHERE m.v IN ($c, $t) AND f.val IS NOT NULL {within}
+        f"""SELECT u.i, (f.t - $since) // $step AS b, sum(f.y) AS s, count(*) AS n,
+               max(f.y) AS mx
+        FROM (SELECT uh, t, {value} AS y FROM m WHERE v IN ($c, $t)) AS f JOIN u USING (uh)
+        WHERE f.y IS NOT NULL {within}
         GROUP BY ALL""",
-        {**buckets, **({"window": window_ms} if window_ms is not None else {})},
+        {**arms, **buckets, **({"window": window_ms} if window_ms is not None else {})},
     ).fetchnumpy()
     units.outcomes = (
-        np.searchsorted(keys, np.asarray(outcomes["uh"], dtype="uint64")),
+        np.asarray(outcomes["i"], dtype="int64"),
         np.asarray(outcomes["b"], dtype="int64"),
         np.asarray(outcomes["s"], dtype="float64"),
         np.asarray(outcomes["n"], dtype="int64"),
         np.asarray(outcomes["mx"], dtype="float64"),
     )
+
+
+def _floats(column: Any) -> Any:
+    """A fetched column as float64, null as nan (fetchnumpy masks nulls over zeros)."""
+    import numpy as np
+
+    return np.ma.filled(np.ma.asarray(column).astype("float64"), np.nan)
 
 
 # -- the analysis ------------------------------------------------------------------------------
@@ -490,23 +529,24 @@ class _Amounts:
         return np.asarray(self.value, dtype="float64")
 
 
-def _sums(values: Any, arm: Any, x: Any = None, d: Any = None) -> tuple[Any, Any]:
-    """Sums for treatment (arm 1) and control (arm 0), one weighted count per sum."""
+def _sums(values: Any, split: int, x: Any = None, d: Any = None) -> tuple[Any, Any]:
+    """Sums for treatment and control, whose units come first (``split`` of them)."""
     import numpy as np
 
-    def per_arm(weights: Any = None) -> Any:
-        return np.bincount(arm, weights=weights, minlength=2).astype("float64")
+    def dot(a: Any, b: Any) -> float:  # not np.dot: BLAS threads crawl on a busy machine
+        return float(np.einsum("i,i->", a, b))
 
-    n, y, yy = per_arm(), per_arm(values), per_arm(values * values)
-    sides = [abstats.Sums(float(n[k]), float(y[k]), float(yy[k])) for k in (0, 1)]
-    if x is not None:
-        sx, sxx, sxy = per_arm(x), per_arm(x * x), per_arm(x * values)
-        for k in (0, 1):
-            sides[k].x, sides[k].xx, sides[k].xy = float(sx[k]), float(sxx[k]), float(sxy[k])
-    if d is not None:
-        sd, sdd, syd = per_arm(d), per_arm(d * d), per_arm(values * d)
-        for k in (0, 1):
-            sides[k].d, sides[k].dd, sides[k].yd = float(sd[k]), float(sdd[k]), float(syd[k])
+    sides = []
+    for part in (slice(None, split), slice(split, None)):
+        y = values[part]
+        side = abstats.Sums(float(y.size), float(y.sum()), dot(y, y))
+        if x is not None:
+            xs = x[part]
+            side.x, side.xx, side.xy = float(xs.sum()), dot(xs, xs), dot(xs, y)
+        if d is not None:
+            ds = d[part]
+            side.d, side.dd, side.yd = float(ds.sum()), dot(ds, ds), dot(y, ds)
+        sides.append(side)
     return sides[1], sides[0]
 
 
@@ -520,7 +560,9 @@ class _MetricLook:
     variance_reduction: float | None = None
 
 
-def _judge_look(metric: Metric, amounts: _Amounts, arm: Any, x: Any, cfg: Config) -> _MetricLook:
+def _judge_look(metric: Metric, amounts: _Amounts, split: int, x: Any, cfg: Config) -> _MetricLook:
+    """One metric at one look; the units are the control's (``split`` of them), then the
+    treatment's."""
 
     d = None
     if metric.kind == "proportion":
@@ -535,7 +577,7 @@ def _judge_look(metric: Metric, amounts: _Amounts, arm: Any, x: Any, cfg: Config
         y, low, high = abstats.winsorize(y, metric.winsorize)
         caps = (low, high)
     use_cuped = x is not None and metric.kind != "ratio"
-    t, c = _sums(y, arm, x if use_cuped else None, d)
+    t, c = _sums(y, split, x if use_cuped else None, d)
     est = abstats.estimate(metric.kind, t, c, cuped=use_cuped)
     reduction = None
     if use_cuped:
@@ -659,13 +701,17 @@ def analyze(
     looks: list[dict[str, Any]] = []
     per_metric: list[list[_MetricLook]] = [[] for _ in cfg.metrics]
     eligible = np.zeros(total, dtype=bool)
+    ex_order, ex_bounds = _by_bucket(ex_bucket, n_looks)
+    ex_unit, ex_n = ex_unit[ex_order], ex_n[ex_order]
+    oc_order, oc_bounds = _by_bucket(oc_bucket, n_looks)
+    oc_unit, oc_sum, oc_n, oc_max = (a[oc_order] for a in (oc_unit, oc_sum, oc_n, oc_max))
     for k, cutoff in enumerate(cutoffs):
-        sel = ex_bucket == k
+        sel = slice(ex_bounds[k], ex_bounds[k + 1])
         amounts.exposures += np.bincount(ex_unit[sel], weights=ex_n[sel], minlength=total).astype(
             "int64"
         )
-        sel = oc_bucket == k
-        if sel.any():
+        sel = slice(oc_bounds[k], oc_bounds[k + 1])
+        if sel.start < sel.stop:
             amounts.value += np.bincount(oc_unit[sel], weights=oc_sum[sel], minlength=total)
             amounts.outcomes += np.bincount(
                 oc_unit[sel], weights=oc_n[sel], minlength=total
@@ -675,7 +721,8 @@ def analyze(
         if not eligible.any():
             continue
         arm = data.arm[eligible]
-        if (arm == 0).sum() < 2 or (arm == 1).sum() < 2:
+        split = int((arm == 0).sum())
+        if split < 2 or len(arm) - split < 2:
             continue
         sub = _Amounts(
             amounts.exposures[eligible],
@@ -689,7 +736,7 @@ def analyze(
             fill = np.nanmean(x) if np.isfinite(x).any() else 0.0
             x = np.where(np.isfinite(x), x, fill)
         for i, metric in enumerate(cfg.metrics):
-            per_metric[i].append(_judge_look(metric, sub, arm, x, cfg))
+            per_metric[i].append(_judge_look(metric, sub, split, x, cfg))
         looks.append({"time": stamp(datetime.fromtimestamp(cutoff / 1000, timezone.utc))})
     result["pending_units"] = int(((~mixed) & ~eligible).sum()) if total else 0
     result["arms"] = {
@@ -710,6 +757,17 @@ def analyze(
     result["looks"] = [{**look, **_look_row(per_metric[0][i])} for i, look in enumerate(looks)]
     result["decision"], result["reason"] = _decide(result, cfg)
     return result
+
+
+def _by_bucket(bucket: Any, looks: int) -> tuple[Any, list[int]]:
+    """The order that groups rows by look bucket (0..looks-1), and where each bucket starts
+    in it (one more bound at the end)."""
+    import numpy as np
+
+    small = bucket.astype("int16") if looks < 2**15 else bucket  # int16 sorts by radix
+    order = np.argsort(small, kind="stable")
+    bounds = np.searchsorted(small[order], np.arange(looks + 1)).tolist()
+    return order, bounds
 
 
 def _look_row(one: _MetricLook) -> dict[str, Any]:

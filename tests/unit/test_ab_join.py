@@ -301,3 +301,76 @@ def test_no_traffic_on_an_arm(tmp_path: Path) -> None:
         set_traffic(store, "m", [ArmSpec("2", 100)])
         (skipped,) = run_checks([check], window, Look(1, 1))
         assert skipped.verdict == "skipped"
+
+
+def test_the_latest_outcome_wins_even_when_null(tmp_path: Path) -> None:
+    """The rule datasets build follows too: of the outcomes for one (request id, row), the one
+    with the latest ts wins even when it is null (a retraction: no outcome for that row), and
+    a tie goes to the later file, later in it."""
+    with LocalStore(tmp_path) as store:
+        _put(
+            store,
+            "predictions",
+            pa.table(
+                {
+                    "request_id": ["a1", "b1", "c1", "d1", "e1", "g1", "h1"],
+                    "ts": _ts([0, 0, 0, 1, 1, 1, 1]),
+                    "version": pa.array([1, 1, 1, 2, 2, 2, 2], pa.int64()),
+                    "customer_id": ["a", "b", "c", "d", "e", "g", "h"],
+                }
+            ),
+            "p",
+        )
+        _put(
+            store,
+            "feedback",
+            pa.table(
+                {
+                    "request_id": ["a1", "a1", "b1", "c1", "c1", "d1", "e1"],
+                    "ts": _ts([2, 3, 2, 2, 2, 2, 2]),
+                    # a: 5 then retracted (null, later); b: 1; c: 9 then 0 at the same ms, the
+                    # later row wins; d: 1; e: 2.
+                    "actual": pa.array([5.0, None, 1.0, 9.0, 0.0, 1.0, 2.0]),
+                }
+            ),
+            "f1",
+        )
+        # The same ms again in a later file: it beats the earlier file's outcome for e.
+        _put(
+            store,
+            "feedback",
+            pa.table(
+                {"request_id": ["e1"], "ts": _ts([2]), "actual": pa.array([0.0], pa.float64())}
+            ),
+            "f2",
+        )
+        result = _analyze(store, _config())
+    assert result["feedback"] == {"feedback_rows": 5, "duplicates": 3, "unknown": 0}
+    assert result["arms"]["control"]["outcomes"] == 2  # b and c; a's was retracted
+    assert result["arms"]["treatment"]["outcomes"] == 2  # d and e
+    conv, rev = result["metrics"]
+    # control a (none), b (1), c (0); treatment d (1), e (0), g, h (none).
+    assert conv["control"] == pytest.approx(1 / 3) and conv["treatment"] == pytest.approx(1 / 4)
+    assert rev["control"] == pytest.approx(1 / 3) and rev["treatment"] == pytest.approx(1 / 4)
+
+
+def test_cuped_fills_a_unit_without_the_column_with_the_mean(tmp_path: Path) -> None:
+    """A unit whose rows lack the CUPED column gets the mean of the others, not 0."""
+    with LocalStore(tmp_path) as store:
+        _logs(store)  # e's file has no spend column
+        units = ab.read_units(
+            store,
+            "m",
+            control=1,
+            treatment=2,
+            since=T0,
+            until=T0 + timedelta(hours=48),
+            step=timedelta(days=1),
+            unit="customer_id",
+            cuped="spend",
+            outcome_window=None,
+        )
+    # Control first: a, b, c, f (f began on version 1), then d, e, in key order per arm.
+    assert list(units.arm) == sorted(units.arm) and int((units.arm == 0).sum()) == 4
+    assert sorted(float(v) for v in units.x if np.isfinite(v)) == [0.0, 1.0, 5.0, 8.0, 10.0]
+    assert int(np.isnan(units.x).sum()) == 1  # e
