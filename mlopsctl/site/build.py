@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -21,6 +22,7 @@ from mlopsctl.timeutil import stamp
 
 if TYPE_CHECKING:
     from mlopsctl.site.pages import Page
+    from mlopsctl.site.snapshot import Snapshot
     from mlopsctl.store.base import ObjectStore
 
 MANIFEST = "manifest.json"
@@ -36,6 +38,45 @@ def _threads(store: ObjectStore, workers: int | None, jobs: int) -> int:
     if workers is None:
         workers = 1 if getattr(store, "scheme", "") == "file" else 8
     return max(1, min(workers, jobs))
+
+
+# Pages a child process renders, set just before the fork (children inherit it).
+_JOB: tuple[list[Page], Callable[[Page], None]] | None = None
+_PROCESS_MIN_PAGES = 2000  # fewer pages are rendered faster than processes start
+
+
+def _processes(store: ObjectStore, workers: int | None, jobs: int) -> int:
+    """Processes to render a big build of a local store with (one per core, at most 8)."""
+    if workers is not None or getattr(store, "scheme", "") != "file":
+        return 1
+    if jobs < _PROCESS_MIN_PAGES or not hasattr(os, "fork"):
+        return 1
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def _render_part(part: tuple[int, int]) -> int:
+    assert _JOB is not None
+    pages, write = _JOB
+    index, count = part
+    mine = pages[index::count]
+    for page in mine:
+        write(page)
+    return len(mine)
+
+
+def _render_in_processes(pages: list[Page], write: Callable[[Page], None], count: int) -> None:
+    """Render `pages` in `count` forked processes, each a share of them (rendering is CPU
+    bound; a local store's reads are files)."""
+    import multiprocessing
+
+    global _JOB
+    _JOB = (pages, write)
+    try:
+        with multiprocessing.get_context("fork").Pool(count) as pool:
+            done = sum(pool.map(_render_part, [(i, count) for i in range(count)]))
+    finally:
+        _JOB = None
+    assert done == len(pages)
 
 
 def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
@@ -143,7 +184,10 @@ def build_site(
             handle.write(data)
 
     threads = _threads(store, workers, len(stale))
-    if threads > 1:
+    processes = _processes(store, workers, len(stale))
+    if processes > 1:
+        _render_in_processes(stale, write, processes)
+    elif threads > 1:
         with ThreadPoolExecutor(max_workers=threads) as pool:
             for _ in pool.map(write, stale):
                 pass
@@ -156,6 +200,13 @@ def build_site(
         if target.is_file():
             target.unlink()
             removed += 1
+    if (
+        not stale
+        and not removed
+        and not snap.read
+        and set(snap.records) == set(previous.get("records") or {})
+    ):
+        return _result(out, digests, stale, removed, snap, started)  # nothing changed
     manifest = {
         "tool": TOOL,
         "format": FORMAT,
@@ -165,6 +216,17 @@ def build_site(
         "records": snap.records,
     }
     _write_manifest(out, manifest)
+    return _result(out, digests, stale, removed, snap, started)
+
+
+def _result(
+    out: Path,
+    digests: dict[str, str],
+    stale: list[Page],
+    removed: int,
+    snap: Snapshot,
+    started: float,
+) -> dict[str, Any]:
     return {
         "output": str(out),
         "pages": len(digests),

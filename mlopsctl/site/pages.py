@@ -313,20 +313,21 @@ class Site:
         count = max(1, -(-len(newest) // PAGE_ROWS))
         series = {m: [(r.get("metrics") or {}).get(m) for r in runs] for m in metric_names[:4]}
         folder = f"experiments/{slug(name)}"
+        sigs = {r["id"]: self.snap.sigs[self.snap.run_keys[r["id"]]] for r in runs}
         pages = []
         for number in range(1, count + 1):
             rows = newest[(number - 1) * PAGE_ROWS : number * PAGE_ROWS]
             registered = [self.registered.get(r["id"]) for r in rows]
+            # Rows are summaries of records, so the records' signatures stand for them.
             inputs = [
                 name,
                 number,
                 count,
-                rows,
+                [sigs[r["id"]] for r in rows],
                 registered,
                 metric_cols,
                 param_cols,
-                series if number == 1 else None,
-                len(runs),
+                [sigs[r["id"]] for r in runs] if number == 1 else None,
             ]
             pages.append(
                 Page(
