@@ -5,7 +5,6 @@ and why."""
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,14 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 from mlopsctl.digest import canonical_json
 from mlopsctl.provenance import where, who
+from mlopsctl.records import event as event_kind
 
 if TYPE_CHECKING:
+    from mlopsctl.records.event import Event
     from mlopsctl.store.base import ObjectStore
 
 PREFIX = "events/"
 
 
 def record_event(store: ObjectStore, kind: str, **fields: Any) -> dict[str, Any]:
+    """Write one event of type `kind` with `fields` (records.event.TYPE_FIELDS names what each
+    known type carries): the one writer of the kind; list_events is its one reader."""
     now = time.time()
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now * 1e6) % 1000000:06d}Z"
     event_id = secrets.token_hex(4)
@@ -57,7 +60,7 @@ def list_events(
     since: str | None = None,
     model: str | None = None,
     kind: str | None = None,
-) -> list[dict[str, Any]]:
+) -> list[Event]:
     """Events in time order; `since` (an ISO date or time) skips whole months unread."""
     prefixes = _months_since(since) or [PREFIX]
     keys = [k for p in prefixes for k in store.list(p) if k.endswith(".json")]
@@ -65,7 +68,7 @@ def list_events(
         floor = since.replace("-", "").replace(":", "")[:15]
         keys = [k for k in keys if k.rsplit("/", 1)[1][: len(floor)] >= floor]
     with ThreadPoolExecutor(max_workers=16) as pool:
-        events = list(pool.map(lambda k: json.loads(store.get(k)), sorted(keys)))
+        events = list(pool.map(lambda k: event_kind.from_json(store.get(k)), sorted(keys)))
     if model:
         events = [e for e in events if e.get("model") == model]
     if kind:

@@ -39,7 +39,9 @@ def audit(
     skip = {"id", "type", "time", "actor", "host"}
     for e in events:
         rest = " ".join(f"{k}={_brief(v)}" for k, v in e.items() if k not in skip and v is not None)
-        out(f"{e['time']}  {e['type']:<11} {(e.get('actor') or {}).get('name', ''):<24} {rest}")
+        actor = e.get("actor") or ""
+        name = actor if isinstance(actor, str) else actor.get("name", "")
+        out(f"{e['time']}  {e['type']:<11} {name:<24} {rest}")
 
 
 _MAX_ITEMS = 6

@@ -10,6 +10,7 @@ from mlopsctl.cli.options import JsonOpt, ReasonOpt, TrustOpt, project_store
 from mlopsctl.cli.output import emit_json, err, out
 
 if TYPE_CHECKING:
+    from mlopsctl.records.alias_move import AliasMove
     from mlopsctl.records.version import VersionRecord
 
 app = typer.Typer(
@@ -186,7 +187,7 @@ def alias_set(
     _moved(record)
 
 
-def _moved(record: dict[str, Any]) -> None:
+def _moved(record: AliasMove) -> None:
     before = record["previous"] if record["previous"] is not None else "(none)"
     out(f"{record['model']}@{record['alias']}: {before} -> {record['version']}")
 

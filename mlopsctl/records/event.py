@@ -41,7 +41,7 @@ class _EventRequired(TypedDict):
 
 
 class Event(_EventRequired, total=False):
-    # Fields several types share; each type adds its own (TYPE_FIELDS).
+    # Fields several types share, then those of one type (TYPE_FIELDS); writers add more.
     model: str | None
     version: int | None
     alias: str
@@ -49,6 +49,27 @@ class Event(_EventRequired, total=False):
     reason: str | None
     release: str
     run: str | None
+    artifact: str  # register
+    action: str  # alias_move, rollout
+    passed: bool  # gate
+    gates: list[dict[str, Any]]  # gate
+    champion: dict[str, Any]  # gate: the champion it compared with (alias, version)
+    by: str  # approval: who approved
+    check: str  # promotion: the gate event it acted on
+    deployment: str  # traffic
+    arms: list[dict[str, Any]]  # traffic
+    trigger: str  # trigger
+    firing: str  # trigger
+    fired: list[str]  # trigger: the conditions that fired
+    status: str | None  # trigger: how the run it started ended
+    monitor: str  # drift
+    drift: bool  # drift: whether the monitor found drift
+    project: str  # image.push
+    pipeline: str  # image.push
+    image: str  # image.push
+    tags: list[str]  # image.push
+    digest: str  # image.push
+    image_id: str  # image.push
 
 
 def from_json(data: bytes) -> Event:

@@ -7,31 +7,34 @@ nothing."""
 
 from __future__ import annotations
 
-import json
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, cast
 
 from mlopsctl.digest import canonical_json
 from mlopsctl.errors import AlreadyExists, Conflict, NotFound
 from mlopsctl.events import record_event
 from mlopsctl.provenance import who
+from mlopsctl.records import alias_move as alias_move_kind
 from mlopsctl.registry.keys import alias_key, history_key, history_prefix
 from mlopsctl.registry.refs import check_alias, check_name
 from mlopsctl.registry.versions import get_version
 from mlopsctl.timeutil import stamp
 
 if TYPE_CHECKING:
+    from mlopsctl.records.alias_move import AliasMove
+    from mlopsctl.records.common import Actor
     from mlopsctl.store.base import ObjectStore
 
 
-def get_alias(store: ObjectStore, name: str, alias: str) -> tuple[dict[str, Any], str] | None:
-    """The alias pointer and its etag (for compare-and-swap); None when the alias is not set."""
+def get_alias(store: ObjectStore, name: str, alias: str) -> tuple[AliasMove, str] | None:
+    """The alias pointer (its latest move) and its etag (for compare-and-swap); None when the
+    alias is not set. The one reader of alias moves; set_alias is their one writer."""
     try:
         data, etag = store.get_versioned(alias_key(name, alias))
     except NotFound:
         return None
-    return dict(json.loads(data)), etag
+    return alias_move_kind.from_json(data), etag
 
 
 def set_alias(
@@ -43,7 +46,7 @@ def set_alias(
     expect: int | None = None,
     reason: str | None = None,
     action: str = "set",
-) -> dict[str, Any]:
+) -> AliasMove:
     """Move `alias` to `version` by compare-and-swap. With `expect`, only if the alias still
     points at that version. A lost race raises Conflict naming the current holder."""
     check_name(name)
@@ -61,8 +64,8 @@ def set_alias(
         # The move being replaced may have died before writing its history entry.
         _keep_history(store, name, alias, current[0])
     seq = int(current[0].get("seq", 0)) + 1 if current else 1
-    actor = who(Path.cwd())
-    record = {
+    actor = cast("Actor", who(Path.cwd()))  # provenance builds it untyped
+    record: AliasMove = {
         "id": secrets.token_hex(8),
         "model": name,
         "alias": alias,
@@ -107,14 +110,14 @@ def set_alias(
     return record
 
 
-def _keep_history(store: ObjectStore, name: str, alias: str, record: dict[str, Any]) -> None:
+def _keep_history(store: ObjectStore, name: str, alias: str, record: AliasMove) -> None:
     try:
         store.put_if_absent(history_key(name, alias, record.get("seq", 1)), canonical_json(record))
     except AlreadyExists:
         pass
 
 
-def alias_history(store: ObjectStore, name: str, alias: str) -> list[dict[str, Any]]:
+def alias_history(store: ObjectStore, name: str, alias: str) -> list[AliasMove]:
     """Every move of the alias, oldest first, the current one included even when its mover
     died before writing its history entry."""
     from concurrent.futures import ThreadPoolExecutor
@@ -123,30 +126,29 @@ def alias_history(store: ObjectStore, name: str, alias: str) -> list[dict[str, A
     check_alias(alias)
     keys = sorted(store.list(history_prefix(name, alias)))
     with ThreadPoolExecutor(max_workers=16) as pool:
-        moves = list(pool.map(lambda k: dict(json.loads(store.get(k))), keys))
+        moves = list(pool.map(lambda k: alias_move_kind.from_json(store.get(k)), keys))
     current = get_alias(store, name, alias)
     if current is not None and all(m.get("seq") != current[0].get("seq") for m in moves):
         moves.append(current[0])
     return moves
 
 
-def _rollback_target(moves: list[dict[str, Any]]) -> int | None:
+def _rollback_target(moves: list[AliasMove]) -> int | None:
     """The version a rollback returns to: replay the moves as a stack (a move pushes the
     version it replaced, a rollback pops), so rolling back twice goes two versions back
     rather than returning to the version the first rollback left."""
     stack: list[int] = []
     for move in moves:
+        previous = move.get("previous")
         if move.get("action") == "rollback":
             if stack:
                 stack.pop()
-        elif move.get("previous") is not None and move["previous"] != move.get("version"):
-            stack.append(int(move["previous"]))
+        elif previous is not None and previous != move.get("version"):
+            stack.append(int(previous))
     return stack[-1] if stack else None
 
 
-def rollback(
-    store: ObjectStore, name: str, alias: str, reason: str | None = None
-) -> dict[str, Any]:
+def rollback(store: ObjectStore, name: str, alias: str, reason: str | None = None) -> AliasMove:
     """Move the alias back to the version it pointed at before the move that put the current
     version there (rollbacks undone in turn, like an undo stack)."""
     current = get_alias(store, name, alias)

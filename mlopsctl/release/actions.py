@@ -13,6 +13,7 @@ from mlopsctl.events import list_events, record_event
 from mlopsctl.release.gates import approval_gate, approvals_for, candidate_ref, champion_alias
 
 if TYPE_CHECKING:
+    from mlopsctl.records.event import Event
     from mlopsctl.store.base import ObjectStore
 
 
@@ -97,9 +98,7 @@ def os_user() -> dict[str, str]:
     return {"name": name, "host": socket.gethostname()}
 
 
-def latest_check(
-    store: ObjectStore, model: str, version: int, release: str
-) -> dict[str, Any] | None:
+def latest_check(store: ObjectStore, model: str, version: int, release: str) -> Event | None:
     checks = [
         e
         for e in list_events(store, model=model, kind="gate")
@@ -190,7 +189,7 @@ def promote(store: ObjectStore, spec: dict[str, Any], reason: str | None = None)
         check=check["id"],
         approvals=sorted(set(approvers)),
     )
-    return move
+    return {**move}  # the alias move (an AliasMove), or _already_there's answer above
 
 
 def _already_there(model: str, alias: str, version: int) -> dict[str, Any]:
@@ -219,4 +218,4 @@ def rollback(store: ObjectStore, spec: dict[str, Any], reason: str | None = None
         release=spec["name"],
         reason=reason,
     )
-    return move
+    return {**move}  # the alias move (an AliasMove)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from mlopsctl.config import Project
     from mlopsctl.models.artifact import LoadedModel
+    from mlopsctl.records.event import Event
     from mlopsctl.records.version import VersionRecord
     from mlopsctl.release.stats import Scored
     from mlopsctl.store.base import ObjectStore
@@ -71,18 +72,16 @@ def champion_alias(spec: dict[str, Any]) -> str:
     return str((spec.get("promote") or {}).get("alias") or spec.get("champion") or "champion")
 
 
-def approvals_for(store: ObjectStore, model: str, version: int) -> list[dict[str, Any]]:
+def approvals_for(store: ObjectStore, model: str, version: int) -> list[Event]:
     """Approval events of one version, the first from each person."""
-    seen: dict[str, dict[str, Any]] = {}
+    seen: dict[str, Event] = {}
     for event in list_events(store, model=model, kind="approval"):
         if event.get("version") == version and event.get("by") not in seen:
             seen[event["by"]] = event
     return list(seen.values())
 
 
-def approval_gate(
-    gate: dict[str, Any], approvals: list[dict[str, Any]]
-) -> tuple[bool, int, int, list[str]]:
+def approval_gate(gate: dict[str, Any], approvals: list[Event]) -> tuple[bool, int, int, list[str]]:
     """(enough, counted, needed, who) for an approval gate."""
     allowed = gate.get("approvers")
     people = [a["by"] for a in approvals if not allowed or a["by"] in allowed]
