@@ -34,7 +34,6 @@ promote, done); the alias move is also the usual ``alias_move`` and ``promotion`
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import time
 from collections.abc import Callable
@@ -47,6 +46,7 @@ from mlopsctl.digest import canonical_json
 from mlopsctl.errors import CheckFailed, Conflict, NotFound, UsageError
 from mlopsctl.events import record_event
 from mlopsctl.names import check_name
+from mlopsctl.records import rollout as rollout_kind
 from mlopsctl.release import ab, analysis  # noqa: F401 - importing ab registers type: ab
 from mlopsctl.release.actions import latest_check
 from mlopsctl.release.gates import approval_gate, approvals_for, candidate_ref, champion_alias
@@ -54,6 +54,7 @@ from mlopsctl.serving.arms import ArmSpec, arms_of, read_deployment, set_traffic
 from mlopsctl.timeutil import parse_duration, parse_time, stamp, utc_now
 
 if TYPE_CHECKING:
+    from mlopsctl.records.rollout import RolloutState
     from mlopsctl.store.base import ObjectStore
 
 ROLLOUTS = "rollouts/"
@@ -140,15 +141,17 @@ def rollout_key(model: str, release: str) -> str:
     return f"{ROLLOUTS}{model}/{release}.json"
 
 
-def read_state(store: ObjectStore, model: str, release: str) -> tuple[dict[str, Any], str] | None:
+def read_state(store: ObjectStore, model: str, release: str) -> tuple[RolloutState, str] | None:
+    """The rollout's state and its etag (for compare-and-swap); None before its first start.
+    The one reader of the kind; _write (every transition) is its one writer."""
     try:
         data, etag = store.get_versioned(rollout_key(model, release))
     except NotFound:
         return None
-    return dict(json.loads(data)), etag
+    return rollout_kind.from_json(data), etag
 
 
-def _write(store: ObjectStore, state: dict[str, Any], etag: str | None) -> str:
+def _write(store: ObjectStore, state: RolloutState, etag: str | None) -> str:
     """The compare-and-swap every transition goes through."""
     state["seq"] = int(state.get("seq", 0)) + 1
     state["updated"] = stamp()
@@ -170,7 +173,7 @@ def _write(store: ObjectStore, state: dict[str, Any], etag: str | None) -> str:
 @dataclass
 class Outcome:
     action: str  # started, held, advanced, promoted, rolled_back, aborted, ended
-    state: dict[str, Any]
+    state: RolloutState
     checks: list[dict[str, Any]] = field(default_factory=list)
     needed: list[str] = field(default_factory=list)
     message: str = ""
@@ -191,7 +194,7 @@ class Outcome:
         }
 
 
-def _step_view(state: dict[str, Any]) -> dict[str, Any]:
+def _step_view(state: RolloutState) -> dict[str, Any]:
     steps = state.get("steps") or []
     index = int(state.get("step", 0))
     return {
@@ -202,7 +205,7 @@ def _step_view(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _split(plan: Plan, state: dict[str, Any], share: float | None = None) -> list[ArmSpec]:
+def _split(plan: Plan, state: RolloutState, share: float | None = None) -> list[ArmSpec]:
     """The deployment's arms: the alias at 100 - p, the candidate's version at p."""
     if share is None:
         share = float(state["steps"][int(state["step"])])
@@ -232,9 +235,7 @@ def _set_split(
     return True
 
 
-def _event(
-    plan: Plan, store: ObjectStore, state: dict[str, Any], action: str, **extra: Any
-) -> None:
+def _event(plan: Plan, store: ObjectStore, state: RolloutState, action: str, **extra: Any) -> None:
     record_event(
         store,
         "rollout",
@@ -250,7 +251,7 @@ def _event(
     )
 
 
-def _history(state: dict[str, Any], action: str, now: datetime, **extra: Any) -> None:
+def _history(state: RolloutState, action: str, now: datetime, **extra: Any) -> None:
     state.setdefault("history", []).append({"time": stamp(now), "action": action, **extra})
 
 
@@ -327,7 +328,7 @@ def advance(
     return _promote(store, plan, state, etag, now, checks)
 
 
-def _settle(store: ObjectStore, plan: Plan, state: dict[str, Any]) -> None:
+def _settle(store: ObjectStore, plan: Plan, state: RolloutState) -> None:
     """An ended rollout whose last call stopped before the deployment record was put back on
     the alias alone (it still gives the candidate's arm traffic): put it back now."""
     current = read_deployment(store, plan.model, plan.deployment)
@@ -351,13 +352,13 @@ def _start(
     store: ObjectStore,
     spec: dict[str, Any],
     plan: Plan,
-    previous: tuple[dict[str, Any], str] | None,
+    previous: tuple[RolloutState, str] | None,
     now: datetime,
     reason: str | None,
 ) -> Outcome:
     """A new rollout at the first step; ``previous`` is the ended one it replaces."""
     candidate, holder, check, approvers = promotion_ready(store, spec)
-    state: dict[str, Any] = {
+    state: RolloutState = {
         "model": plan.model,
         "release": plan.release,
         "strategy": plan.strategy,
@@ -375,9 +376,10 @@ def _start(
         "looks": 0,
         "reason": reason,
         "history": [],
+        # _write sets both: the seq continues the ended rollout's this one replaces.
+        "seq": int(previous[0].get("seq", 0)) if previous is not None else 0,
+        "updated": stamp(now),
     }
-    if previous is not None:
-        state["seq"] = int(previous[0].get("seq", 0))
     _history(state, "start", now, traffic=plan.steps[0])
     _write(store, state, previous[1] if previous else None)
     _set_split(store, plan, _split(plan, state), f"rollout started, step 1 of {len(plan.steps)}")
@@ -438,7 +440,7 @@ def promotion_ready(store: ObjectStore, spec: dict[str, Any]) -> tuple[int, int,
     return version, holder, str(check["id"]), sorted(set(approvers))
 
 
-def _is_new(store: ObjectStore, spec: dict[str, Any], plan: Plan, state: dict[str, Any]) -> bool:
+def _is_new(store: ObjectStore, spec: dict[str, Any], plan: Plan, state: RolloutState) -> bool:
     """Whether an ended rollout gives way to a new one: another candidate, or a newer check."""
     cand = registry.resolve(store, candidate_ref(plan.model, spec.get("candidate")))
     version = int(cand["version"])
@@ -448,9 +450,7 @@ def _is_new(store: ObjectStore, spec: dict[str, Any], plan: Plan, state: dict[st
     return check is not None and str(check["id"]) != str(state.get("check"))
 
 
-def _window(
-    store: ObjectStore, plan: Plan, state: dict[str, Any], now: datetime
-) -> analysis.Window:
+def _window(store: ObjectStore, plan: Plan, state: RolloutState, now: datetime) -> analysis.Window:
     since = parse_time(state["step_started"])
     share = float(state["steps"][int(state["step"])])
     # A step that gives the champion no traffic compares with the champion's rows of the
@@ -476,7 +476,7 @@ def _window(
 
 
 def _hold_needed(
-    plan: Plan, state: dict[str, Any], window: analysis.Window, now: datetime
+    plan: Plan, state: RolloutState, window: analysis.Window, now: datetime
 ) -> list[str]:
     needed = []
     waited = now - parse_time(state["step_started"])
@@ -492,7 +492,7 @@ def _hold_needed(
 def _roll_back(
     store: ObjectStore,
     plan: Plan,
-    state: dict[str, Any],
+    state: RolloutState,
     etag: str,
     now: datetime,
     failed: list[analysis.CheckResult],
@@ -525,7 +525,7 @@ def _num(value: Any) -> str:
 def _promote(
     store: ObjectStore,
     plan: Plan,
-    state: dict[str, Any],
+    state: RolloutState,
     etag: str,
     now: datetime,
     checks: list[dict[str, Any]] | None = None,
@@ -586,14 +586,14 @@ def _promote(
     )
 
 
-def _held_message(state: dict[str, Any], needed: list[str]) -> str:
+def _held_message(state: RolloutState, needed: list[str]) -> str:
     view = _step_view(state)
     return f"holding at step {view['index']} of {view['of']} ({view['traffic']:g}%): " + "; ".join(
         needed
     )
 
 
-def _ended_message(state: dict[str, Any]) -> str:
+def _ended_message(state: RolloutState) -> str:
     status = state["status"]
     version = state["candidate"]["version"]
     text = {

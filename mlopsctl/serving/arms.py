@@ -15,17 +15,20 @@ event.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mlopsctl.errors import Conflict, NotFound, UsageError
 from mlopsctl.names import GRAMMARS, check_name, is_name
+from mlopsctl.records import deployment as deployment_kind
 from mlopsctl.timeutil import stamp
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from mlopsctl.records.deployment import DeploymentRecord
     from mlopsctl.store.base import ObjectStore
 
 DEPLOYMENTS = "deployments/"
@@ -107,14 +110,17 @@ def deployment_key(model: str, deployment: str | None = None) -> str:
 def read_deployment(
     store: ObjectStore, model: str, deployment: str | None = None
 ) -> tuple[dict[str, Any], str] | None:
+    """The deployment record (a records.deployment.DeploymentRecord) and its etag (for
+    compare-and-swap); None when there is none. The one reader of the kind; set_traffic is its
+    one writer. Returned as a plain dict while release/ab.py's helpers take one."""
     try:
         data, etag = store.get_versioned(deployment_key(model, deployment))
     except NotFound:
         return None
-    return dict(json.loads(data)), etag
+    return cast("dict[str, Any]", deployment_kind.from_json(data)), etag
 
 
-def arms_of(record: dict[str, Any]) -> list[ArmSpec]:
+def arms_of(record: Mapping[str, Any]) -> list[ArmSpec]:
     return [ArmSpec(str(a["arm"]), float(a["weight"])) for a in record.get("arms") or []]
 
 
@@ -127,7 +133,7 @@ def set_traffic(
     key: str | None = None,
     reason: str | None = None,
     actor: str | None = None,
-) -> dict[str, Any]:
+) -> DeploymentRecord:
     """Write the deployment record by compare-and-swap (retried on a lost race, since the
     caller states the whole split) and record a ``traffic`` audit event."""
     from mlopsctl.events import record_event
@@ -150,7 +156,7 @@ def set_traffic(
     for _ in range(_MAX_CAS_TRIES):
         current = read_deployment(store, model, deployment)
         previous = current[0] if current else None
-        record = {
+        record: DeploymentRecord = {
             "model": model,
             "deployment": name,
             "arms": [{"arm": a.label, "weight": a.weight} for a in arms],
