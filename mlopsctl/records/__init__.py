@@ -1,6 +1,6 @@
 """Stored records as types: one module per kind of record (run, trial, live_run, step,
 experiment, cache_entry, version, alias_move, model_latest, digest_entry, digest_index, event,
-trigger_state, trigger_firing, deployment, rollout, image), each with its TypedDict, its
+trigger_state, trigger_firing, deployment, rollout, image, dataset), each with its TypedDict, its
 ``KIND`` name, the store key pattern it lives under and ``from_json``/``to_json``; every kind
 has a JSON Schema checked by :func:`validate_record`. Part of the ground floor: no heavy
 imports (jsonschema only to validate)."""
@@ -8,6 +8,7 @@ imports (jsonschema only to validate)."""
 from mlopsctl.records import (
     alias_move,
     cache_entry,
+    dataset,
     deployment,
     digest_entry,
     digest_index,
@@ -28,6 +29,7 @@ from mlopsctl.records.alias_move import AliasMove
 from mlopsctl.records.cache_entry import CacheEntry
 from mlopsctl.records.codec import RecordInvalid, decode, encode
 from mlopsctl.records.common import Actor, GitInfo, Host, OutputRef, SpecRef
+from mlopsctl.records.dataset import DatasetRecord
 from mlopsctl.records.deployment import DeploymentRecord
 from mlopsctl.records.digest_entry import DigestEntry
 from mlopsctl.records.digest_index import DigestIndex
@@ -58,6 +60,7 @@ __all__ = [
     "Actor",
     "AliasMove",
     "CacheEntry",
+    "DatasetRecord",
     "DeploymentRecord",
     "DigestEntry",
     "DigestIndex",
@@ -81,6 +84,7 @@ __all__ = [
     "VersionRecord",
     "alias_move",
     "cache_entry",
+    "dataset",
     "decode",
     "deployment",
     "digest_entry",

@@ -9,6 +9,7 @@ from mlopsctl.errors import UsageError
 from mlopsctl.records import (
     alias_move,
     cache_entry,
+    dataset,
     deployment,
     digest_entry,
     digest_index,
@@ -58,6 +59,7 @@ KINDS: dict[str, RecordKind] = {
         deployment,
         rollout,
         image,
+        dataset,
     )
 }
 

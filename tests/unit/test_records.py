@@ -93,6 +93,9 @@ KEYS = {
     "deployments/breast-cancer/canary.json": "deployment",
     "rollouts/breast-cancer/bc-release.json": "rollout",
     "images/demo/quickstart/content-89697d9dbf50c5006d0f.json": "image",
+    "datasets/churn-window/2712506f30700fb82062be5c5f1e765606b5e4a3d4d8aaea235f8f2936e8659e.json": (
+        "dataset"
+    ),
     # not records
     "blobs/81/815e6eb207a5c75370bc5339eaa97ed06d6c870bbebc95d7a217f3606e76b887": None,
     "logs/predictions/m/date=2026-11-26/235959-1-000001.parquet": None,
@@ -101,6 +104,7 @@ KEYS = {
     "runs/20261126-235959-042-3fa9c1.json.tmp": None,
     "models/breast-cancer/versions/latest.json": None,
     "events/2026/11/x.parquet": None,
+    "datasets/churn-window/not-a-digest.json": None,
 }
 
 
