@@ -423,7 +423,7 @@ def _allocate_copy(store: ObjectStore, name: str, record: VersionBody) -> Versio
             store.put_if_absent(version_key(name, version), canonical_json(full))
         except AlreadyExists:
             found = _read_version(store, name, version)
-            if found is None or found["registration_id"] != registration:
+            if found is None or found.get("registration_id") != registration:
                 # Taken by another registration. Jump to the current latest: stepping one by
                 # one, a loser can fall ever further behind registrations that keep landing.
                 version = max(version + 1, (latest_version(store, name) or 0) + 1)
