@@ -144,8 +144,9 @@ class App:
         self.log_sample = log_sample
         # Share of logged requests whose rows' contributions are logged too (logs.Contributions).
         self.log_contributions = log_contributions
-        # Per served predictor: its model's features when the model can be explained, else None.
-        self._explainable: dict[int, tuple[Predictor, tuple[str, ...] | None]] = {}
+        # Per served predictor: when its model can be explained, the one (empty) Contributions
+        # its unsampled requests share (its names are the model's features); else None.
+        self._explainable: dict[int, tuple[Predictor, Contributions | None]] = {}
         # The task the feedback log's ``actual`` column is typed for (None: not known).
         self.classification = classification
         # Refuse extra columns (400) instead of ignoring them (MLflow's default).
@@ -579,16 +580,16 @@ class App:
         features = inputs.matrix if inputs.matrix is not None else inputs.columns
         contrib = None
         if self.log_contributions > 0.0 or contributions is not None:
-            names = self.contribution_names(predictor)
-            if names is None:
+            unsampled = self._unsampled(predictor)
+            if unsampled is None:
                 pass
             elif contributions is not None:
-                contrib = Contributions(names, values=contributions)
+                contrib = Contributions(unsampled.names, values=contributions)
             elif contrib_sampled(request_id, self.log_contributions):
                 # Explained by the log writer, in a batch, off the request path.
-                contrib = Contributions(names, model=predictor.model, inputs=inputs)
+                contrib = Contributions(unsampled.names, model=predictor.model, inputs=inputs)
             elif self.log_contributions > 0.0:
-                contrib = Contributions(names)  # not sampled: null columns
+                contrib = unsampled  # not sampled: null columns
         log.append(
             (
                 request_id,
@@ -613,21 +614,25 @@ class App:
         """The features of ``predictor``'s model when it can be explained (the log's
         ``contrib.<name>`` columns), else None; worked out once per predictor (the server
         asks for every served one at start-up, so no request pays for the first time)."""
+        unsampled = self._unsampled(predictor)
+        return unsampled.names if unsampled is not None else None
+
+    def _unsampled(self, predictor: Predictor) -> Contributions | None:
         known = self._explainable.get(id(predictor))
         if known is not None and known[0] is predictor:
             return known[1]
-        names: tuple[str, ...] | None
+        unsampled: Contributions | None
         try:
             from mlopsctl.models.explain import method_of
 
             method_of(predictor.model)
-            names = tuple(f.name for f in predictor.features)
+            unsampled = Contributions(tuple(f.name for f in predictor.features))
         except Exception:  # noqa: BLE001 - not explainable: its rows are logged without them
-            names = None
+            unsampled = None
         if len(self._explainable) > 64:  # predictors swapped out long ago
             self._explainable.clear()
-        self._explainable[id(predictor)] = (predictor, names)
-        return names
+        self._explainable[id(predictor)] = (predictor, unsampled)
+        return unsampled
 
     def _infer(
         self,
