@@ -303,20 +303,20 @@ class Site:
     def experiment_tables(
         self, name: str, runs: list[dict[str, Any]], metric_names: list[str]
     ) -> list[Page]:
-        newest = runs[::-1]
         metric_cols = metric_names[:6]
         param_names = sorted({k for r in runs for k in r.get("params") or {}})
-        varying = [
-            k for k in param_names if len({str((r.get("params") or {}).get(k)) for r in runs}) > 1
-        ]
+        varying = [k for k in param_names if _varies([r.get("params") or {} for r in runs], k)]
         param_cols = (varying + [k for k in param_names if k not in varying])[:6]
-        count = max(1, -(-len(newest) // PAGE_ROWS))
+        count = max(1, -(-len(runs) // PAGE_ROWS))
         series = {m: [(r.get("metrics") or {}).get(m) for r in runs] for m in metric_names[:4]}
         folder = f"experiments/{slug(name)}"
         sigs = {r["id"]: self.snap.sigs[self.snap.run_keys[r["id"]]] for r in runs}
         pages = []
+        # Block N holds runs N*500-499..N*500 counted from the oldest, so a new run changes
+        # only the newest block (index.html); each block lists its runs newest first.
         for number in range(1, count + 1):
-            rows = newest[(number - 1) * PAGE_ROWS : number * PAGE_ROWS]
+            rows = runs[(number - 1) * PAGE_ROWS : number * PAGE_ROWS][::-1]
+            newest = number == count
             registered = [self.registered.get(r["id"]) for r in rows]
             # Rows are summaries of records, so the records' signatures stand for them.
             inputs = [
@@ -327,11 +327,11 @@ class Site:
                 registered,
                 metric_cols,
                 param_cols,
-                [sigs[r["id"]] for r in runs] if number == 1 else None,
+                [sigs[r["id"]] for r in runs] if newest else None,
             ]
             pages.append(
                 Page(
-                    f"{folder}/{page_name(number)}",
+                    f"{folder}/{block_name(number, count)}",
                     inputs,
                     self._table_renderer(
                         name,
@@ -340,7 +340,7 @@ class Site:
                         rows,
                         metric_cols,
                         param_cols,
-                        series if number == 1 else {},
+                        series if newest else {},
                         len(runs),
                     ),
                 )
@@ -360,15 +360,19 @@ class Site:
     ) -> Render:
         def render(store: ObjectStore) -> str:
             root = "../.."
-            body = [
-                f'<p>{total} runs, newest first. <a href="compare.html">Compare the best '
-                f"{BEST_N} runs</a>.</p>"
-            ]
+            if number == count:
+                intro = f"{total} runs, newest first."
+            else:
+                intro = (
+                    f"Runs {(number - 1) * PAGE_ROWS + 1} to {number * PAGE_ROWS}, newest first."
+                )
+            body = [f'<p>{intro} <a href="compare.html">Compare the best {BEST_N} runs</a>.</p>']
+
             if series:
                 body.append('<h2>Metrics over runs</h2><div id="plots">')
                 body += [svg.line_plot(m, values) for m, values in series.items()]
                 body.append("</div>")
-            body.append("<h2>Runs</h2>" + pager(number, count))
+            body.append("<h2>Runs</h2>" + block_pager(number, count))
             headers = ["", "run", "status", "started", "seconds", "who", "commit", "model"]
             headers += [f"metric {m}" for m in metric_cols] + [f"param {p}" for p in param_cols]
             cells = []
@@ -392,7 +396,7 @@ class Site:
                     ]
                 )
             body.append(table(headers, cells, cls="runs", attrs=' id="runs"'))
-            body.append(pager(number, count))
+            body.append(block_pager(number, count))
             body.append(
                 '<p><button type="button" id="compare-button">Compare checked runs</button>'
                 '</p><div id="compare-out"></div>'
@@ -1250,6 +1254,29 @@ def spec_text(spec: Any) -> str:
     if isinstance(spec, dict):
         return f'{esc(spec.get("path"))} <span class="mono">{esc(spec.get("digest"))}</span>'
     return esc(spec)
+
+
+def _varies(params: list[dict[str, Any]], key: str) -> bool:
+    first = params[0].get(key) if params else None
+    return any(p.get(key) != first for p in params)
+
+
+def block_name(number: int, count: int) -> str:
+    return "index.html" if number == count else f"page-{number}.html"
+
+
+def block_pager(current: int, count: int) -> str:
+    """Links to every block of a long table, newest first, named by the rows they hold."""
+    if count <= 1:
+        return ""
+    parts = []
+    for n in range(count, 0, -1):
+        label = "newest" if n == count else f"{(n - 1) * PAGE_ROWS + 1}\u2013{n * PAGE_ROWS}"
+        if n == current:
+            parts.append(f'<span class="cur">{label}</span>')
+        else:
+            parts.append(f'<a href="{block_name(n, count)}">{label}</a>')
+    return f'<nav class="pager">runs: {" ".join(parts)}</nav>'
 
 
 def step_text(rollout: dict[str, Any]) -> str:
