@@ -176,15 +176,6 @@ def _join(
         )
 
     span = {"since": since_ms, "until": until_ms}
-    # Pass 1, the keys only: every logged key in the window, and its latest time.
-    con.execute(
-        f"""CREATE TEMP TABLE kd AS
-        SELECT rid, r, max(t) AS t, count(*) AS copies FROM (
-            SELECT CAST(request_id AS VARCHAR) AS rid, {row_of("")} AS r, epoch_ms(ts) AS t
-            FROM {_READ} WHERE {in_window("")})
-        GROUP BY rid, r""",
-        {"files": predictions, **span},
-    )
     if feedback:
         feed = _columns(con, feedback)
         for needed in ("request_id", "ts", "actual"):
@@ -192,14 +183,14 @@ def _join(
                 raise UsageError(f"the feedback logs have no {needed!r} column")
         feed_row = "COALESCE(CAST(row AS BIGINT), 0)" if "row" in feed else "0"
         # The latest outcome per key (ties: the later file, later in it); arg_max_null, since
-        # a latest outcome of null must win too (arg_max skips nulls).
+        # a latest outcome of null must win too (arg_max skips nulls). file_index is the
+        # file's place in the list, which is in key order.
         con.execute(
             f"""CREATE TEMP TABLE f AS
             SELECT CAST(request_id AS VARCHAR) AS rid, {feed_row} AS r, max(epoch_ms(ts)) AS t,
-                   arg_max_null(actual, (epoch_ms(ts), filename, file_row_number)) AS val,
+                   arg_max_null(actual, (epoch_ms(ts), file_index, file_row_number)) AS val,
                    count(*) AS copies
-            FROM read_parquet($files, union_by_name = true, hive_partitioning = false,
-                              filename = true, file_row_number = true)
+            FROM {_READ}
             WHERE request_id IS NOT NULL AND epoch_ms(ts) <= $labels
             GROUP BY ALL""",
             {"files": feedback, "labels": labels_ms},
@@ -208,54 +199,65 @@ def _join(
         con.execute(
             "CREATE TEMP TABLE f (rid VARCHAR, r BIGINT, t BIGINT, val VARCHAR, copies BIGINT)"
         )
-    con.execute(
-        """CREATE TEMP TABLE lab AS
-        SELECT kd.rid, kd.r, kd.t, f.val, f.t AS label_t
-        FROM kd JOIN f USING (rid, r) WHERE f.val IS NOT NULL"""
-    )
-    # Pass 2, the features of the labelled rows only.
+    # Pass 1, the keys only, nothing kept: how many rows and keys the window logged.
+    totals = con.execute(
+        f"""SELECT count(*), coalesce(sum(copies), 0) FROM (
+            SELECT CAST(request_id AS VARCHAR) AS rid, {row_of("")} AS r, count(*) AS copies
+            FROM {_READ} WHERE {in_window("")} GROUP BY ALL)""",
+        {"files": predictions, **span},
+    ).fetchall()[0]
+    distinct, logged = int(totals[0]), int(totals[1])
+    # Pass 2, the rows whose key has an outcome, with their features and that outcome (every
+    # copy of a key logged twice, for now).
     names = [name for _, name in pairs]
-    keep = "".join(f", p.{_quote(logged)} AS {_quote(name)}" for logged, name in pairs)
+    keep = "".join(f", {_quote(logged_as)} AS {_quote(name)}" for logged_as, name in pairs)
     con.execute(
         f"""CREATE TEMP TABLE out AS
-        SELECT lab.rid, lab.r, lab.t, lab.label_t{keep}, lab.val AS {_quote(target)}
-        FROM {_READ} AS p JOIN lab
-          ON CAST(p.request_id AS VARCHAR) = lab.rid AND {row_of("p.")} = lab.r
-         AND epoch_ms(p.ts) = lab.t
-        WHERE {in_window("p.")}""",
+        SELECT p.*, f.t AS "__label_t", f.val AS {_quote(target)} FROM (
+            SELECT CAST(request_id AS VARCHAR) AS "__rid", {row_of("")} AS "__r",
+                   epoch_ms(ts) AS "__t", file_index AS "__file",
+                   file_row_number AS "__line"{keep}
+            FROM {_READ} WHERE {in_window("")}) AS p
+        JOIN f ON p."__rid" = f.rid AND p."__r" = f.r""",
         {"files": predictions, **span},
     )
+    if logged > distinct:
+        # A key logged more than once: its latest row, then the one in the later file, later
+        # in it.
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE out AS SELECT * FROM out
+            QUALIFY row_number() OVER (PARTITION BY "__rid", "__r"
+                                       ORDER BY "__t" DESC, "__file" DESC, "__line" DESC) = 1"""
+        )
+    labelled_only = f"{_quote(target)} IS NOT NULL"
     summary = con.execute(
-        """SELECT (SELECT coalesce(sum(copies), 0) FROM kd), (SELECT count(*) FROM kd),
-                   (SELECT count(*) FROM lab), (SELECT count(*) FROM out),
-                   (SELECT count(*) FILTER (WHERE label_t >= $until) FROM lab),
-                   (SELECT max(label_t) FROM lab),
-                   (SELECT count(*) FILTER (WHERE label_t > $new) FROM lab),
-                   (SELECT count(*) FROM f), (SELECT coalesce(sum(copies - 1), 0) FROM f),
-                   (SELECT count(*) FROM f ANTI JOIN kd USING (rid, r))""",
+        f"""SELECT (SELECT count(*) FROM out),
+                   count(*) FILTER (WHERE "__label_t" >= $until),
+                   max("__label_t"),
+                   count(*) FILTER (WHERE "__label_t" > $new),
+                   count(*),
+                   (SELECT count(*) FROM f), (SELECT coalesce(sum(copies - 1), 0) FROM f)
+        FROM out WHERE {labelled_only}""",
         {"until": until_ms, "new": new_ms if new_ms is not None else 2**62},
     ).fetchall()[0]
-    logged, distinct, labelled, joined = (int(v) for v in summary[:4])
-    if joined > labelled:
-        # Copies of one key logged at the same moment (at-least-once writes): one of them,
-        # the same one every time.
-        order = ", ".join(_quote(n) for n in names) or "rid"
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE out AS SELECT * FROM out
-            QUALIFY row_number() OVER (PARTITION BY rid, r ORDER BY {order}) = 1"""
-        )
+    matched, labelled = int(summary[0]), int(summary[4])
     counts = {
         "logged_rows": logged,
         "duplicate_rows": logged - distinct,
         "labelled_rows": labelled,
         "unlabelled_rows": distinct - labelled,
-        "late_labels": int(summary[4]),
-        "feedback_rows": int(summary[7]) + int(summary[8]),
-        "duplicate_feedback": int(summary[8]),
-        "unmatched_feedback": int(summary[9]),
+        "late_labels": int(summary[1]),
+        "feedback_rows": int(summary[5]) + int(summary[6]),
+        "duplicate_feedback": int(summary[6]),
+        "unmatched_feedback": int(summary[5]) - matched,
     }
     if new_ms is not None:
-        counts["new_labels"] = int(summary[6])
-    through = int(summary[5]) if summary[5] is not None else None
-    table = _arrow(con.sql("SELECT * EXCLUDE (rid, r, t, label_t) FROM out ORDER BY t, rid, r"))
+        counts["new_labels"] = int(summary[3])
+    through = int(summary[2]) if summary[2] is not None else None
+    table = _arrow(
+        con.sql(
+            f"""SELECT * EXCLUDE ("__rid", "__r", "__t", "__file", "__line", "__label_t")
+            FROM out WHERE {labelled_only} ORDER BY "__t", "__rid", "__r" """
+        )
+    )
     return Joined(table, names, counts, through)

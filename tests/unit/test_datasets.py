@@ -214,6 +214,38 @@ def test_version_filter_and_features(store: ObjectStore, tmp_path: Path) -> None
         build(store, tmp_path, from_logs={**WINDOW, "target": "x1"})
 
 
+def test_a_key_logged_twice_keeps_its_latest_row(store: ObjectStore, tmp_path: Path) -> None:
+    """Copies of one key: the latest row; at the same moment, the later file, later in it."""
+    put(
+        store,
+        "logs/predictions/m/date=2026-05-02/1.parquet",
+        predictions(
+            [
+                ("a", 0, at(2), 1.0),
+                ("a", 0, at(1), 2.0),  # older
+                ("b", 0, at(3), 3.0),
+                ("b", 0, at(3), 4.0),  # same moment, later in the file
+                ("c", 0, at(4), 9.0),
+            ]
+        ),
+    )
+    # c again at the same moment in a later file, with smaller features: the later file wins.
+    put(store, "logs/predictions/m/date=2026-05-02/2.parquet", predictions([("c", 0, at(4), 5.0)]))
+    put(
+        store,
+        "logs/feedback/m/date=2026-05-02/1.parquet",
+        feedback([("a", at(5), "1"), ("b", at(5), "0"), ("c", at(5), "1")]),
+    )
+    built = build(store, tmp_path)
+    assert table_of(store, built.digest).to_pydict() == {
+        "x1": [1.0, 4.0, 5.0],
+        "ts": [10.0, 40.0, 50.0],
+        "target": [1, 0, 1],
+    }
+    counts = built.record["counts"]
+    assert (counts["logged_rows"], counts["duplicate_rows"], counts["labelled_rows"]) == (6, 3, 3)
+
+
 def test_nothing_labelled_and_nothing_mixed_is_not_found(
     store: ObjectStore, tmp_path: Path
 ) -> None:
