@@ -3,12 +3,13 @@
 (get_historical_features, offline store duckdb), compared value by value.
 
 Feast is 585 MB and takes seconds to import, so it lives in its own virtualenv,
-.bench/feast-venv (`python -m venv .bench/feast-venv && .bench/feast-venv/bin/pip install
-'feast[duckdb]'`), which bench/features.py uses as well; without it this test skips, saying so,
-and CI stays fast. The data draw the edges on purpose: labels at exactly a feature row's time,
-exactly at time + TTL and one microsecond past it, entities without rows, NULL values, a set
-without TTL, and rows of one entity and time told apart by their created time (Feast's own
-tie rule; with equal created times Feast's choice is arbitrary, so those are not drawn here).
+.bench/feast-venv (`bash scripts/peers.sh feast`; scripts/test.sh installs it in the background
+while the other tiers run), which bench/features.py uses as well; without it this test skips,
+saying so, and fails instead under MLOPSCTL_REQUIRE_PEERS=1 (CI). The data draw the edges on
+purpose: labels at exactly a feature row's time, exactly at time + TTL and one microsecond past
+it, entities without rows, NULL values, a set without TTL, and rows of one entity and time told
+apart by their created time (Feast's own tie rule; with equal created times Feast's choice is
+arbitrary, so those are not drawn here).
 """
 
 from __future__ import annotations
@@ -24,26 +25,27 @@ import pytest
 from mlopsctl.features import featureset_from_data, materialize_offline, training_set
 from mlopsctl.store.local import LocalStore
 
+from .peers import WAITS_FOR_PEER, peer_python
+
 ROOT = Path(__file__).resolve().parents[2]
-FEAST_PYTHON = ROOT / ".bench" / "feast-venv" / "bin" / "python"
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not FEAST_PYTHON.exists(),
-        reason="Feast is not installed in .bench/feast-venv (python -m venv .bench/feast-venv && "
-        ".bench/feast-venv/bin/pip install 'feast[duckdb]'); the oracle tests in "
-        "tests/unit/test_features_pit.py still run",
-    ),
-]
+pytestmark = [pytest.mark.slow, WAITS_FOR_PEER]
 
 
-def _bench() -> object:
+@pytest.fixture(scope="module")
+def feast_python() -> Path:
+    """.bench/feast-venv's python (the oracle tests in tests/unit/test_features_pit.py run
+    without it)."""
+    return peer_python("feast")
+
+
+def _bench(feast_python: Path) -> object:
     spec = importlib.util.spec_from_file_location("bench_features", ROOT / "bench" / "features.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    module.FEAST_PYTHON = feast_python  # type: ignore[attr-defined]  # run_feast's interpreter
     return module
 
 
@@ -68,8 +70,8 @@ def _rows(rng: np.random.Generator, name: str, n: int, entities: int) -> pd.Data
 
 
 @pytest.mark.parametrize("seed", [11, 12])
-def test_training_sets_agree_with_feast(tmp_path: Path, seed: int) -> None:
-    bench = _bench()
+def test_training_sets_agree_with_feast(tmp_path: Path, seed: int, feast_python: Path) -> None:
+    bench = _bench(feast_python)
     rng = np.random.default_rng(seed)
     store = LocalStore(tmp_path / "store")
     sets, jobs = [], []
