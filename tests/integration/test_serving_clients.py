@@ -2,10 +2,12 @@
 
 - tritonclient (installed, dev extra) with its default binary encoding, on a model with a
   string feature (BYTES tensors);
-- the KServe SDK's v1 and v2 REST protocols. The `kserve` package is not installed: it pins
-  pandas below 3 (it would downgrade this project's pandas) and brings fastapi, pydantic and
-  grpc. Its `InferenceRESTClient` posts JSON with httpx; the same requests (paths, bodies,
-  Content-Type) are sent here with http.client: v1 ``GET /v1/models/<m>`` (ready),
+- the KServe SDK's v1 and v2 REST protocols, twice. For real: `kserve.InferenceRESTClient`
+  runs in .bench/kserve-venv (scripts/peers.sh; the `kserve` package pins pandas below 3, which
+  would downgrade this project's pandas, so it never goes into .venv), driven by
+  clients/kserve_rest.py, and its answers are compared with the server's /invocations and
+  /explain. And byte for byte: the requests it sends (httpx, JSON) are re-created here with
+  http.client, so they run without the peer too: v1 ``GET /v1/models/<m>`` (ready),
   ``POST /v1/models/<m>:predict`` and ``:explain`` with ``{"instances": [...]}``; v2
   ``/v2/health/ready``, ``/v2/models/<m>/ready`` and ``/v2/models/<m>/infer`` with an
   InferRequest's ``to_rest()`` body (``id``, ``inputs`` with ``parameters``, ``parameters``
@@ -28,6 +30,7 @@ import pytest
 
 from tests.func.test_models import feature_rows, quickstart_project
 
+from .peers import WAITS_FOR_PEER, peer_python, run_client
 from .test_serving_server import MODEL, ServerProcess, start_server
 
 
@@ -162,6 +165,48 @@ def test_kserve_v2_rest_protocol(quickstart: ServerProcess) -> None:
     assert status == 200, body
     assert body["id"] == "kserve-1" and body["model_name"] == MODEL
     assert [o["name"] for o in body["outputs"]] == ["predict", "proba"]
+
+
+@WAITS_FOR_PEER
+def test_the_kserve_sdk_rest_client_v1_and_v2(
+    kserve_python: Path, quickstart: ServerProcess, tmp_path: Path
+) -> None:
+    """kserve.InferenceRESTClient itself: v1 ready/predict (rows and records)/explain, v2
+    live/ready/infer as JSON tensors (one per feature, pandas content type) and as one 2-D
+    tensor with the binary extension; its answers match /invocations and /explain."""
+    frame = feature_rows(5)
+    rows = tmp_path / "rows.json"
+    rows.write_text(json.dumps({"columns": list(frame.columns), "data": frame.values.tolist()}))
+    got = run_client(
+        kserve_python, "kserve_rest.py", f"http://127.0.0.1:{quickstart.port}", MODEL, str(rows)
+    )
+    split = {"dataframe_split": {"columns": list(frame.columns), "data": frame.values.tolist()}}
+    status, expected = quickstart.json("POST", "/invocations", split)
+    assert status == 200 and len(expected["predictions"]) == 5
+    predictions = expected["predictions"]
+    assert got["v1_model_ready"] is True
+    assert got["v1_predict"]["predictions"] == predictions
+    assert got["v1_predict_records"]["predictions"] == predictions
+    status, explained = quickstart.json("POST", "/explain", split)
+    assert status == 200 and got["v1_explain"]["explanations"] == explained["explanations"]
+    assert (got["v1_unknown_model"], got["v1_no_instances"]) == (404, 400)
+    assert got["v2_server_live"] is True and got["v2_server_ready"] is True
+    assert got["v2_model_ready"] is True
+    for kind in ("json", "binary"):
+        answer = got[f"v2_{kind}"]
+        assert answer["id"] == f"kserve-{kind}" and answer["model_name"] == MODEL, answer
+        outputs = answer["outputs"]
+        assert sorted(outputs) == ["predict", "proba"], outputs
+        assert outputs["predict"]["data"] == predictions, kind
+        assert outputs["proba"]["shape"] == [5, 2]
+        proba = np.asarray(outputs["proba"]["data"])
+        assert np.allclose(proba.sum(axis=1), 1.0)
+
+
+@pytest.fixture
+def kserve_python() -> Path:
+    """.bench/kserve-venv's python (waits for scripts/peers.sh; skips or fails without it)."""
+    return peer_python("kserve")
 
 
 # -- explanations ------------------------------------------------------------------------------
