@@ -26,6 +26,7 @@ import pytest
 
 from tests.func.test_models import quickstart_project
 
+from .peers import WAITS_FOR_PEER, peer_python, run_client
 from .test_serving_server import (
     MODEL,
     ServerProcess,
@@ -451,8 +452,9 @@ def test_infinity_is_refused_the_same_way_everywhere(server: ServerProcess) -> N
 # -- what MLflow clients send ---------------------------------------------------------------------
 def test_chunked_and_compressed_bodies_and_a_gzip_bomb(served_project: Path) -> None:
     """The bodies MLflow's scoring clients send: `requests` with a generator body (chunked) and
-    a gzip Content-Encoding (as `mlflow.deployments` and proxies do), with the same headers;
-    mlflow itself is not installed here. A body that inflates past --max-body is a 413."""
+    a gzip Content-Encoding (as `mlflow.deployments` and proxies do), with the same headers, byte
+    for byte (MLflow's own client runs in the test below). A body that inflates past --max-body
+    is a 413."""
     running = start_server(served_project, f"{MODEL}:1", "--no-log", "--max-body", "1048576")
     try:
         body = json.dumps(split_body(rows(3))).encode()
@@ -667,3 +669,41 @@ def test_feedback_per_row(server: ServerProcess, served_project: Path) -> None:
     feedback = read_logs(served_project / ".mlops", "feedback")
     assert feedback is not None
     assert feedback.column("row").to_pylist() == [0, 2]
+
+
+@pytest.fixture
+def mlflow_python() -> Path:
+    """.bench/mlflow-client-venv's python (waits for scripts/peers.sh; skips or fails without
+    it)."""
+    return peer_python("mlflow-client")
+
+
+@WAITS_FOR_PEER
+def test_mlflow_scoring_client_plain_chunked_and_gzip(
+    mlflow_python: Path, served_project: Path, tmp_path: Path
+) -> None:
+    """MLflow's own ScoringServerClient (.bench/mlflow-client-venv, clients/mlflow_scoring.py):
+    a DataFrame, a DataFrame with params and an ndarray (`inputs`), as MLflow serialises them. The
+    client always sends one Content-Length body, so the chunked and the gzip body are MLflow's
+    same payload sent by `requests`, the library the client uses (a generator body, which
+    requests sends chunked; gzip bytes with Content-Encoding: gzip), read back with MLflow's
+    PredictionsResponse. The exact bytes are pinned by the http.client test above."""
+    frame = rows(6)
+    data = tmp_path / "rows.json"
+    data.write_text(json.dumps({"columns": list(frame.columns), "data": frame.values.tolist()}))
+    running = start_server(served_project, f"{MODEL}:1", "--no-log")
+    try:
+        status, expected = running.json("POST", "/invocations", split_body(frame))
+        assert status == 200 and len(expected["predictions"]) == 6
+        got = run_client(
+            mlflow_python, "mlflow_scoring.py", "127.0.0.1", str(running.port), str(data)
+        )
+        assert running.request("GET", "/ping")[0] == 200
+    finally:
+        _stop(running)
+    predictions = expected["predictions"]
+    for kind in ("plain", "plain_params", "plain_ndarray", "chunked", "gzip"):
+        assert got[kind] == predictions, (kind, got[kind])
+    assert got["chunked_request_headers"].get("Transfer-Encoding") == "chunked"
+    assert "Content-Length" not in got["chunked_request_headers"]
+    assert (got["chunked_status"], got["gzip_status"]) == (200, 200)
