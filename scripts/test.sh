@@ -11,6 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/venv.sh # first: the test base image pins its libraries to .venv's versions
+# The peers' own virtualenvs (Feast, the KServe SDK, MLflow's client) install in the background
+# meanwhile; the tests that run them wait for .bench/NAME.ready (tests/integration/peers.py).
+bash scripts/peers.sh </dev/null &
 
 if [ -z "${MLOPSCTL_NO_TESTBED:-}" ]; then
     if [ "$(id -u)" -eq 0 ]; then
