@@ -104,8 +104,12 @@ def test_logged_contributions_are_the_explanations_and_the_monitor_uses_them(
     # the rows /explain answered log the contributions it answered with
     explained = [r for r in logged if r["request_id"] == "explain-all"]
     for row in explained:
-        want = list(body["explanations"][row["row"]].values())
-        np.testing.assert_allclose([row[c] for c in columns], want, rtol=1e-12)
+        answered = body["explanations"][row["row"]]
+        np.testing.assert_allclose(
+            [row[f"contrib.{name}"] for name in answered],
+            list(answered.values()),
+            rtol=1e-12,
+        )
 
     proc = subprocess.run(
         [sys.executable, "-m", "mlopsctl", "monitor", "check", "monitor.yaml", "--json"],
