@@ -239,17 +239,24 @@ def test_site_build_refuses_a_bad_output(cli: Invoke, project: Path) -> None:
     assert sorted(p.name for p in mine.iterdir()) == ["keep.txt"]
 
 
-def test_site_build_of_an_empty_store_with_store_flag(
-    cli: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_site_build_with_store_flag_outside_the_project(
+    cli: Invoke, trained: tuple[Path, dict], tmp_path: Path
 ) -> None:
-    store = tmp_path / "store"
-    store.mkdir()
+    root, run = trained
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    result = cli("site", "build", "--store", str(store), "-o", "out", "--json", cwd=elsewhere)
+    store = str(root / ".mlops")
+    result = cli("site", "build", "--store", store, "-o", "out", "--json", cwd=elsewhere)
     assert result.exit_code == 0, result.stderr
     built = json.loads(result.stdout)
-    assert built["runs"] == 0 and built["written"] == built["pages"]
-    index = (elsewhere / "out/index.html").read_text()
-    assert "<b>0</b>runs" in index
+    assert built["runs"] == 1 and built["versions"] == 1 and built["written"] == built["pages"]
+    assert (elsewhere / f"out/runs/{run['id']}.html").is_file()
     assert broken_links(elsewhere / "out") == []
+
+    empty = tmp_path / "empty-store"
+    empty.mkdir()
+    result = cli("site", "build", "--store", str(empty), "-o", "none", "--json", cwd=elsewhere)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["runs"] == 0
+    assert "<b>0</b>runs" in (elsewhere / "none/index.html").read_text()
+    assert broken_links(elsewhere / "none") == []
