@@ -150,6 +150,10 @@ def build_site(
     started = time.perf_counter()
     out = Path(out)
     previous = _check_output(out)
+    if previous and previous.get("store") != getattr(store, "url", None):
+        # Another store: its records' signatures mean nothing here, rebuild every page (the
+        # old pages stay listed, so those the new store has no page for are removed).
+        previous = {"pages": {p: "" for p in previous.get("pages") or {}}}
     old_pages: dict[str, str] = dict(previous.get("pages") or {})
     if not previous:  # claim the folder first: a build that fails midway can be rerun
         out.mkdir(parents=True, exist_ok=True)

@@ -260,3 +260,12 @@ def test_site_build_with_store_flag_outside_the_project(
     assert json.loads(result.stdout)["runs"] == 0
     assert "<b>0</b>runs" in (elsewhere / "none/index.html").read_text()
     assert broken_links(elsewhere / "none") == []
+
+    # The empty store into the first site's folder: every page rebuilt, the run's removed.
+    result = cli("site", "build", "--store", str(empty), "-o", "out", "--json", cwd=elsewhere)
+    assert result.exit_code == 0, result.stderr
+    again = json.loads(result.stdout)
+    assert again["runs"] == 0 and again["written"] == again["pages"] and again["removed"] > 0
+    assert not (elsewhere / f"out/runs/{run['id']}.html").exists()
+    assert "<b>0</b>runs" in (elsewhere / "out/index.html").read_text()
+    assert broken_links(elsewhere / "out") == []
