@@ -27,10 +27,18 @@ def esc(value: Any) -> str:
 
 def slug(name: Any) -> str:
     """A file name for a store name: the name itself when it is plain (letters, digits, '.',
-    '_' and '-', no leading dot, at most 100 characters), otherwise a digest of it, so that no
-    name can step out of its folder or clash with the site's own files."""
+    '_' and '-', no leading dot, at most 100 characters, not ending like one of the site's own
+    files, not 'index'), otherwise a digest of it, so that no name can step out of its folder
+    or clash with the site's own files."""
     text = str(name)
-    if len(text) <= 100 and _SAFE.fullmatch(text) and not text.startswith("x-"):
+    lower = text.lower()
+    if (
+        len(text) <= 100
+        and _SAFE.fullmatch(text)
+        and not lower.startswith("x-")
+        and not lower.endswith((".html", ".htm", ".css", ".js", ".json"))
+        and lower != "index"  # pipelines/<name>.html beside pipelines/index.html
+    ):
         return text
     return "x-" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:20]
 

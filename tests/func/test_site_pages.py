@@ -4,6 +4,7 @@ the experiment's index.html, and a new run rewrites that block alone, not the ol
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,26 @@ def test_reports_deployments_and_rollouts(
     assert f'href="../../reports/rollouts/{MODEL}/r1.html"' in model
     assert broken_links(site) == []
     assert run["id"] in (site / "index.html").read_text()
+
+
+def test_names_that_would_clash_with_the_sites_files_are_renamed() -> None:
+    from mlopsctl.site.html import slug
+
+    assert slug("churn") == "churn" and slug("model.v2") == "model.v2"
+    for name in (
+        "index.html",
+        "index",
+        "site.js",
+        "style.css",
+        "manifest.json",
+        "x-1",
+        "../a",
+        "a/b",
+        ".hidden",
+        "<b>",
+        "",
+        "A" * 101,
+    ):
+        got = slug(name)
+        assert re.fullmatch(r"x-[0-9a-f]{20}", got), (name, got)
+    assert slug("index.html") != slug("index")
