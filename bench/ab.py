@@ -12,10 +12,11 @@ prediction, score and the sticky key ``customer_id``) and ``logs/feedback/<model
 Both sides produce the same per-customer table (arm, first request, predictions, outcome sum,
 count and maximum, duplicate outcomes dropped by latest timestamp) and the conversion per arm;
 mlopsctl then does everything `release ab` does (SRM, three metrics at 16 daily looks), pandas
-only the join. Both read the local store's files in place. Wall and CPU seconds are printed
-with the load average: on a shared machine the CPU seconds are the steadier figure.
+only the join. Both read the local store's files in place. Each side runs --runs times,
+alternating; the medians of wall and CPU seconds (all threads) are printed with the load
+average: on a shared machine the CPU seconds are the steadier figure.
 
-.venv/bin/python bench/ab.py [--customers N] [--requests N] [--outcomes N] [--fresh]
+.venv/bin/python bench/ab.py [--customers N] [--requests N] [--outcomes N] [--runs N] [--fresh]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -143,6 +145,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=4_000_000)
     parser.add_argument("--outcomes", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--fresh", action="store_true")
     parser.add_argument("--root", type=Path, default=Path(".bench/ab-store"))
     args = parser.parse_args()
@@ -179,33 +182,41 @@ def main() -> None:
             ],
         }
     )
-    with LocalStore(args.root) as store:
+    ours, ours_cpu, theirs, theirs_cpu = [], [], [], []
+    for _ in range(args.runs):
+        with LocalStore(args.root) as store:
+            began, cpu = time.perf_counter(), time.process_time()
+            result = ab.analyze(store, MODEL, cfg, control=1, treatment=2, since=START, until=until)
+            ours.append(time.perf_counter() - began)
+            ours_cpu.append(time.process_time() - cpu)
         began, cpu = time.perf_counter(), time.process_time()
-        result = ab.analyze(store, MODEL, cfg, control=1, treatment=2, since=START, until=until)
-        ours, ours_cpu = time.perf_counter() - began, time.process_time() - cpu
+        baseline, units = _pandas(args.root, until)
+        theirs.append(time.perf_counter() - began)
+        theirs_cpu.append(time.process_time() - cpu)
     conversion = result["metrics"][0]
+    ours_s, ours_c = statistics.median(ours), statistics.median(ours_cpu)
+    theirs_s, theirs_c = statistics.median(theirs), statistics.median(theirs_cpu)
     print(
-        f"mlopsctl (DuckDB): {ours:.2f} s ({ours_cpu:.2f} CPU-s) for "
+        f"mlopsctl (DuckDB): median {ours_s:.2f} s ({ours_c:.2f} CPU-s) of "
+        f"{', '.join(f'{t:.2f}' for t in ours)} s for "
         f"{result['prediction_rows']:,} predictions, "
         f"{result['feedback']['feedback_rows']:,} outcomes, "
         f"{result['srm']['units']['control'] + result['srm']['units']['treatment']:,} customers, "
         f"{len(result['looks'])} looks x 3 metrics: conversion {conversion['control']:.4f} -> "
         f"{conversion['treatment']:.4f}, decision {result['decision']}"
     )
-    began, cpu = time.perf_counter(), time.process_time()
-    baseline, units = _pandas(args.root, until)
-    theirs, theirs_cpu = time.perf_counter() - began, time.process_time() - cpu
     print(
-        f"pandas merge/groupby: {theirs:.2f} s ({theirs_cpu:.2f} CPU-s) for the join alone "
+        f"pandas merge/groupby: median {theirs_s:.2f} s ({theirs_c:.2f} CPU-s) of "
+        f"{', '.join(f'{t:.2f}' for t in theirs)} s for the join alone "
         f"({units:,} customers): "
         f"conversion {baseline.get(1, float('nan')):.4f} -> {baseline.get(2, float('nan')):.4f}"
     )
     agree = abs(baseline.get(1, 0) - conversion["control"]) < 1e-9
     print(
-        f"ratio pandas / mlopsctl: {theirs / ours:.1f}x wall, {theirs_cpu / ours_cpu:.1f}x CPU "
+        f"ratio pandas / mlopsctl: {theirs_s / ours_s:.1f}x wall, {theirs_c / ours_c:.1f}x CPU "
         f"(same conversion: {agree}); "
-        f"goal under 10 s: {'met' if ours < 10 else 'MISSED'}; "
-        f"load average {os.getloadavg()[0]:.1f} after"
+        f"goal under 10 s: {'met' if ours_s < 10 else 'MISSED'}; "
+        f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} after"
     )
 
 

@@ -364,7 +364,8 @@ def _load(
 
     # Request ids and units are joined and grouped by their 64-bit hashes, not as text: several
     # times faster, and a collision among 10 million ids has odds of about one in 300,000.
-    unit_sql = hashed(logged(unit, "the unit")) if unit else hashed("request_id")
+    unit_column = logged(unit, "the unit") if unit else "request_id"
+    unit_sql = hashed(unit_column)
     rid_sql = "hash(CAST(request_id AS VARCHAR))"
     row_sql = "COALESCE(CAST(row AS BIGINT), 0)" if "row" in columns else "0"
     in_window = "epoch_ms(ts) >= $since AND epoch_ms(ts) < $until AND request_id IS NOT NULL"
@@ -444,12 +445,13 @@ def _load(
         {"files": feed_files, **window},
     )
     # Pass 2: each outcome with its prediction's unit and version (at-least-once log writes
-    # may hold a row twice: one of them).
+    # may hold a row twice: one of them); the unit is hashed after the join, for those rows
+    # only.
     con.execute(
         f"""CREATE TEMP TABLE m AS
-        SELECT rh, r, any_value(p.uh) AS uh, any_value(p.v) AS v, any_value(f.t) AS t,
-               any_value(f.val) AS val
-        FROM (SELECT {rid_sql} AS rh, {row_sql} AS r, {unit_sql} AS uh,
+        SELECT rh, r, {hashed("any_value(p.k)")} AS uh, any_value(p.v) AS v,
+               any_value(f.t) AS t, any_value(f.val) AS val
+        FROM (SELECT {rid_sql} AS rh, {row_sql} AS r, {unit_column} AS k,
                      CAST(version AS BIGINT) AS v
               FROM {_READ} WHERE {in_window}) AS p JOIN f USING (rh, r)
         GROUP BY rh, r""",
@@ -716,7 +718,9 @@ def analyze(
             amounts.outcomes += np.bincount(
                 oc_unit[sel], weights=oc_n[sel], minlength=total
             ).astype("int64")
-            np.maximum.at(amounts.top, oc_unit[sel], oc_max[sel])
+            # One row per unit and bucket: no unit twice in a bucket, so no ufunc.at needed.
+            at = oc_unit[sel]
+            amounts.top[at] = np.maximum(amounts.top[at], oc_max[sel])
         eligible = (~mixed) & (data.first_ms < cutoff) & (data.first_ms + window_ms <= cutoff)
         if not eligible.any():
             continue
