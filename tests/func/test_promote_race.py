@@ -11,14 +11,13 @@ racers are in the promote code at the same time."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mlopsctl.store.local import LocalStore
+from tests.racing import release_together
 
 from .conftest import Invoke
 
@@ -78,31 +77,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[P
 
 
 def race(root: Path, specs: list[str]) -> list[tuple[int, str, str]]:
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _RACER, "release", "promote", spec],
-            cwd=root,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for spec in specs
-    ]
-    try:
-        for proc in procs:
-            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-        results = [proc.communicate(timeout=120) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    return [(p.returncode, out, err) for p, (out, err) in zip(procs, results, strict=True)]
+    commands = [["release", "promote", spec] for spec in specs]
+    return release_together(_RACER, commands, root, timeout=120)
 
 
 def moves(cli: Invoke, root: Path) -> list[tuple[int | None, int]]:

@@ -41,6 +41,7 @@ from mlopsctl.runs import load_run, new_run_id, now_iso, save_run
 from mlopsctl.store.artifacts import store_output
 from mlopsctl.store.base import ObjectStore
 from mlopsctl.store.blobs import blob_key
+from tests.racing import release_together
 
 RACERS = 8
 # Moves each mover must win. Each S3 command builds a boto3 client (~0.1 s of CPU), and the
@@ -216,36 +217,16 @@ def test_racing_registrations_get_distinct_versions(registry: Registry) -> None:
         artifact = store_fake_model(store, registry.tmp, f"racer-{i}")
         runs[save_fake_run(store, artifact)] = artifact["digest"]
 
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _RACER, "models", "register", "churn", "--run", run_id]
-            + ["--output", "train.model", "--json"],
-            cwd=registry.project,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    commands = [
+        ["models", "register", "churn", "--run", run_id, "--output", "train.model", "--json"]
         for run_id in runs
     ]
-    try:
-        for proc in procs:
-            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-        results = [proc.communicate(timeout=DEADLINE_S) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    results = release_together(_RACER, commands, registry.project, timeout=DEADLINE_S)
 
     windows = []
     registered = {}
-    for proc, (out, err) in zip(procs, results, strict=True):
-        assert proc.returncode == 0, err
+    for code, out, err in results:
+        assert code == 0, err
         record = json.loads(out)
         registered[record["version"]] = record
         start, end = err.strip().splitlines()[-1].split()[1:]
@@ -274,36 +255,13 @@ def test_racing_registrations_get_distinct_versions(registry: Registry) -> None:
 def racing_cli(registry: Registry, commands: list[list[str]]) -> list[tuple[int, str, str]]:
     """Run each command in its own `mlopsctl` process, all released at once; (code, out, err)
     of each, the error output without the timing line, after checking that they overlapped."""
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _RACER, *command],
-            cwd=registry.project,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for command in commands
-    ]
-    try:
-        for proc in procs:
-            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-        results = [proc.communicate(timeout=DEADLINE_S) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    results = release_together(_RACER, commands, registry.project, timeout=DEADLINE_S)
     windows, answers = [], []
-    for proc, (out, err) in zip(procs, results, strict=True):
+    for code, out, err in results:
         lines = err.strip().splitlines()
         start, end = lines[-1].split()[1:]
         windows.append((float(start), float(end)))
-        answers.append((proc.returncode, out, "\n".join(lines[:-1])))
+        answers.append((code, out, "\n".join(lines[:-1])))
     assert most_at_once(windows) >= 2, f"the commands did not overlap: {windows}"
     return answers
 
