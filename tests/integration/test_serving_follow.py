@@ -145,7 +145,7 @@ def test_alias_move_is_followed_and_a_corrupt_version_refused(
         wait_for(lambda: bool(deployment_events("refused")), what="the refusal event")
         refused = deployment_events("refused")
         assert refused[-1]["version"] == bad and refused[-1]["serving"] == good
-        assert f"refused {MODEL}:{bad}" in server.output()
+        assert server.saw(f"refused {MODEL}:{bad}"), server.output()
         time.sleep(1.0)  # several polls: a refused version is not tried again
         assert server.metric("mlopsctl_model_refused_total") == 1
 

@@ -117,7 +117,7 @@ def test_connection_cap_under_a_low_open_file_limit(served_project: Path) -> Non
     running = start_server(served_project, f"{MODEL}:1", "--no-log", open_files=256)
     sockets: list[socket.socket] = []
     try:
-        assert any("at most" in line and "connections" in line for line in running.lines)
+        assert running.saw("at most", "connections"), running.output()
         for _ in range(200):  # past the cap (256 minus a reserve), within the file limit
             sockets.append(socket.create_connection(("127.0.0.1", running.port), timeout=10))
         started = time.monotonic()
@@ -512,7 +512,7 @@ def test_extra_columns_are_ignored_and_noted_unless_strict(served_project: Path)
         )
         assert status == 200 and len(json.loads(payload)["predictions"]) == 2
         assert headers["x-ignored-columns"] == "shoe size"
-        assert any("ignored column(s) shoe size" in line for line in running.lines)
+        assert running.saw("ignored column(s) shoe size"), running.output()
         assert running.metric("mlopsctl_ignored_columns_total") == 1
     finally:
         _stop(running)
@@ -609,7 +609,7 @@ def test_metrics_survive_their_folder_being_removed(served_project: Path) -> Non
         assert running.metric("mlopsctl_requests_total", version="1") == 5
         assert running.request("POST", "/invocations", split_body(rows(1)))[0] == 200
         assert running.metric("mlopsctl_requests_total", version="1") == 6
-        assert any("metrics folder" in line and "removed" in line for line in running.lines)
+        assert running.saw("metrics folder", "removed"), running.output()
     finally:
         _stop(running)
 
