@@ -19,6 +19,16 @@ fi
 "$repo/.venv/bin/python" -m pip install -q --disable-pip-version-check -e "$repo"
 mlopsctl="$repo/.venv/bin/mlopsctl"
 
+# server_url LOG PID: wait (at most 60 s) for the server PID to say where it listens in LOG.
+server_url() {
+    for _ in $(seq 600); do
+        grep -q "serving .* on http" "$1" && break
+        kill -0 "$2" 2>/dev/null || { cat "$1" >&2; return 1; }
+        sleep 0.1
+    done
+    sed -n 's/.* on \(http[^ ]*\).*/\1/p' "$1" | head -n 1 | grep . || { cat "$1" >&2; return 1; }
+}
+
 project=${1:-$(mktemp -d)/demo}
 mkdir -p "$project"
 cd "$project"
@@ -70,12 +80,7 @@ echo "== serving: one prediction over HTTP, then a graceful stop" >&2
 "$mlopsctl" serve breast-cancer:latest --port 0 2>serve.log &
 server=$!
 trap 'kill "$server" 2>/dev/null || true' EXIT
-for _ in $(seq 600); do
-    grep -q "serving .* on http" serve.log && break
-    kill -0 "$server" 2>/dev/null || { cat serve.log >&2; exit 1; }
-    sleep 0.1
-done
-url=$(sed -n 's/.* on \(http[^ ]*\).*/\1/p' serve.log | head -n 1)
+url=$(server_url serve.log "$server")
 "$repo/.venv/bin/python" - "$url" <<'PY'
 import csv
 import json
@@ -108,12 +113,7 @@ champion=$("$mlopsctl" models show breast-cancer:latest --json |
 "$mlopsctl" serve breast-cancer@champion --port 0 --log-interval 1 2>loop.log &
 server=$!
 trap 'kill "$server" 2>/dev/null || true' EXIT
-for _ in $(seq 600); do
-    grep -q "serving .* on http" loop.log && break
-    kill -0 "$server" 2>/dev/null || { cat loop.log >&2; exit 1; }
-    sleep 0.1
-done
-url=$(sed -n 's/.* on \(http[^ ]*\).*/\1/p' loop.log | head -n 1)
+url=$(server_url loop.log "$server")
 # The shifted held-out rows, one request each, then every outcome through POST /feedback.
 "$repo/.venv/bin/python" - "$url" <<'PY'
 import csv
@@ -176,12 +176,7 @@ champion=$("$mlopsctl" models show breast-cancer:latest --json |
 "$mlopsctl" serve breast-cancer@production --port 0 --log-interval 1 --poll 0.5 2>canary.log &
 server=$!
 trap 'kill "$server" 2>/dev/null || true' EXIT
-for _ in $(seq 600); do
-    grep -q "serving .* on http" canary.log && break
-    kill -0 "$server" 2>/dev/null || { cat canary.log >&2; exit 1; }
-    sleep 0.1
-done
-url=$(sed -n 's/.* on \(http[^ ]*\).*/\1/p' canary.log | head -n 1)
+url=$(server_url canary.log "$server")
 splits() { grep -c "traffic for breast-cancer:" canary.log || true; }
 follow() { # wait until the server applied one more split of the deployment record
     local seen=$1
