@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from mlopsctl.store.base import ObjectStore
 
 MANIFEST = "manifest.json"
-FORMAT = 1
+FORMAT = 2  # 2: run summaries name their executed notebooks
 # Part of every page's digest: bump it when the rendering changes, so every page is rebuilt.
 RENDER_VERSION = "site-1"
 TOOL = "mlopsctl site"

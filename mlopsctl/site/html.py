@@ -141,8 +141,11 @@ NAV = (
 )
 
 
-def frame(title: str, body: str, root: str, *, script: bool = False, generated: str = "") -> str:
-    """A whole page: `root` is the relative way back to the site's root ('' or '../..')."""
+def frame(
+    title: str, body: str, root: str, *, script: bool = False, generated: str = "", head: str = ""
+) -> str:
+    """A whole page: `root` is the relative way back to the site's root ('' or '../..');
+    `head` is markup for the page's head (a policy)."""
     prefix = f"{root}/" if root else ""
     nav = " ".join(f'<a href="{prefix}{url}">{esc(text)}</a>' for url, text in NAV)
     tail = f'<script src="{prefix}site.js"></script>' if script else ""
@@ -150,7 +153,7 @@ def frame(title: str, body: str, root: str, *, script: bool = False, generated: 
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{esc(title)} \u00b7 mlopsctl</title>"
+        f"{head}<title>{esc(title)} \u00b7 mlopsctl</title>"
         f'<link rel="stylesheet" href="{prefix}style.css"></head><body>'
         f'<header><span class="brand">mlopsctl</span><nav class="top">{nav}</nav></header>'
         f"<main><h1>{esc(title)}</h1>{body}</main>"
@@ -191,6 +194,11 @@ svg text{font:11px system-ui,sans-serif;fill:#1d2733}
 .card{background:#fff;border:1px solid #d9e0e7;padding:10px 14px;min-width:150px}
 .card b{font-size:20px;display:block}
 footer{color:#8493a3;font-size:12px;padding:18px 24px}
+.notebook .cell{background:#fff;border:1px solid #d9e0e7;margin:8px 0;padding:6px 10px}
+.notebook .prompt{color:#8493a3;font:11px ui-monospace,monospace}
+.notebook pre{margin:4px 0;white-space:pre-wrap;font:12px/1.4 ui-monospace,Menlo,monospace}
+.notebook .input_area{background:#f3f6f9;padding:2px 8px}
+.notebook .output_error pre{background:#fbeaea}.notebook img{max-width:100%}
 """
 
 # Client-side parts: the audit log's filters and the runs table's "compare checked rows". Data

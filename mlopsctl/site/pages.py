@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlopsctl.pipeline.plan import NOTEBOOK_OUTPUT
 from mlopsctl.site import svg
 from mlopsctl.site.html import (
     PAGE_ROWS,
@@ -31,6 +32,7 @@ from mlopsctl.site.html import (
     slug,
     table,
 )
+from mlopsctl.site.notebook import notebook_path, render_notebook
 from mlopsctl.site.snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -90,7 +92,10 @@ class Site:
         self.base_dir = base_dir
         self.experiments: dict[str, list[dict[str, Any]]] = {}
         self.pipelines: dict[str, list[dict[str, Any]]] = {}
-        for run in sorted(snap.runs.values(), key=lambda r: (str(r.get("started")), r["id"])):
+        self.runs_in_order = sorted(
+            snap.runs.values(), key=lambda r: (str(r.get("started")), r["id"])
+        )
+        for run in self.runs_in_order:
             if run.get("experiment") is not None:
                 self.experiments.setdefault(str(run["experiment"]), []).append(run)
             if run.get("pipeline") is not None:
@@ -100,6 +105,11 @@ class Site:
             self.models.setdefault(name, []).append(version)
         for name in snap.aliases:
             self.models.setdefault(name, [])
+        # executed notebook digest -> [(run id, step)], oldest run first
+        self.notebooks: dict[str, list[tuple[str, str]]] = {}
+        for run in self.runs_in_order:
+            for step, digest in sorted((run.get("notebooks") or {}).items()):
+                self.notebooks.setdefault(str(digest), []).append((str(run["id"]), step))
         self.registered: dict[str, list[tuple[str, int]]] = {}
         for (name, number), version in sorted(snap.versions.items()):
             if version.get("run"):
@@ -148,6 +158,7 @@ class Site:
         pages += [self.run_page(run_id) for run_id in self.snap.runs]
         pages += self.model_pages()
         pages += self.pipeline_pages()
+        pages += self.notebook_pages()
         pages.append(self.audit_page())
         pages += self.report_pages()
         return pages
@@ -531,7 +542,7 @@ class Site:
         for name in order:
             step = steps[name] or {}
             outputs = ", ".join(
-                f'{esc(k)} <span class="mono">{esc(str(v.get("digest"))[7:19])}</span>'
+                self.output_cell(root, name, k, v)
                 for k, v in sorted((step.get("outputs") or {}).items())
             )
             cached = step.get("cached_from")
@@ -572,6 +583,47 @@ class Site:
                 )
             )
         return frame(f"Run {record.get('id')}", "".join(body), root)
+
+    def output_cell(self, root: str, step: str, name: str, ref: Any) -> str:
+        """One output of a run's step: its name and short digest; an executed notebook links to
+        its page."""
+        digest = str((ref or {}).get("digest"))
+        label = esc(name)
+        if name == NOTEBOOK_OUTPUT and digest in self.notebooks:
+            label = link(up(root, *notebook_path(digest).split("/")), name)
+        return f'{label} <span class="mono">{esc(digest[7:19])}</span>'
+
+    # -- notebooks -------------------------------------------------------------------------------
+    def notebook_pages(self) -> list[Page]:
+        """One page per executed notebook (by digest) and its .ipynb beside it."""
+        pages = []
+        for digest, uses in sorted(self.notebooks.items()):
+            path = notebook_path(digest)
+            executed_by = ", ".join(
+                f"{self.run_link('..', run)} step {esc(step)}" for run, step in uses
+            )
+            pages.append(Page(path, [digest, uses], self._notebook_renderer(digest, executed_by)))
+            pages.append(Page(path[: -len(".html")] + ".ipynb", digest, self._blob_copier(digest)))
+        return pages
+
+    @staticmethod
+    def _notebook_renderer(digest: str, executed_by: str) -> Render:
+        def render(store: ObjectStore) -> str:
+            from mlopsctl.store.blobs import get_blob_bytes
+
+            title = f"Notebook {digest.split(':', 1)[-1][:12]}"
+            return render_notebook(get_blob_bytes(store, digest), title, executed_by)
+
+        return render
+
+    @staticmethod
+    def _blob_copier(digest: str) -> Render:
+        def render(store: ObjectStore) -> bytes:
+            from mlopsctl.store.blobs import get_blob_bytes
+
+            return get_blob_bytes(store, digest)
+
+        return render
 
     # -- registry ------------------------------------------------------------------------------
     def model_pages(self) -> list[Page]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlopsctl.errors import NotFound
+from mlopsctl.pipeline.plan import NOTEBOOK_OUTPUT
 from mlopsctl.records import kind_of_key
 from mlopsctl.runs import flatten
 from mlopsctl.site.html import short
@@ -41,6 +42,18 @@ def scalar_metrics(metrics: Any) -> dict[str, Any]:
     }
 
 
+def _notebooks(steps: Any) -> dict[str, Any]:
+    """{"notebooks": {step: digest}} for the run's notebook steps' executed notebooks (none:
+    {}, so the summaries of other runs stay as they were)."""
+    found = {}
+    for name, step in (steps or {}).items() if isinstance(steps, dict) else ():
+        if isinstance(step, dict) and step.get("kind") == "notebook":
+            output = (step.get("outputs") or {}).get(NOTEBOOK_OUTPUT)
+            if isinstance(output, dict) and isinstance(output.get("digest"), str):
+                found[str(name)] = output["digest"]
+    return {"notebooks": found} if found else {}
+
+
 def summarize(kind: str, key: str, record: dict[str, Any]) -> dict[str, Any]:
     """The part of a record the site's tables and indexes show (pages of one record read it
     whole when they are rebuilt)."""
@@ -57,6 +70,7 @@ def summarize(kind: str, key: str, record: dict[str, Any]) -> dict[str, Any]:
             "params": {k: short(v, 60) for k, v in flatten(record.get("params") or {}).items()},
             "user": actor_name(record.get("user")),
             "commit": git.get("commit") if isinstance(git, dict) else None,
+            **_notebooks(record.get("steps")),
         }
     if kind == "version":
         run = record.get("run") or {}

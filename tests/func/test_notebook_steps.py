@@ -6,6 +6,7 @@ pipeline (specs/examples/notebook.yaml) runs."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -172,3 +173,34 @@ def _blob(digest: str) -> str:
     from mlopsctl.store.blobs import blob_key
 
     return blob_key(digest)
+
+
+def test_the_site_renders_the_executed_notebook(
+    nb_project: Path, cli: Invoke, tmp_path: Path
+) -> None:
+    from .test_site import broken_links
+
+    first = _run(cli, nb_project)
+    again = _run(cli, nb_project)  # cached: the same executed notebook
+    digest = first["steps"]["scale"]["outputs"]["notebook"]["digest"]
+    assert again["steps"]["scale"]["outputs"]["notebook"]["digest"] == digest
+    site = tmp_path / "site"
+    result = cli("site", "build", "-o", str(site), "--json", cwd=nb_project)
+    assert result.exit_code == 0, result.stderr
+
+    hexa = digest.split(":", 1)[1]
+    page = (site / f"notebooks/{hexa}.html").read_text()
+    assert "script-src &#x27;none&#x27;" in page or "script-src 'none'" in page
+    assert page.index("Content-Security-Policy") < page.index("</head>")
+    text = re.sub(r"<[^>]+>", "", page)
+    assert "scaled 5" in text  # a cell's printed output
+    assert "factor = 3" in text  # the injected parameters, as highlighted code
+    assert "scaled = [n * factor for n in numbers]" in text
+    for run in (first, again):  # one page, executed by both runs
+        assert f'href="../runs/{run["id"]}.html"' in page
+    raw = (site / f"notebooks/{hexa}.ipynb").read_bytes()
+    assert raw == LocalStore(nb_project / ".mlops").get(_blob(digest))
+    run_page = (site / f"runs/{first['id']}.html").read_text()
+    assert f'href="../notebooks/{hexa}.html">notebook</a>' in run_page
+    assert broken_links(site) == []
+    assert len(list((site / "notebooks").glob("*.html"))) == 1

@@ -114,3 +114,79 @@ def test_audit_filters_follow_the_page_address(site: tuple[Path, dict], tmp_path
 
     none = dom(f"{page}#type=no-such-type", tmp_path / "none")
     assert re.findall(r"<tr data-type=", none) == [] and f"0 of {total} events" in none
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "records"
+PWNED = re.compile(r"<body[^>]*data-pwned=")  # what the notebook's script would do
+
+
+def _executed_notebook() -> bytes:
+    """An executed notebook whose outputs try to run script: an inline <script>, an <img>
+    with onerror, and a javascript: link; and a text output to find on the page."""
+    hostile = (
+        "<p id='shown'>a table of results</p>"
+        "<script>document.body.setAttribute('data-pwned', 'script')</script>"
+        "<img src='x:' onerror=\"document.body.setAttribute('data-pwned', 'onerror')\">"
+    )
+    cell = {
+        "cell_type": "code",
+        "id": "report",
+        "execution_count": 1,
+        "metadata": {},
+        "source": "report()",
+        "outputs": [
+            {"output_type": "stream", "name": "stdout", "text": "rows 569\n"},
+            {
+                "output_type": "display_data",
+                "metadata": {},
+                "data": {"text/html": hostile, "text/plain": "report"},
+            },
+        ],
+    }
+    notebook = {
+        "cells": [
+            {
+                "cell_type": "markdown",
+                "id": "title",
+                "metadata": {},
+                "source": "# Exploring the data",
+            },
+            cell,
+        ],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    return json.dumps(notebook).encode()
+
+
+def test_a_notebook_page_runs_none_of_the_notebooks_script(tmp_path: Path) -> None:
+    """The executed notebook's page shows its cells and outputs, while the script its HTML
+    outputs carry does not run; the same HTML without the page's policy does run it (so the
+    check can fail)."""
+    pytest.importorskip("nbconvert", reason="notebook pages render with nbconvert (the extra)")
+    from mlopsctl.site.html import frame
+    from mlopsctl.site.notebook import _cells
+    from mlopsctl.store.blobs import put_blob_bytes
+
+    store = LocalStore(tmp_path / "store")
+    digest = put_blob_bytes(store, _executed_notebook())
+    run_id = "20300101-000000-000-nbnbnb"
+    record = json.loads((FIXTURES / "run.json").read_text())  # a valid run, one step kept
+    step = {**record["steps"]["evaluate"], "kind": "notebook", "status": "executed"}
+    step["outputs"] = {"notebook": {"digest": digest, "kind": "file", "size": 1}}
+    record.update(id=run_id, steps={"explore": step}, order=["explore"])
+    save_run(store, record)
+    out = tmp_path / "site"
+    build_site(store, out)
+    page = out / f"notebooks/{digest.split(':')[1]}.html"
+
+    shown = dom(page.as_uri(), tmp_path / "nb")
+    assert "Exploring the data" in shown and "rows 569" in shown
+    assert 'id="shown"' in shown and not PWNED.search(shown)
+    run_page = dom((out / f"runs/{run_id}.html").as_uri(), tmp_path / "run")
+    assert f'href="../notebooks/{digest.split(":")[1]}.html"' in run_page
+
+    bare = tmp_path / "bare.html"  # the same cells without the page's policy
+    bare.write_text(frame("bare", _cells(_executed_notebook()), ""))
+    assert PWNED.search(dom(bare.as_uri(), tmp_path / "bare"))
