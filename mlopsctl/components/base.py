@@ -17,6 +17,10 @@ A built-in component is a module in mlopsctl/components/ with these module-level
                                        (optional) cheap static checks run before anything runs;
                                        each problem is (path inside `with:`, message). Must not
                                        import heavy libraries.
+    def store_digests(params: dict, project_root: Path, store: ObjectStore) -> dict[str, str]
+                                       (optional) what the step reads from the store by itself
+                                       (not through its inputs), by content digest; enters the
+                                       cache key (ingest's feature sets: their materialisation)
     def run(ctx: StepContext) -> None  does the work; heavy imports go inside it
 
 Module import must stay cheap (no pandas/sklearn at import time): the executor imports

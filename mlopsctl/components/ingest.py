@@ -21,11 +21,12 @@ a dataset digest). Outcomes that arrive later for a window already built are rea
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlopsctl.datasets import BUNDLED, FROM_LOGS_SCHEMA, MIX_SCHEMA, build
+from mlopsctl.datasets import BUNDLED, FROM_LOGS_SCHEMA, MIX_SCHEMA
 from mlopsctl.errors import MlopsError, NotFound
 from mlopsctl.store.blobs import get_blob_file
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from mlopsctl.components.base import StepContext
+    from mlopsctl.store.base import ObjectStore
 
 NAME = "ingest"
 DESCRIPTION = (
@@ -284,6 +286,8 @@ def _from_logs(ctx: StepContext) -> tuple[pd.DataFrame, str, str]:
 
     if ctx.store is None:
         raise MlopsError("from_logs reads the serving logs in the store, and this step has none")
+    from mlopsctl.datasets import build  # DuckDB and the store's records: only when it runs
+
     params = ctx.params
     model = str(params["from_logs"]["model"])
     folder = ctx.workdir / "from-logs"
@@ -400,6 +404,27 @@ def _frame_digest(frame: pd.DataFrame) -> str:
     digest = hashlib.sha256("\x1f".join(map(str, frame.columns)).encode())
     digest.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
     return f"sha256:{digest.hexdigest()}"
+
+
+def store_digests(params: dict[str, Any], root: Path, store: ObjectStore) -> dict[str, str]:
+    """What this step reads from the store by itself, for its step cache key (the executor
+    asks): with ``features:``, each set's current offline materialisation, named by its
+    manifest's digest, so that new values materialised since make the step run again rather
+    than serve the old join from the cache. Nothing for any other ingest."""
+    options = params.get("features")
+    if not isinstance(options, dict) or not options.get("sets"):
+        return {}
+    from mlopsctl.features import load_featuresets
+    from mlopsctl.features.offline import current_key
+
+    found = {}
+    for fs in load_featuresets([_local(str(p), root) for p in options["sets"]]):
+        try:
+            manifest = str(json.loads(store.get(current_key(fs.name)))["manifest"])
+        except NotFound:
+            manifest = "none"  # the step itself says to materialise it
+        found[f"featureset:{fs.name}"] = f"manifest:{manifest}"
+    return found
 
 
 def _with_features(ctx: StepContext, frame: pd.DataFrame) -> pd.DataFrame:

@@ -262,9 +262,19 @@ class Executor:
                 name: self.results[up][out]["digest"] for name, (up, out) in step.inputs.items()
             },
             "outputs": sorted(step.outputs),
-            "data": data_digests(step, root),
+            "data": {**data_digests(step, root), **self._store_digests(step)},
             "environment": self._environment(step),
         }
+
+    def _store_digests(self, step: StepPlan) -> dict[str, str]:
+        """What a component reads from the store by itself rather than through its inputs (an
+        ingest's feature sets), by content: its module's ``store_digests`` says."""
+        if step.kind != "component" or not step.code_modules:
+            return {}
+        import importlib
+
+        reader = getattr(importlib.import_module(step.code_modules[0]), "store_digests", None)
+        return dict(reader(step.params, self.plan.project_root, self.store)) if reader else {}
 
     def _environment(self, step: StepPlan) -> dict[str, Any]:
         image = self.options.image

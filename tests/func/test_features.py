@@ -284,3 +284,25 @@ def test_pipeline_registry_lineage_serving_and_skew(cli: Invoke, fs_project: Pat
     assert events[-1]["skewed_features"] == checked["skew"]["skewed"]
     # Loading the online store again ends it for new requests.
     assert cli("features", "materialize", "features/customer.yaml").exit_code == 0
+
+
+def test_new_offline_values_run_the_ingest_again(cli: Invoke, fs_project: Path) -> None:
+    """The step cache keys an ingest with features: by the sets' current materialisation: the
+    same materialisation is a cache hit, new values materialised since run it again."""
+    root = fs_project
+    done = cli("features", "materialize-offline", "features/customer.yaml", cwd=root)
+    assert done.exit_code == 0, done.stderr
+    first = json.loads(cli("run", "pipeline.yaml", "--json", "--no-register").stdout)
+    again = json.loads(cli("run", "pipeline.yaml", "--json", "--no-register").stdout)
+    assert first["steps"]["ingest"]["status"] == "executed"
+    assert again["steps"]["ingest"]["status"] == "cached"
+    assert again["steps"]["train"]["status"] == "cached"
+
+    _stats(9, seed=5).to_parquet(root / "data/customer_stats.parquet")  # a day more, new values
+    done = cli("features", "materialize-offline", "features/customer.yaml", cwd=root)
+    assert done.exit_code == 0, done.stderr
+    fresh = json.loads(cli("run", "pipeline.yaml", "--json", "--no-register").stdout)
+    assert fresh["steps"]["ingest"]["status"] == "executed"
+    assert fresh["steps"]["ingest"]["cache_key"] != first["steps"]["ingest"]["cache_key"]
+    used = fresh["steps"]["ingest"]["info"]["feature_sets"][0]["digest"]
+    assert used != first["steps"]["ingest"]["info"]["feature_sets"][0]["digest"]
