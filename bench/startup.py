@@ -48,10 +48,13 @@ def main() -> None:
         _time(cli + ["--help"], 1)
     floor = _time([sys.executable, "-c", "pass"], args.runs)
     helps = _time(cli + ["--help"], args.runs)
-    validate = _time(cli + ["validate", *examples], args.runs)
+    # Exit 3 is allowed: pipeline.yaml names `code:` files of the project it was written for,
+    # which are not in this repository (tests/unit/test_examples.py checks them as a pushed
+    # tree would); every spec is still loaded and checked, which is what is timed.
+    validate = _time(cli + ["validate", *examples], args.runs, ok_codes=(0, 3))
     # The same with the memo of passed checks off: what a spec edited since its last check costs.
     cold_env = dict(os.environ, MLOPSCTL_NO_MEMO="1")
-    cold = _time(cli + ["validate", *examples], args.runs, env=cold_env)
+    cold = _time(cli + ["validate", *examples], args.runs, ok_codes=(0, 3), env=cold_env)
 
     print(f"python -c pass           median {floor:.3f} s")
     print(f"mlopsctl --help          median {helps:.3f} s  ratio {helps / floor:.1f}x python")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from mlopsctl.errors import UsageError
 
@@ -106,3 +107,15 @@ def shown(value: object) -> str:
     if len(value) > _SHOWN:
         return f"{value[:_SHOWN]!r}... ({len(value)} characters)"
     return repr(value)
+
+
+# -- dotted parameter names -------------------------------------------------------------------
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """{'model': {'depth': 4}} -> {'model.depth': 4}; lists and scalars are leaves. (Run
+    comparison and pipeline parameter overrides name parameters by these dotted paths.)"""
+    if isinstance(data, dict) and data:
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            flat.update(flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: data} if prefix else {}

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from mlopsctl.digest import canonical_json
 from mlopsctl.errors import MlopsError, NotFound, UsageError
+from mlopsctl.names import flatten
 from mlopsctl.records import live_run as live_run_kind
 from mlopsctl.records import run as run_kind
 from mlopsctl.timeutil import parse_time, stamp
@@ -63,17 +64,6 @@ def new_run_id() -> str:
 def now_iso() -> str:
     """A record timestamp for now (mlopsctl.timeutil.stamp), kept under this name for callers."""
     return stamp()
-
-
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    """{'model': {'depth': 4}} -> {'model.depth': 4}; lists and scalars are leaves. (Run
-    comparison and pipeline parameter overrides name parameters by these dotted paths.)"""
-    if isinstance(data, dict) and data:
-        flat: dict[str, Any] = {}
-        for key, value in data.items():
-            flat.update(flatten(value, f"{prefix}{key}."))
-        return flat
-    return {prefix[:-1]: data} if prefix else {}
 
 
 def run_key(run_id: str) -> str:

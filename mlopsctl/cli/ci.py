@@ -10,8 +10,6 @@ import typer
 
 from mlopsctl.cli.options import JsonOpt
 from mlopsctl.cli.output import emit_json, err, out
-from mlopsctl.config import load_project
-from mlopsctl.project.ci import CiOptions, init_ci
 
 app = typer.Typer(help="CI workflows for GitHub Actions and GitLab CI.", no_args_is_help=True)
 
@@ -69,6 +67,9 @@ def init(
     continuous-training schedule for this repository's specs: .github/workflows/mlopsctl-*.yml,
     or .gitlab/mlopsctl.yml (included from .gitlab-ci.yml). Never overwrites a file that
     differs, unless --force."""
+    from mlopsctl.config import load_project
+    from mlopsctl.project.ci import CiOptions, init_ci
+
     project = load_project()
     options = CiOptions(
         provider=provider.value,

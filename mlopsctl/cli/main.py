@@ -38,7 +38,6 @@ from mlopsctl.cli import serve as serve_cli
 from mlopsctl.cli import site as site_cli
 from mlopsctl.cli import validate as validate_cli
 from mlopsctl.cli.output import AppState, err
-from mlopsctl.config import set_store_flag
 from mlopsctl.errors import ExitCode, MlopsError, SpecError
 
 
@@ -75,6 +74,8 @@ class MlopsGroup(TyperGroup):
 
 def _end_of_command() -> None:
     """The global flags hold for one command: forget them (tests run many in one process)."""
+    from mlopsctl.config import set_store_flag
+
     set_store_flag(None)
     progress.reset()
 
@@ -165,6 +166,8 @@ def root(
         ),
     ] = False,
 ) -> None:
+    from mlopsctl.config import set_store_flag
+
     set_store_flag(_flag_store_url(store))
     progress.configure(quiet=quiet)
     ctx.obj = AppState(verbose=verbose)
@@ -208,10 +211,46 @@ app.add_typer(completion_cli.app, name="completion")
 app.add_typer(site_cli.app, name="site")
 
 
+# Root options that take a value; the others are flags, and -h/--help, --version and the
+# completion options need the whole command tree.
+_VALUE_OPTIONS = ("--store",)
+_WHOLE_TREE = ("-h", "--help", "--version", "--install-completion", "--show-completion")
+
+
+def command_tree(args: list[str]) -> typer.Typer:
+    """The app with only the command that `args` name, when they name one: Typer builds every
+    command's parameters from its signature before it parses anything (about 40 ms for this
+    tree), and one command needs only its own. Anything else (root help, an unknown or
+    misspelled command, no command) gets the whole tree, with its help and suggestions."""
+    import copy
+
+    index = 0
+    while index < len(args):
+        word = args[index]
+        if word in _WHOLE_TREE or word == "--":
+            return app
+        if word in _VALUE_OPTIONS:
+            index += 2
+            continue
+        if word.startswith("-"):
+            index += 1
+            continue
+        commands = [c for c in app.registered_commands if c.name == word]
+        groups = [g for g in app.registered_groups if g.name == word]
+        if not commands and not groups:
+            return app
+        pruned = copy.copy(app)
+        pruned.registered_commands = commands
+        pruned.registered_groups = groups
+        return pruned
+    return app
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    args = sys.argv[1:] if argv is None else argv
     try:
-        code = app(args=argv, prog_name="mlopsctl", standalone_mode=False)
+        code = command_tree(args)(args=args, prog_name="mlopsctl", standalone_mode=False)
     except KeyboardInterrupt as exc:
         code = _interrupted(exc)
     except BrokenPipeError:

@@ -7,7 +7,6 @@ import typer
 
 from mlopsctl.cli.options import JsonOpt, project_store
 from mlopsctl.cli.output import emit_json, err, out
-from mlopsctl.names import check_name
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -30,6 +29,8 @@ def list_(
     from mlopsctl.runs import list_runs
 
     if experiment is not None:
+        from mlopsctl.names import check_name
+
         check_name("experiment", experiment)
     with project_store() as store:
         runs = list_runs(store, experiment=experiment, limit=limit or None, trials=trials)

@@ -9,7 +9,6 @@ import typer
 
 from mlopsctl.cli.options import JsonOpt
 from mlopsctl.cli.output import emit_json, err, out
-from mlopsctl.project.init import export_schemas
 
 app = typer.Typer(
     help="The JSON Schemas of the spec kinds, for editors and other tools.",
@@ -28,6 +27,8 @@ def export(
     replacing older copies. Point an editor at them with a first line such as
     `# yaml-language-server: $schema=.mlopsctl/schemas/pipeline.schema.json` (what `init`
     writes)."""
+    from mlopsctl.project.init import export_schemas
+
     written = export_schemas(directory)
     if json_out:
         emit_json({"directory": str(directory), "files": [str(p) for p in written]})

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mlopsctl.errors import UsageError
-from mlopsctl.runs import flatten  # run records and -p overrides name params the same way
+from mlopsctl.names import flatten  # run records and -p overrides name params alike
 
 __all__ = [
     "InterpolationError",

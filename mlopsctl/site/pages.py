@@ -468,7 +468,7 @@ class Site:
         return Page(f"runs/{slug(run_id)}.html", inputs, render)
 
     def render_run(self, record: dict[str, Any]) -> str:
-        from mlopsctl.runs import flatten
+        from mlopsctl.names import flatten
 
         root = ".."
         git = record.get("git") or {}
@@ -840,7 +840,7 @@ class Site:
         deployments: list[tuple[str, dict[str, Any]]],
         has_run: bool,
     ) -> str:
-        from mlopsctl.runs import flatten
+        from mlopsctl.names import flatten
 
         root = "../.."
         name, number = str(record.get("name")), record.get("version")

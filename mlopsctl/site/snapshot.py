@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlopsctl.errors import NotFound
+from mlopsctl.names import flatten
 from mlopsctl.pipeline.plan import NOTEBOOK_OUTPUT
 from mlopsctl.records import kind_of_key
-from mlopsctl.runs import flatten
 from mlopsctl.site.html import short
 
 if TYPE_CHECKING:
