@@ -7,13 +7,14 @@ digest when run in a container). A step that failed or was interrupted is never 
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from mlopsctl.digest import canonical_json, parse_digest, sha256_bytes
 from mlopsctl.errors import AlreadyExists, NotFound
+from mlopsctl.records import RecordInvalid, cache_entry
 
 if TYPE_CHECKING:
+    from mlopsctl.records.cache_entry import CacheEntry
     from mlopsctl.store.base import ObjectStore
 
 KEY_VERSION = 1
@@ -27,23 +28,25 @@ def entry_key(key: str) -> str:
     return f"cache/{key[:2]}/{key}.json"
 
 
-def lookup(store: ObjectStore, key: str) -> dict[str, Any] | None:
+def lookup(store: ObjectStore, key: str) -> CacheEntry | None:
     """The cached result, or None. An entry whose blobs are gone (garbage-collected, or a
-    store copied without them) is a miss, never a result that points at nothing."""
+    store copied without them) is a miss, never a result that points at nothing; so is one
+    that is not a record (the step runs, and the entry is left as it is)."""
     from mlopsctl.store.blobs import blob_key
 
     try:
-        entry = json.loads(store.get(entry_key(key)))
-    except NotFound:
+        entry = cache_entry.from_json(store.get(entry_key(key)))
+    except (NotFound, RecordInvalid):
         return None
-    for ref in entry.get("outputs", {}).values():
+    for ref in (entry.get("outputs") or {}).values():
         if not store.exists(blob_key(ref["digest"])):
             return None
-    return dict(entry)
+    return entry
 
 
-def save(store: ObjectStore, key: str, entry: dict[str, Any]) -> None:
+def save(store: ObjectStore, key: str, entry: CacheEntry) -> None:
+    """The one writer of cache entries (put-if-absent)."""
     try:
-        store.put_if_absent(entry_key(key), canonical_json(entry))
+        store.put_if_absent(entry_key(key), cache_entry.to_json(entry))
     except AlreadyExists:
         pass  # another machine cached the same step first; same inputs, equivalent result

@@ -112,6 +112,21 @@ def test_second_run_is_served_from_the_cache(project: Path, cli: Invoke) -> None
     assert {s["status"] for s in forced["steps"].values()} == {"executed"}
 
 
+def test_an_unreadable_cache_entry_is_a_miss(project: Path, cli: Invoke) -> None:
+    """A cache entry that is not a record (truncated, overwritten by hand) does not stop the
+    run: the step runs again, and the entry is left as it was."""
+    spec = _write(project, "sleepy.yaml", SLEEPY)
+    first = _run(cli, project, str(spec), "-p", "seconds=0")
+    key = first["steps"]["left"]["cache_key"]
+    entry = project / ".mlops" / "cache" / key[:2] / f"{key}.json"
+    assert entry.is_file()
+    entry.write_text("[1, 2")
+    again = _run(cli, project, str(spec), "-p", "seconds=0")
+    statuses = {name: s["status"] for name, s in again["steps"].items()}
+    assert statuses == {"left": "executed", "right": "cached", "join": "cached"}
+    assert entry.read_text() == "[1, 2"
+
+
 def test_python_steps_folder_outputs_and_code_digest(project: Path, cli: Invoke) -> None:
     (project / "steps.py").write_text(STEPS_PY)
     spec = _write(project, "py.yaml", PYTHON_STEPS)
