@@ -18,6 +18,7 @@ from mlopsctl.timeutil import parse_time
 if TYPE_CHECKING:
     from mlopsctl.config import Project
     from mlopsctl.pipeline.plan import PipelinePlan
+    from mlopsctl.records.trigger_state import TriggerState
     from mlopsctl.store.base import ObjectStore
 
 DEFAULT_ALIAS = "champion"
@@ -40,7 +41,7 @@ class TriggerContext:
     model: str | None  # the model whose champion the conditions compare with
     alias: str
     champion: Mapping[str, Any] | None  # its version record; None when there is none yet
-    state: dict[str, Any] | None  # the trigger's state; None when it never ran
+    state: TriggerState | None  # the trigger's state; None when it never ran
     etag: str | None  # the state's etag, for the compare-and-swap of a claim
     monitor: MonitorFn | None = None  # replaces run_monitor (tests)
     # Monitor results by spec path: drift and performance on one monitor run it once.
@@ -57,7 +58,7 @@ class TriggerContext:
     @property
     def last_run(self) -> dict[str, Any] | None:
         """The last trigger-started run as the state records it (its claim, then its outcome)."""
-        last = (self.state or {}).get("last_run")
+        last = self.state.get("last_run") if self.state is not None else None
         return dict(last) if last else None
 
     @property

@@ -14,7 +14,6 @@ written whatever happens to that state write.
 
 from __future__ import annotations
 
-import json
 import secrets
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -22,11 +21,14 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from mlopsctl.digest import canonical_json
 from mlopsctl.errors import Conflict, MlopsError, NotFound
 from mlopsctl.names import check_name
+from mlopsctl.records import trigger_firing, trigger_state
 from mlopsctl.timeutil import stamp
 
 if TYPE_CHECKING:
     from mlopsctl.ct.conditions import RunningClaim
     from mlopsctl.ct.trigger import CheckResult
+    from mlopsctl.records.trigger_firing import TriggerFiring
+    from mlopsctl.records.trigger_state import TriggerState
     from mlopsctl.store.base import ObjectStore
 
 PREFIX = "ct/"
@@ -58,13 +60,13 @@ def history_prefix(name: str) -> str:
     return f"{PREFIX}{check_name('trigger', name)}/history/"
 
 
-def read_state(store: ObjectStore, name: str) -> tuple[dict[str, Any] | None, str | None]:
+def read_state(store: ObjectStore, name: str) -> tuple[TriggerState | None, str | None]:
     """The trigger's state and its etag; (None, None) when it never ran."""
     try:
         data, etag = store.get_versioned(state_key(name))
     except NotFound:
         return None, None
-    return dict(json.loads(data)), etag
+    return trigger_state.from_json(data), etag
 
 
 def write_state(
@@ -80,9 +82,9 @@ def write_state(
         ) from None
 
 
-def list_history(store: ObjectStore, name: str) -> list[dict[str, Any]]:
+def list_history(store: ObjectStore, name: str) -> list[TriggerFiring]:
     keys = sorted(k for k in store.list(history_prefix(name)) if k.endswith(".json"))
-    return [dict(json.loads(store.get(k))) for k in keys]
+    return [trigger_firing.from_json(store.get(k)) for k in keys]
 
 
 def new_firing_id(now: datetime) -> str:
@@ -116,7 +118,7 @@ def claim_trigger(
     claim: dict[str, Any] = {
         "trigger": result["trigger"],
         "last_run": last_run,
-        "firings": int((result["state"] or {}).get("firings") or 0) + 1,
+        "firings": int(result["state"].get("firings", 0) if result["state"] else 0) + 1,
     }
     stale: RunningClaim | None = result["running"]
     if stale:  # a stale claim, taken over: keep a trace of it
@@ -133,7 +135,7 @@ def finish_state(
     was not (another check took the claim over, or the state kept changing)."""
     for _ in range(tries):
         state, etag = read_state(store, name)
-        last = dict((state or {}).get("last_run") or {})
+        last: dict[str, Any] = dict(state.get("last_run") or {}) if state is not None else {}
         if state is None or last.get("firing") != firing:
             holder = last.get("firing") or "none"
             return (

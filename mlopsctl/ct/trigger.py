@@ -38,6 +38,7 @@ from mlopsctl.timeutil import stamp, utc_now
 
 if TYPE_CHECKING:
     from mlopsctl.config import Project
+    from mlopsctl.records.trigger_state import TriggerState
     from mlopsctl.store.base import ObjectStore
 
 
@@ -64,7 +65,7 @@ class CheckResult(TypedDict):
     due: bool
     why: str
     run: RunOutcome | None  # the run a due check started (app.retrain), else None
-    state: dict[str, Any] | None  # the trigger's state (after the run, if one was started)
+    state: TriggerState | None  # the trigger's state (after the run, if one was started)
 
 
 @dataclass(frozen=True)
