@@ -3,6 +3,7 @@ came back; parse and render only, the work is in mlopsctl/datasets/."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -51,7 +52,7 @@ def build(
         err(f"identical to the build of {record.get('built')}: nothing new was stored")
 
 
-def _render(record: dict[str, Any]) -> None:
+def _render(record: Mapping[str, Any]) -> None:
     counts = record.get("counts") or {}
     window = record.get("window") or {}
     out(f"dataset {record['name']} {record['digest']}")
@@ -124,6 +125,7 @@ def show(
         emit_json(record)
         return
     _render(record)
+    sources: Mapping[str, Any] = record.get("sources") or {}
     for kind in ("predictions", "feedback"):
-        for item in (record.get("sources") or {}).get(kind, {}).get("files") or []:
+        for item in (sources.get(kind) or {}).get("files") or []:
             out(f"    {item['key']}  {item['digest']}")

@@ -13,7 +13,6 @@ data in mix.py. A build with no labelled row and nothing mixed in is refused (No
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -30,6 +29,7 @@ from mlopsctl.digest import canonical_json, format_digest, parse_digest, sha256_
 from mlopsctl.errors import AlreadyExists, NotFound, UsageError
 from mlopsctl.names import check_name
 from mlopsctl.provenance import where, who
+from mlopsctl.records import dataset as dataset_kind
 from mlopsctl.spec import load_spec
 from mlopsctl.store.blobs import put_blob_file
 from mlopsctl.timeutil import stamp, utc_now
@@ -37,6 +37,7 @@ from mlopsctl.timeutil import stamp, utc_now
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from mlopsctl.records.dataset import DatasetRecord
     from mlopsctl.store.base import ObjectStore
 
 PREFIX = "datasets/"
@@ -294,23 +295,24 @@ def save_built(store: ObjectStore, built: Built, moment: datetime | None = None)
         built.record = record
     except AlreadyExists:
         built.existing = True
-        built.record = dict(json.loads(store.get(key)))
+        built.record = dict(dataset_kind.from_json(store.get(key)))
     built.key = key
     return built
 
 
-def list_datasets(store: ObjectStore, name: str | None = None) -> list[dict[str, Any]]:
-    """Every build's record (of `name`, or of every dataset), oldest first."""
+def list_datasets(store: ObjectStore, name: str | None = None) -> list[DatasetRecord]:
+    """Every build's record (of `name`, or of every dataset), oldest first: the one reader of
+    dataset records."""
     prefix = name_prefix(name) if name else PREFIX
     records = [
-        dict(json.loads(store.get(key)))
+        dataset_kind.from_json(store.get(key))
         for key in store.list(prefix)
         if key.endswith(".json") and key.count("/") == 2
     ]
     return sorted(records, key=lambda r: (str(r.get("built")), str(r.get("digest"))))
 
 
-def get_dataset(store: ObjectStore, ref: str) -> dict[str, Any]:
+def get_dataset(store: ObjectStore, ref: str) -> DatasetRecord:
     """A build's record: NAME (its latest build), NAME@sha256:... or NAME@<hex prefix>."""
     name, _, which = ref.partition("@")
     builds = list_datasets(store, name)
