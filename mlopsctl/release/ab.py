@@ -64,6 +64,8 @@ from mlopsctl.serving.logs import FEEDBACK, PREDICTIONS
 from mlopsctl.timeutil import parse_duration, parse_time, stamp, utc_now
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from mlopsctl.store.base import ObjectStore
 
 KINDS = ("proportion", "mean", "ratio")
@@ -904,7 +906,7 @@ def _duration_text(value: timedelta | None) -> str | None:
     return f"{seconds}s"
 
 
-def _since_of(cfg: Config, record: dict[str, Any] | None, until: datetime) -> datetime:
+def _since_of(cfg: Config, record: Mapping[str, Any] | None, until: datetime) -> datetime:
     if cfg.since is not None:
         return cfg.since
     if cfg.window is not None:
@@ -920,7 +922,7 @@ def _since_of(cfg: Config, record: dict[str, Any] | None, until: datetime) -> da
 def _weights_of(
     store: ObjectStore,
     model: str,
-    record: dict[str, Any] | None,
+    record: Mapping[str, Any] | None,
     control: int,
     treatment: int,
     name: str,
@@ -938,7 +940,7 @@ def _weights_of(
 
 
 def arm_weights(
-    store: ObjectStore, model: str, record: dict[str, Any] | None, control: int, treatment: int
+    store: ObjectStore, model: str, record: Mapping[str, Any] | None, control: int, treatment: int
 ) -> dict[str, float]:
     """The deployment record's weight of each version (0 for one it gives no traffic)."""
     weights = {"control": 0.0, "treatment": 0.0}

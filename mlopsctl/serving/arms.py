@@ -18,7 +18,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from mlopsctl.errors import Conflict, NotFound, UsageError
 from mlopsctl.names import GRAMMARS, check_name, is_name
@@ -109,15 +109,15 @@ def deployment_key(model: str, deployment: str | None = None) -> str:
 
 def read_deployment(
     store: ObjectStore, model: str, deployment: str | None = None
-) -> tuple[dict[str, Any], str] | None:
-    """The deployment record (a records.deployment.DeploymentRecord) and its etag (for
-    compare-and-swap); None when there is none. The one reader of the kind; set_traffic is its
-    one writer. Returned as a plain dict while release/ab.py's helpers take one."""
+) -> tuple[DeploymentRecord, str] | None:
+    """The deployment record and its etag (for compare-and-swap); None when there is none.
+    The reader of the kind (the site's snapshot also reads it raw); set_traffic is its one
+    writer."""
     try:
         data, etag = store.get_versioned(deployment_key(model, deployment))
     except NotFound:
         return None
-    return cast("dict[str, Any]", deployment_kind.from_json(data)), etag
+    return deployment_kind.from_json(data), etag
 
 
 def arms_of(record: Mapping[str, Any]) -> list[ArmSpec]:
@@ -160,8 +160,8 @@ def set_traffic(
             "model": model,
             "deployment": name,
             "arms": [{"arm": a.label, "weight": a.weight} for a in arms],
-            "key": key if key is not None else (previous or {}).get("key"),
-            "seq": int((previous or {}).get("seq", 0)) + 1,
+            "key": key if key is not None else (previous.get("key") if previous else None),
+            "seq": int(previous.get("seq", 0) if previous else 0) + 1,
             "updated": stamp(),
             "by": by,
             "reason": reason,
@@ -178,7 +178,7 @@ def set_traffic(
             model=model,
             deployment=name,
             arms=record["arms"],
-            previous=(previous or {}).get("arms"),
+            previous=previous.get("arms") if previous else None,
             reason=reason,
             actor=by,
         )
