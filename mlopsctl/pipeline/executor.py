@@ -194,10 +194,16 @@ def _code_digest(step: StepPlan, root: Path) -> str:
         if spec and spec.origin:
             sources.append(Path(spec.origin))
     for pattern in step.code:
-        sources.extend(sorted(p for p in root.glob(pattern) if p.is_file()))
+        sources.extend(sorted(p for p in root.glob(pattern) if p.is_file() and _is_source(p)))
     for source in sources:
         digest.update(source.name.encode() + b"\0" + path_digest(source).encode() + b"\0")
     return format_digest(digest.hexdigest())
+
+
+def _is_source(path: Path) -> bool:
+    """Bytecode is not code of its own: Python writes it beside the sources a step imports
+    (__pycache__/*.pyc), derived from them, and hashing it would make every next run miss."""
+    return path.suffix not in (".pyc", ".pyo") and "__pycache__" not in path.parts
 
 
 def data_digests(step: StepPlan, root: Path) -> dict[str, str]:

@@ -142,6 +142,28 @@ def test_python_steps_folder_outputs_and_code_digest(project: Path, cli: Invoke)
     assert edited["steps"]["make"]["status"] == "executed"
 
 
+def test_bytecode_under_a_code_glob_is_not_code(project: Path, cli: Invoke) -> None:
+    """Python writes __pycache__/*.pyc beside the sources a step imports: derived from the
+    sources, which are hashed, it must not make the next run miss the cache."""
+    (project / "src").mkdir()
+    (project / "src" / "steps.py").write_text(STEPS_PY)
+    spec = _write(
+        project,
+        "py.yaml",
+        PYTHON_STEPS.replace('"steps:', '"src.steps:').replace("[steps.py]", '["src/**/*"]'),
+    )
+    first = _run(cli, project, str(spec))
+    cache = project / "src" / "__pycache__"
+    cache.mkdir(exist_ok=True)
+    (cache / "steps.cpython-311.pyc").write_bytes(b"\x00compiled")
+    (project / "src" / "old.pyc").write_bytes(b"\x00stale")
+    again = _run(cli, project, str(spec))
+    assert {s["status"] for s in again["steps"].values()} == {"cached"}
+    assert again["steps"]["make"]["cache_key"] == first["steps"]["make"]["cache_key"]
+    (project / "src" / "util.py").write_text("X = 1\n")  # a new source under the glob is code
+    assert _run(cli, project, str(spec))["steps"]["make"]["status"] == "executed"
+
+
 def test_run_record_has_provenance(project: Path, cli: Invoke) -> None:
     spec = _write(project, "sleepy.yaml", SLEEPY)
     record = _run(cli, project, str(spec), "-p", "seconds=0", "--experiment", "exp-a")
