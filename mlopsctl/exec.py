@@ -26,6 +26,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from mlopsctl.errors import MlopsError
 from mlopsctl.pipeline.runners import PARENT_FD_ENV
 
 _ORPHAN_GRACE_S = 2.0  # SIGTERM to the group, then this long before SIGKILL
@@ -34,7 +35,6 @@ _ORPHANED = threading.Event()  # set when the runner is gone
 
 def run_task(task: dict[str, Any]) -> dict[str, Any]:
     from mlopsctl.components.base import StepContext
-    from mlopsctl.errors import MlopsError
     from mlopsctl.store import open_store
     from mlopsctl.store.artifacts import fetch_artifact, store_output
 
@@ -124,8 +124,6 @@ def _run_notebook(target: str, ctx: Any, env: dict[str, str]) -> None:
     cell."""
     import shutil
 
-    from mlopsctl.errors import MlopsError
-
     try:
         import papermill
         from papermill.exceptions import PapermillExecutionError
@@ -192,7 +190,6 @@ def _run_command(target: str, ctx: Any, env: dict[str, str], shell: bool) -> Non
     """A `run:` step: a shell command, or (shell False) an argument list run without a shell.
     Each {inputs.x} / {outputs.y} becomes its path here as one word (mlopsctl.pipeline.command);
     the values of ${params.x} / ${env.X} went in, shell-quoted, when the run was planned."""
-    from mlopsctl.errors import MlopsError
     from mlopsctl.pipeline.command import argv, fill
 
     paths = {f"inputs.{k}": str(v) for k, v in ctx.inputs.items()}
@@ -235,8 +232,6 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("interrupted\n")
         return 130
     except Exception as exc:  # noqa: BLE001 - every failure must reach the run record
-        from mlopsctl.errors import MlopsError
-
         if isinstance(exc, MlopsError):
             sys.stderr.write(f"step failed: {exc.one_line()}\n")
         else:

@@ -7,6 +7,7 @@ import typer
 
 from mlopsctl.cli.options import JsonOpt, project_store
 from mlopsctl.cli.output import emit_json, err, out
+from mlopsctl.errors import UsageError
 
 
 def audit(
@@ -22,7 +23,6 @@ def audit(
     json_out: JsonOpt = False,
 ) -> None:
     """The append-only audit log: registrations, alias moves, gate results, approvals."""
-    from mlopsctl.errors import UsageError
     from mlopsctl.events import list_events
 
     if since and not (len(since) >= 7 and since[:4].isdigit() and since[5:7].isdigit()):

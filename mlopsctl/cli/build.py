@@ -8,6 +8,7 @@ import typer
 
 from mlopsctl.cli.options import JsonOpt, QuietOpt
 from mlopsctl.cli.output import emit_json, err, out
+from mlopsctl.errors import BuildFailed, UsageError
 
 
 def build(
@@ -32,7 +33,6 @@ def build(
     by git commit and by content; an unchanged build is skipped. Prints the image reference
     (with --push: REPO@DIGEST). The build output streams to stderr."""
     from mlopsctl.config import load_project
-    from mlopsctl.errors import BuildFailed, UsageError
 
     log = None if quiet else _log
     if serving is not None:

@@ -9,6 +9,7 @@ import typer
 
 from mlopsctl.cli.options import JsonOpt
 from mlopsctl.cli.output import emit_json, err, out
+from mlopsctl.errors import CheckFailed
 
 app = typer.Typer(
     help="Continuous training: decide whether to retrain (schedule, new data, drift, "
@@ -39,7 +40,6 @@ def check(
     first; 130/143 if stopped by SIGINT/SIGTERM (the run is recorded as interrupted)."""
     from mlopsctl.app.retrain import check_trigger, raise_for_run
     from mlopsctl.cli.progress import StepProgress
-    from mlopsctl.errors import CheckFailed
 
     progress = StepProgress() if run else None
     result = check_trigger(spec, run=run, progress=progress)

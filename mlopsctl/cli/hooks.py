@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from mlopsctl.cli.output import err
+from mlopsctl.errors import ExitCode, UsageError
 
 app = typer.Typer(help="Git hooks that run mlopsctl's checks before a push.", no_args_is_help=True)
 
@@ -43,7 +44,6 @@ def run(
     as they are in each pushed commit (not the working tree). Exit 3 when one is invalid."""
     import sys
 
-    from mlopsctl.errors import ExitCode, UsageError
     from mlopsctl.project.hooks import check_push
 
     if hook != "pre-push":

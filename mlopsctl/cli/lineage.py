@@ -7,6 +7,7 @@ import typer
 
 from mlopsctl.cli.options import JsonOpt, project_store
 from mlopsctl.cli.output import emit_json, out
+from mlopsctl.errors import UsageError
 
 
 class Format(str, Enum):
@@ -33,7 +34,6 @@ def lineage(
     json_out: JsonOpt = False,
 ) -> None:
     """Show what made a model version, or where a dataset went."""
-    from mlopsctl.errors import UsageError
     from mlopsctl.lineage import lineage as build
     from mlopsctl.lineage import render
 

@@ -9,6 +9,7 @@ import typer
 
 from mlopsctl.cli.options import JsonOpt, project_store
 from mlopsctl.cli.output import emit_json, err, out
+from mlopsctl.errors import CheckFailed
 
 app = typer.Typer(
     help="Monitoring: compare current data with the training baseline; report drift.",
@@ -37,7 +38,6 @@ def check(
     json_out: JsonOpt = False,
 ) -> None:
     """Run every check; record a drift event; exit 0 when all pass, 4 on drift or a drop."""
-    from mlopsctl.errors import CheckFailed
     from mlopsctl.monitor import run_monitor
     from mlopsctl.monitor.report import summary_line, table
 

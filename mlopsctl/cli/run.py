@@ -10,6 +10,7 @@ import typer
 from mlopsctl.cli.options import JsonOpt, NetworkOpt
 from mlopsctl.cli.output import emit_json, err, out, stderr_is_terminal
 from mlopsctl.errors import ExitCode
+from mlopsctl.names import check_name
 
 
 class Backend(str, Enum):
@@ -75,8 +76,6 @@ def run(
     the run recorded in the store. With --backend docker every step runs in the pipeline's
     image (built first when its content changed). Exit 1 when a step fails."""
     if experiment is not None:
-        from mlopsctl.names import check_name
-
         check_name("experiment", experiment)  # before any step runs or anything is written
     from mlopsctl.app.run import run_pipeline
     from mlopsctl.cli.progress import StepProgress

@@ -7,6 +7,8 @@ import typer
 
 from mlopsctl.cli.options import JsonOpt, project_store
 from mlopsctl.cli.output import emit_json, err, out
+from mlopsctl.errors import UsageError
+from mlopsctl.names import check_name
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -29,8 +31,6 @@ def list_(
     from mlopsctl.runs import list_runs
 
     if experiment is not None:
-        from mlopsctl.names import check_name
-
         check_name("experiment", experiment)
     with project_store() as store:
         runs = list_runs(store, experiment=experiment, limit=limit or None, trials=trials)
@@ -122,7 +122,6 @@ def compare(
     json_out: JsonOpt = False,
 ) -> None:
     """Params and metrics side by side; rows that differ are marked with '*'."""
-    from mlopsctl.errors import UsageError
     from mlopsctl.runs import compare_runs, load_run, plot_metrics
 
     if len(run_ids) < 2:

@@ -10,6 +10,7 @@ import typer
 
 from mlopsctl.cli.options import JsonOpt, ReasonOpt, TrustOpt, project_store
 from mlopsctl.cli.output import emit_json, err, out
+from mlopsctl.errors import NotFound
 from mlopsctl.timeutil import parse_duration
 
 traffic_app = typer.Typer(
@@ -206,7 +207,6 @@ def traffic_show(
     json_out: JsonOpt = False,
 ) -> None:
     """The deployment record: arms, weights, sticky key, who changed it last."""
-    from mlopsctl.errors import NotFound
     from mlopsctl.serving.arms import read_deployment
 
     with project_store() as store:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlopsctl.errors import MlopsError
+from mlopsctl.names import flatten
 from mlopsctl.pipeline.plan import NOTEBOOK_OUTPUT
 from mlopsctl.site import svg
 from mlopsctl.site.html import (
@@ -468,7 +470,6 @@ class Site:
         return Page(f"runs/{slug(run_id)}.html", inputs, render)
 
     def render_run(self, record: dict[str, Any]) -> str:
-        from mlopsctl.names import flatten
 
         root = ".."
         git = record.get("git") or {}
@@ -840,7 +841,6 @@ class Site:
         deployments: list[tuple[str, dict[str, Any]]],
         has_run: bool,
     ) -> str:
-        from mlopsctl.names import flatten
 
         root = "../.."
         name, number = str(record.get("name")), record.get("version")
@@ -941,7 +941,6 @@ class Site:
         deployments: list[tuple[str, dict[str, Any]]],
         has_run: bool,
     ) -> str:
-        from mlopsctl.errors import MlopsError
         from mlopsctl.lineage import upstream
 
         root = "../.."

@@ -13,7 +13,7 @@ INIT_CODE_LINES = 60
 # Imports of mlopsctl's own modules written inside functions. Most keep heavy libraries off the
 # start-up path (a service module that imports pandas at its top); the layer and cycle contracts
 # see them all the same. The ceiling only stops the count from creeping back up.
-MAX_FUNCTION_LEVEL_IMPORTS = 330
+MAX_FUNCTION_LEVEL_IMPORTS = 315
 
 
 def _modules() -> list[tuple[str, Path, ast.Module]]:
