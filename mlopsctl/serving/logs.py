@@ -79,7 +79,7 @@ FEATURE_PREFIX = "feature."
 CONTRIB_PREFIX = "contrib."
 CONTRIB_BIAS = "bias"
 # How often the flusher turns appended entries into Arrow tables.
-STAGE_EVERY_S = 1.0
+STAGE_EVERY_S = 0.05
 
 # (request_id, ts_ms, version, arm, latency_ms, inputs, labels, scores, LogSchema[, outlier
 # scorer or None[, (key, value) or None[, Contributions or None]]]) per request; feedback
@@ -350,7 +350,7 @@ class BufferedWriter:
         for group in groups.values():
             table = pa.concat_tables(group) if len(group) > 1 else group[0]
             dates = pc.strftime(table.column("ts"), format="%Y-%m-%d", locale="C")
-            distinct = sorted(set(dates.to_pylist()))
+            distinct = sorted(pc.unique(dates).to_pylist())  # a day or two, not every row
             for date in distinct:
                 part = table.filter(pc.equal(dates, date)) if len(distinct) > 1 else table
                 sink = io.BytesIO()
@@ -420,11 +420,14 @@ def _prediction_table(
 
     counts = [len(e[6]) for e in batch]
     total = sum(counts)
-    # One value per request, repeated for each of its rows (a take in C, not a Python loop).
+    # One value per request, repeated for each of its rows (a take in C, not a Python loop);
+    # no take at all when every request has one row (the common case).
+    one_each = total == len(batch)
     index = pa.array(np.repeat(np.arange(len(batch), dtype="int64"), counts))
 
     def repeat(position: int, kind: pa.DataType) -> pa.Array:
-        return pa.array([entry[position] for entry in batch], kind).take(index)
+        values = pa.array([entry[position] for entry in batch], kind)
+        return values if one_each else values.take(index)
 
     columns: dict[str, pa.Array] = {
         "request_id": repeat(0, pa.string()),
@@ -547,7 +550,11 @@ def _outlier_scores(
         scorer = scorers[members[0]]
         assert scorer is not None
         columns: dict[str, Any] = {}
-        for j, name in enumerate(schema.names):
+        if all(isinstance(matrices[i], np.ndarray) for i in members):
+            # Numeric requests: one stack, its columns as views (no loop over rows).
+            stacked = np.vstack([matrices[i] for i in members])
+            columns = {name: stacked[:, j] for j, name in enumerate(schema.names)}
+        for j, name in enumerate(schema.names if not columns else ()):
             parts = []
             for i in members:
                 m = matrices[i]
