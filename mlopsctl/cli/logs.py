@@ -29,7 +29,8 @@ def compact(
 ) -> None:
     """Merge each date partition's Parquet files into one file per schema, then delete the
     merged files (rows are never lost; a reader may briefly see one twice)."""
-    from mlopsctl.serving.logs import FEEDBACK, PREDICTIONS, compact_logs
+    from mlopsctl.logformat import FEEDBACK, PREDICTIONS
+    from mlopsctl.serving.logs import compact_logs
 
     with project_store() as store:
         result = compact_logs(

@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from mlopsctl.datasets.logs import FEATURE_PREFIX, FIXED_COLUMNS, feature_names
+from mlopsctl.datasets.logs import feature_names
 from mlopsctl.errors import UsageError
+from mlopsctl.logformat import FEATURE_PREFIX, FIXED_COLUMNS
 
 if TYPE_CHECKING:
     import pyarrow as pa

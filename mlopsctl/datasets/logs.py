@@ -21,47 +21,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlopsctl.digest import format_digest
+from mlopsctl.logformat import (
+    FEEDBACK,
+    FIXED_COLUMNS,
+    PREDICTIONS,
+    log_names,
+)
 
 if TYPE_CHECKING:
     from mlopsctl.datasets.spec import Window
     from mlopsctl.store.base import ObjectStore
-
-# The serving log layout, as mlopsctl/serving/logs.py writes it (mlopsctl.serving cannot be
-# imported from here without a package cycle: serving -> pipeline -> components -> datasets;
-# tests/unit/test_datasets.py keeps the two equal).
-PREDICTIONS = "logs/predictions"
-FEEDBACK = "logs/feedback"
-FIXED_COLUMNS = frozenset(
-    {
-        "request_id",
-        "row",
-        "ts",
-        "model",
-        "version",
-        "arm",
-        "latency_ms",
-        "prediction",
-        "score",
-        "outlier_score",
-    }
-)
-FEATURE_PREFIX = "feature."
-
-
-def log_names(names: tuple[str, ...] | list[str]) -> list[str]:
-    """The log column of each feature: its name, or feature.<name> where the name is one of
-    the fixed columns (prefixed again in the odd case that name is a feature too)."""
-    taken = set(names) | FIXED_COLUMNS
-    out = []
-    for name in names:
-        if name in FIXED_COLUMNS:
-            column = FEATURE_PREFIX + name
-            while column in taken:
-                column = FEATURE_PREFIX + column
-            taken.add(column)
-            name = column
-        out.append(name)
-    return out
 
 
 def feature_names(columns: list[str], features: list[str]) -> dict[str, str]:

@@ -175,7 +175,7 @@ def feature_column(present: set[str] | list[str], name: str) -> str:
     """Where a feature's values are in data with the columns ``present``: serving logs a
     feature named like one of its own columns (``ts``, ``score``, ...) as ``feature.<name>``,
     so that is read where there is one; otherwise the feature's own name."""
-    from mlopsctl.serving.logs import FEATURE_PREFIX, FIXED_COLUMNS
+    from mlopsctl.logformat import FEATURE_PREFIX, FIXED_COLUMNS
 
     logged = FEATURE_PREFIX + name
     return logged if name in FIXED_COLUMNS and logged in present else name
@@ -183,7 +183,7 @@ def feature_column(present: set[str] | list[str], name: str) -> str:
 
 def logged_names(names: list[str]) -> list[str]:
     """``names`` with the feature.<name> column of each that serving logs under that name."""
-    from mlopsctl.serving.logs import FEATURE_PREFIX, FIXED_COLUMNS
+    from mlopsctl.logformat import FEATURE_PREFIX, FIXED_COLUMNS
 
     return [*names, *(FEATURE_PREFIX + n for n in names if n in FIXED_COLUMNS)]
 

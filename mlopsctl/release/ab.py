@@ -55,12 +55,12 @@ from typing import TYPE_CHECKING, Any
 from mlopsctl import registry
 from mlopsctl.errors import MlopsError, UsageError
 from mlopsctl.events import record_event
+from mlopsctl.logformat import FEEDBACK, PREDICTIONS
 from mlopsctl.release import abstats
 from mlopsctl.release.analysis import CheckResult, Look, Window, register_check
 from mlopsctl.release.gates import GateResult, candidate_ref, champion_alias
 from mlopsctl.serving.arms import arms_of, read_deployment
 from mlopsctl.serving.feedback import download_files, partition_keys
-from mlopsctl.serving.logs import FEEDBACK, PREDICTIONS
 from mlopsctl.timeutil import parse_duration, parse_time, stamp, utc_now
 
 if TYPE_CHECKING:

@@ -48,9 +48,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlopsctl.errors import UsageError
+from mlopsctl.logformat import ERRORS, FEEDBACK, PREDICTIONS
 from mlopsctl.monitor.data import NoDataFiles, filter_rows, filter_window, iter_files
 from mlopsctl.monitor.stats import psi
-from mlopsctl.serving.logs import ERRORS, FEEDBACK, PREDICTIONS
 from mlopsctl.timeutil import stamp
 
 if TYPE_CHECKING:

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from mlopsctl import registry
 from mlopsctl.errors import NotFound, UsageError
+from mlopsctl.logformat import FEEDBACK, PREDICTIONS
 from mlopsctl.models.predict import read_input
-from mlopsctl.serving.logs import FEEDBACK, PREDICTIONS, feedback_table, partition_key
+from mlopsctl.serving.logs import feedback_table, partition_key
 from mlopsctl.store.local import LocalStore
 
 if TYPE_CHECKING:

@@ -48,6 +48,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlopsctl.errors import MlopsError
+from mlopsctl.logformat import (
+    CONTRIB_BIAS,
+    CONTRIB_PREFIX,
+    PREDICTIONS,
+    log_names,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -55,29 +61,6 @@ if TYPE_CHECKING:
     from mlopsctl.serving.metrics import Metrics
     from mlopsctl.store.base import ObjectStore
 
-PREDICTIONS = "logs/predictions"
-FEEDBACK = "logs/feedback"
-# Requests answered with an error status, one row each (error_table): with the prediction
-# log, the error share per arm that `release rollout` judges.
-ERRORS = "logs/errors"
-FIXED_COLUMNS = frozenset(
-    {
-        "request_id",
-        "row",
-        "ts",
-        "model",
-        "version",
-        "arm",
-        "latency_ms",
-        "prediction",
-        "score",
-        "outlier_score",
-    }
-)
-FEATURE_PREFIX = "feature."
-# Contribution columns: contrib.<feature> ... contrib.bias (= explain.CONTRIB_PREFIX, BIAS).
-CONTRIB_PREFIX = "contrib."
-CONTRIB_BIAS = "bias"
 # How often the flusher turns appended entries into Arrow tables.
 STAGE_EVERY_S = 0.05
 
@@ -584,22 +567,6 @@ def _typed_labels(labels: Any) -> pa.Array:
     if kind == "f":
         return pa.array(labels.astype("float64"), pa.float64())
     return pa.array([None if v is None else str(v) for v in labels.tolist()], pa.string())
-
-
-def log_names(names: tuple[str, ...]) -> list[str]:
-    """The log column of each feature: its name, or ``feature.<name>`` where the name is one
-    of the fixed columns (prefixed again in the odd case that name is a feature too)."""
-    taken = set(names) | FIXED_COLUMNS
-    out = []
-    for name in names:
-        if name in FIXED_COLUMNS:
-            column = FEATURE_PREFIX + name
-            while column in taken:
-                column = FEATURE_PREFIX + column
-            taken.add(column)
-            name = column
-        out.append(name)
-    return out
 
 
 def feedback_table(classification: bool | None) -> Callable[[list[Entry]], list[pa.Table]]:

@@ -388,15 +388,8 @@ def _publish_arms(
 def _start_logs(
     options: ServeOptions, store: ObjectStore, app: App, say: Callable[[str], None]
 ) -> list[Any]:
-    from mlopsctl.serving.logs import (
-        ERRORS,
-        FEEDBACK,
-        PREDICTIONS,
-        BufferedWriter,
-        error_table,
-        feedback_table,
-        prediction_table,
-    )
+    from mlopsctl.logformat import ERRORS, FEEDBACK, PREDICTIONS
+    from mlopsctl.serving.logs import BufferedWriter, error_table, feedback_table, prediction_table
 
     predictor = app.router.weighted[0].predictor
     classification = predictor.task == "classification"

@@ -318,13 +318,18 @@ def test_windows() -> None:
 
 
 def test_the_log_layout_is_serving_s() -> None:
-    from mlopsctl.serving import logs as serving
+    """The server writes and the readers read one layout (mlopsctl/logformat.py): a feature
+    named like a fixed column is logged, and found again, under feature.<name>."""
+    from mlopsctl import logformat
 
-    assert (dlogs.PREDICTIONS, dlogs.FEEDBACK) == (serving.PREDICTIONS, serving.FEEDBACK)
-    assert dlogs.FIXED_COLUMNS == serving.FIXED_COLUMNS
-    assert dlogs.FEATURE_PREFIX == serving.FEATURE_PREFIX
-    for names in (("a", "ts"), ("ts", "feature.ts", "row"), ("score", "x")):
-        assert dlogs.log_names(names) == serving.log_names(names)
+    assert logformat.log_names(("a", "ts")) == ["a", "feature.ts"]
+    assert logformat.log_names(("ts", "feature.ts", "row")) == [
+        "feature.feature.ts",
+        "feature.ts",
+        "feature.row",
+    ]
+    columns = ["request_id", "ts", "feature.ts", "a"]
+    assert dlogs.feature_names(columns, ["ts", "a"]) == {"feature.ts": "ts", "a": "a"}
 
 
 def test_one_definition_of_the_spec_keys() -> None:

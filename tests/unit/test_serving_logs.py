@@ -11,15 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlopsctl.serving.logs import (
-    FEEDBACK,
-    PREDICTIONS,
-    BufferedWriter,
-    LogSchema,
-    feedback_table,
-    log_names,
-    prediction_table,
-)
+from mlopsctl.logformat import FEEDBACK, PREDICTIONS, log_names
+from mlopsctl.serving.logs import BufferedWriter, LogSchema, feedback_table, prediction_table
 from mlopsctl.serving.metrics import Metrics, render
 from mlopsctl.store.local import LocalStore
 
