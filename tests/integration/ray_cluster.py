@@ -36,6 +36,7 @@ from pathlib import Path
 
 REQUIRE_ENV = "MLOPSCTL_REQUIRE_RAY"
 GCS_PORT = 6380
+CLIENT_PORT = 10001  # Ray Client's server on the head (ray://), with ray[client] installed
 STOP_GRACE_S = 10.0
 START_TIMEOUT_S = 90.0
 _OBJECT_STORE_BYTES = 100_000_000
@@ -122,6 +123,11 @@ class RayCluster:
     @property
     def address(self) -> str:
         return f"{self.ip}:{GCS_PORT}"
+
+    @property
+    def client_address(self) -> str:
+        """The head's Ray Client address: a driver that is not a node of the cluster."""
+        return f"ray://{self.ip}:{CLIENT_PORT}"
 
     def command(self, *argv: str) -> list[str]:
         """`argv` run inside the cluster's network namespace."""
@@ -310,6 +316,7 @@ def start_cluster(workdir: Path) -> RayCluster:
     try:
         cluster._network()
         head = ["--head", f"--port={GCS_PORT}", "--include-dashboard=false"]
+        head.append(f"--ray-client-server-port={CLIENT_PORT}")
         cluster._start_node("head", head + _flags(_HEAD_PORTS), private_mount=False)
         cluster._wait_nodes(1, START_TIMEOUT_S)
         worker = [f"--address={cluster.address}"]

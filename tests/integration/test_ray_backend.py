@@ -231,6 +231,25 @@ def test_independent_steps_land_on_both_nodes(cluster: RayCluster, project: Path
     assert len(set(nodes.values())) == 2, nodes
 
 
+def test_a_ray_client_address_runs_the_pipeline(cluster: RayCluster, project: Path) -> None:
+    """--address ray://HOST:PORT: the driver joins through Ray Client instead of as a node
+    (its steps' output is not streamed back, and the run is the same)."""
+    proc = mlopsctl(
+        cluster,
+        project,
+        *("run", "pipelines/spread.yaml", "--backend", "ray"),
+        *("--address", cluster.client_address, "--json"),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:] + cluster.log_tail()
+    record = json.loads(proc.stdout)
+    assert record["status"] == "succeeded"
+    assert {s["status"] for s in record["steps"].values()} == {"executed"}
+    assert {s["info"]["ray"]["ip"] for s in record["steps"].values()} == {cluster.ip}
+    local = mlopsctl(cluster, project, "run", "pipelines/spread.yaml", "--no-cache", "--json")
+    assert local.returncode == 0, local.stderr[-3000:]
+    assert _outputs(json.loads(local.stdout)) == _outputs(record)
+
+
 def test_tune_trials_are_ray_tasks(cluster: RayCluster, project: Path) -> None:
     proc = mlopsctl(
         cluster, project, "-v", *on_ray(cluster, "run", "pipelines/tune.yaml"), "--json"
