@@ -276,42 +276,13 @@ def bench_pit(work: Path, args: argparse.Namespace) -> dict:
 
 
 def start_redis(folder: Path) -> tuple[subprocess.Popen | None, str | None]:
-    import socket
+    from mlopsctl.testing.redis import RedisUnavailable
+    from mlopsctl.testing.redis import start_redis as start
 
-    binary = shutil.which("redis-server")
-    if binary is None:
+    try:
+        return start(folder, timeout=10.0)
+    except RedisUnavailable:
         return None, None
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-            "--dir",
-            str(folder),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.02)
-    proc.kill()
-    return None, None
 
 
 def bench_online(work: Path, args: argparse.Namespace) -> dict:

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -42,55 +39,18 @@ def _unavailable(reason: str) -> None:
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        _unavailable("not installed")
     try:
         import redis  # noqa: F401
     except ImportError:
         _unavailable("the redis client library is missing (pip install 'mlopsctl[redis]')")
-    folder = tmp_path_factory.mktemp("redis")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-            "--dir",
-            str(folder),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                _unavailable(
-                    f"did not start: {proc.stderr.read().decode()[-300:] if proc.stderr else ''}"
-                )
-            time.sleep(0.02)
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
+    from mlopsctl.testing.redis import RedisUnavailable, start_redis, stop_redis
+
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
+        proc, url = start_redis(tmp_path_factory.mktemp("redis"))
+    except RedisUnavailable as exc:
+        _unavailable(str(exc))
+    yield url
+    stop_redis(proc)
 
 
 def _set(name: str = "cust", features: tuple[str, ...] = ("x", "s")):
