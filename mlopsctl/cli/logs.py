@@ -9,6 +9,7 @@ import typer
 
 from mlopsctl.cli.options import JsonOpt, project_store
 from mlopsctl.cli.output import emit_json, err, out
+from mlopsctl.logformat import FEEDBACK, PREDICTIONS
 
 app = typer.Typer(help="Serving logs in the store: compact them.", no_args_is_help=True)
 
@@ -29,7 +30,6 @@ def compact(
 ) -> None:
     """Merge each date partition's Parquet files into one file per schema, then delete the
     merged files (rows are never lost; a reader may briefly see one twice)."""
-    from mlopsctl.logformat import FEEDBACK, PREDICTIONS
     from mlopsctl.serving.logs import compact_logs
 
     with project_store() as store:

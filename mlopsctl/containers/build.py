@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mlopsctl import __version__
 from mlopsctl.containers import DEFAULT_BASE, DEFAULT_NETWORK, IMAGE_PROJECT_DIR, LABEL
@@ -32,11 +32,14 @@ from mlopsctl.errors import (
     RegistryUnreachable,
     UsageError,
 )
+from mlopsctl.records import image as image_kind
 
 if TYPE_CHECKING:
     import docker
 
     from mlopsctl.config import Project
+    from mlopsctl.records.common import Actor, GitInfo
+    from mlopsctl.records.image import ImageRecord
 
 Log = Callable[[str], None]
 
@@ -552,13 +555,12 @@ def _push(client: docker.APIClient, repo: str, tag: str, log: Log | None) -> str
 def _record_push(project: Project, plan: BuildPlan, result: dict[str, Any]) -> str:
     """images/<project>/<pipeline>/<content-tag>.json (put-if-absent) and an audit event."""
     from mlopsctl.config import open_project_store
-    from mlopsctl.digest import canonical_json
     from mlopsctl.events import record_event
     from mlopsctl.provenance import who
     from mlopsctl.runs import now_iso
 
     key = f"{RECORDS}{plan.project}/{plan.pipeline}/{result['content_tag']}.json"
-    record = {
+    record: ImageRecord = {
         "project": plan.project,
         "pipeline": plan.pipeline,
         "image": plan.repository,
@@ -568,16 +570,16 @@ def _record_push(project: Project, plan: BuildPlan, result: dict[str, Any]) -> s
         "image_id": result["image_id"],
         "base": result["base"],
         "spec": {"path": plan.spec_display, "digest": plan.spec_digest},
-        "git": plan.git,
+        "git": cast("GitInfo", plan.git),  # provenance builds both untyped
         "mlopsctl": __version__,
         "pushed": now_iso(),
-        "by": who(plan.project_root),
+        "by": cast("Actor", who(plan.project_root)),
     }
     with open_project_store(project) as store:
         try:
-            store.put_if_absent(key, canonical_json(record))
+            store.put_if_absent(key, image_kind.to_json(record))
         except AlreadyExists:
-            existing = json.loads(store.get(key))
+            existing = image_kind.from_json(store.get(key))
             result["recorded_digest"] = existing.get("digest")
         record_event(
             store,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlopsctl.errors import MlopsError
+from mlopsctl.logformat import ERRORS, FEEDBACK, PREDICTIONS
 from mlopsctl.serving.listen import url
 from mlopsctl.serving.options import ServeOptions
 
@@ -388,7 +389,6 @@ def _publish_arms(
 def _start_logs(
     options: ServeOptions, store: ObjectStore, app: App, say: Callable[[str], None]
 ) -> list[Any]:
-    from mlopsctl.logformat import ERRORS, FEEDBACK, PREDICTIONS
     from mlopsctl.serving.logs import BufferedWriter, error_table, feedback_table, prediction_table
 
     predictor = app.router.weighted[0].predictor
