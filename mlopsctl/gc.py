@@ -5,11 +5,12 @@ events) are the audit trail and are never deleted."""
 
 from __future__ import annotations
 
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from mlopsctl.records import cache_entry, decode_stored
 
 if TYPE_CHECKING:
     from mlopsctl.store.base import ObjectStore
@@ -36,7 +37,7 @@ class GcReport:
 
 def _load_all(store: ObjectStore, keys: list[str]) -> list[dict[str, Any]]:
     with ThreadPoolExecutor(max_workers=16) as pool:
-        return list(pool.map(lambda k: json.loads(store.get(k)), keys))
+        return list(pool.map(lambda k: decode_stored(k, store.get(k)), keys))
 
 
 def _version_digests(version: dict[str, Any]) -> set[str]:
@@ -91,7 +92,7 @@ def collect_garbage(
     for info in store.list_info("cache/"):
         if not info.key.endswith(".json"):
             continue
-        entry = json.loads(store.get(info.key))
+        entry = cache_entry.from_json(store.get(info.key))
         outputs = {r["digest"] for r in (entry.get("outputs") or {}).values()}
         if outputs <= reachable:
             continue

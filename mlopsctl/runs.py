@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 from mlopsctl.digest import canonical_json
 from mlopsctl.errors import MlopsError, NotFound, UsageError
 from mlopsctl.names import flatten
+from mlopsctl.records import decode_stored
 from mlopsctl.records import live_run as live_run_kind
 from mlopsctl.records import run as run_kind
 from mlopsctl.timeutil import parse_time, stamp
@@ -222,7 +223,7 @@ def _read_all(store: ObjectStore, keys: list[str]) -> list[dict[str, Any]]:
         return []
     workers = min(16, len(keys), (os.cpu_count() or 2) * 4)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda k: dict(json.loads(store.get(k))), keys))
+        return list(pool.map(lambda k: decode_stored(k, store.get(k)), keys))
 
 
 def _read_live_all(store: ObjectStore, ids: list[str]) -> list[LiveRun]:

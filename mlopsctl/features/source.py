@@ -156,20 +156,20 @@ def _fetch_s3(url: str, workdir: Path) -> list[Path]:
 
 def _pipeline_output(store: ObjectStore, pipeline: str, output: str, workdir: Path) -> Path:
     """The artifact `output` (step.output) of the latest succeeded run of `pipeline`."""
-    import json
 
-    from mlopsctl.runs import RUNS, run_ids
+    from mlopsctl.runs import read_run, run_ids
     from mlopsctl.store.blobs import get_blob_file
 
     step, _, name = output.partition(".")
     for run_id in sorted(run_ids(store), reverse=True):
         try:
-            run = json.loads(store.get(f"{RUNS}{run_id}.json"))
+            run = read_run(store, run_id)
         except NotFound:
             continue
         if run.get("pipeline") != pipeline or run.get("status") != "succeeded":
             continue
-        ref = ((run.get("steps") or {}).get(step, {}).get("outputs") or {}).get(name)
+        found = (run.get("steps") or {}).get(step)
+        ref = (found.get("outputs") or {}).get(name) if found else None
         if not ref:
             continue
         dest = workdir / "pipeline" / name

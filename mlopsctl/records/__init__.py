@@ -36,7 +36,7 @@ from mlopsctl.records.digest_index import DigestIndex
 from mlopsctl.records.event import Event
 from mlopsctl.records.experiment import ExperimentSummary
 from mlopsctl.records.image import ImageRecord
-from mlopsctl.records.kinds import KINDS, RecordKind, kind_of_key, record_kind
+from mlopsctl.records.kinds import KINDS, RecordKind, decode_stored, kind_of_key, record_kind
 from mlopsctl.records.live_run import LiveRun
 from mlopsctl.records.model_latest import LatestHint
 from mlopsctl.records.rollout import RolloutState
@@ -86,6 +86,7 @@ __all__ = [
     "cache_entry",
     "dataset",
     "decode",
+    "decode_stored",
     "deployment",
     "digest_entry",
     "digest_index",

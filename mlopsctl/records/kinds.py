@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from mlopsctl.errors import UsageError
 from mlopsctl.records import (
@@ -26,6 +26,7 @@ from mlopsctl.records import (
     trigger_state,
     version,
 )
+from mlopsctl.records.codec import decode
 
 
 class RecordKind(NamedTuple):
@@ -70,6 +71,12 @@ def kind_of_key(key: str) -> str | None:
         if kind.key_re is not None and kind.key_re.fullmatch(key):
             return kind.name
     return None
+
+
+def decode_stored(key: str, data: bytes) -> dict[str, Any]:
+    """The record stored at ``key``, decoded as its kind is (for readers that walk several
+    kinds: the site, gc, run listings); RecordInvalid when it is not one."""
+    return decode(data, kind_of_key(key) or "stored")
 
 
 def record_kind(name: str) -> RecordKind:

@@ -36,7 +36,6 @@ pointing at the first.
 
 from __future__ import annotations
 
-import json
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -47,6 +46,7 @@ from mlopsctl.digest import canonical_json
 from mlopsctl.errors import AlreadyExists, Conflict, IntegrityError, NotFound, UsageError
 from mlopsctl.events import record_event
 from mlopsctl.provenance import where, who
+from mlopsctl.records import RecordInvalid, digest_entry
 from mlopsctl.registry.fetch import model_facts
 from mlopsctl.registry.keys import digest_index_key, digest_key, latest_key, version_key
 from mlopsctl.registry.refs import check_name
@@ -250,10 +250,10 @@ def _entry(store: ObjectStore, name: str, digest: str) -> dict[str, Any] | None:
     """The index entry of an artifact: a finished one has "version", a claim "after"."""
     key = digest_key(name, digest)
     try:
-        entry = json.loads(store.get(key))
+        entry = digest_entry.from_json(store.get(key))
     except NotFound:
         return None
-    except ValueError:
+    except RecordInvalid:
         entry = None
     finished = isinstance(entry, dict) and type(entry.get("version")) is int
     claimed = (
@@ -268,7 +268,7 @@ def _entry(store: ObjectStore, name: str, digest: str) -> dict[str, Any] | None:
             f"delete it and {digest_index_key(name)}: the next registration rebuilds the index",
         )
     assert isinstance(entry, dict)
-    return entry
+    return dict(entry)
 
 
 def _indexed(store: ObjectStore, name: str, digest: str, entry: dict[str, Any]) -> VersionRecord:

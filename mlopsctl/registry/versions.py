@@ -3,11 +3,11 @@ them is register.py's."""
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from mlopsctl.errors import NotFound
 from mlopsctl.names import is_name
+from mlopsctl.records import RecordInvalid, model_latest
 from mlopsctl.records import version as version_record
 from mlopsctl.registry.keys import MODELS, latest_key, version_key, versions_prefix
 
@@ -34,9 +34,9 @@ def latest_version(store: ObjectStore, name: str) -> int | None:
     move it). Without a usable hint (a store from before hints), list the versions."""
     hint: int | None = None
     try:
-        value = json.loads(store.get(latest_key(name))).get("version")
+        value = model_latest.from_json(store.get(latest_key(name))).get("version")
         hint = value if type(value) is int and is_name("version", str(value)) else None
-    except (NotFound, ValueError, AttributeError):
+    except (NotFound, RecordInvalid):
         hint = None
     if hint is None or not store.exists(version_key(name, hint)):
         numbers = version_numbers(store, name)

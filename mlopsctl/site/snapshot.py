@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from mlopsctl.errors import NotFound
 from mlopsctl.names import flatten
 from mlopsctl.pipeline.plan import NOTEBOOK_OUTPUT
-from mlopsctl.records import kind_of_key
+from mlopsctl.records import RecordInvalid, decode_stored, kind_of_key
 from mlopsctl.site.html import short
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ class Reads:
 
     def record(self, key: str) -> dict[str, Any]:
         found = self._records.get(key)
-        return found if found is not None else dict(json.loads(self._store.get(key)))
+        return found if found is not None else decode_stored(key, self._store.get(key))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
@@ -189,11 +189,9 @@ def take(store: ObjectStore, cached: dict[str, list[Any]], threads: int = 16) ->
     def read(item: tuple[str, str, str]) -> tuple[str, list[Any]] | None:
         key, kind, sig = item
         try:
-            record = json.loads(store.get(key))
-        except (NotFound, ValueError, UnicodeDecodeError):
+            record = decode_stored(key, store.get(key))
+        except (NotFound, RecordInvalid):
             return None  # deleted since it was listed, or not a record: nothing to show
-        if not isinstance(record, dict):
-            return None
         if kind in ("run", "version", "event"):
             snap.full[key] = record  # the pages of this record are rebuilt: no second read
         return key, [sig, kind, summarize(kind, key, record)]
