@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlopsctl.errors import UsageError
+from mlopsctl.logformat import FIXED_COLUMNS
 from mlopsctl.models.explain import CONTRIB_PREFIX
-from mlopsctl.models.outliers import LOG_COLUMN as OUTLIER_COLUMN
 from mlopsctl.monitor import data, stats
 
 if TYPE_CHECKING:
@@ -48,21 +48,6 @@ SMALL_ROWS = 1000
 MAX_CATEGORIES = 10_000
 EXACT_ROWS = 100_000
 POOLED = "__pooled__"
-# Columns every prediction log has besides the features (the format `mlopsctl serve` writes).
-LOG_COLUMNS = frozenset(
-    {
-        "request_id",
-        "row",
-        "ts",
-        "model",
-        "version",
-        "arm",
-        "latency_ms",
-        "prediction",
-        "score",
-        OUTLIER_COLUMN,
-    }
-)
 OTHER = "__other__"
 
 NUMERIC_TESTS = {"ks": 0.05, "wasserstein": 0.1, "psi": 0.1, "jensenshannon": 0.1}
@@ -603,7 +588,7 @@ def _quality(
     limits = {**QUALITY_DEFAULTS, **{k: v for k, v in settings.quality.items() if k != "fail"}}
     missing_cols = [c.name for c in columns if c.status == "missing-column"]
     wrong = [c.name for c in columns if c.status == "wrong-type"]
-    known = {c.name for c in columns} | LOG_COLUMNS
+    known = {c.name for c in columns} | FIXED_COLUMNS  # the prediction log's own columns
     extra = sorted(c for c in all_columns - known if not c.startswith(CONTRIB_PREFIX))
     if not rows:
         extra = []
