@@ -440,35 +440,13 @@ def test_racing_alias_moves_with_expect_lose_nothing(registry: Registry) -> None
     moves = MOVES_EACH[registry.backend]
 
     deadline = time.time() + DEADLINE_S
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _MOVER, str(w), str(moves), str(RACERS), str(deadline)],
-            cwd=registry.project,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for w in range(RACERS)
-    ]
-    try:
-        for proc in procs:
-            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-        results = [proc.communicate(timeout=DEADLINE_S + 10) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    commands = [[str(w), str(moves), str(RACERS), str(deadline)] for w in range(RACERS)]
+    results = release_together(_MOVER, commands, registry.project, timeout=DEADLINE_S + 10)
 
     moved: dict[str, tuple[int, int]] = {}  # reason -> (expected, target) of each move that won
     conflicts = 0
-    for proc, (out, err) in zip(procs, results, strict=True):
-        assert proc.returncode == 0, err
+    for code, out, err in results:
+        assert code == 0, err
         report = json.loads(out)
         conflicts += report["conflicts"]
         for move in report["won"]:
