@@ -127,12 +127,18 @@ def decode_elsewhere(*args: Any) -> tuple[str, Any]:
         return "error", (500, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
 
 
-def start_helper() -> None:
-    """A helper process's start: a lower CPU priority than the server's (its event loop must
-    win the CPU over a long parse), and the imports it needs, before the first request."""
+def start_helper(worker: int | None = None) -> None:
+    """A helper process's start: it dies with its worker (`worker`: the worker's pid; a
+    worker killed with SIGKILL would otherwise leave it running forever), a lower CPU priority
+    than the server's (its event loop must win the CPU over a long parse), and the imports it
+    needs, before the first request."""
     import os
 
     import numpy  # noqa: F401
+
+    from mlopsctl.process import die_with_parent
+
+    die_with_parent(worker)
 
     try:
         os.nice(HELPER_NICENESS)

@@ -213,6 +213,7 @@ def _decoding_processes(say: Callable[[str], None]) -> Any:
             max_workers=DECODING_PROCESSES,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=start_helper,
+            initargs=(os.getpid(),),
         )
         for _ in range(DECODING_PROCESSES):
             processes.submit(warm)

@@ -105,18 +105,10 @@ class SeaweedServer:
 def _pdeathsig(sig: int) -> Callable[[], None]:
     """A preexec_fn: have the kernel send `sig` to the child if the process that started it
     dies without stopping it (a test run killed by a timeout), so no orphan keeps its ports
-    and disk. Linux only; elsewhere the owner's own stop is all there is."""
+    and disk."""
+    from mlopsctl.process import die_with_parent
 
-    def arm() -> None:
-        if not sys.platform.startswith("linux"):
-            return
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        with contextlib.suppress(Exception):
-            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, sig)
-
-    return arm
+    return lambda: die_with_parent(sig=sig)
 
 
 def spawn_service(

@@ -549,7 +549,14 @@ def test_a_killed_worker_is_respawned_and_counters_are_kept(served_project: Path
         before = _workers(running)
         assert len(before) == 2
         victim = min(before)
+        helpers = _children(victim)  # its body-decoding helper processes
+        assert helpers, "the worker has no helper processes"
         os.kill(victim, signal.SIGKILL)
+        # The helpers die with their worker instead of living on as orphans.
+        gone_by = time.monotonic() + 15
+        while any(Path(f"/proc/{pid}").exists() for pid in helpers) and time.monotonic() < gone_by:
+            time.sleep(0.1)
+        assert not [pid for pid in helpers if Path(f"/proc/{pid}").exists()], helpers
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             now = _workers(running)
