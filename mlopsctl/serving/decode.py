@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlopsctl.process import die_with_parent
 from mlopsctl.serving import codecs
 from mlopsctl.serving.codecs import BadRequest, Features, Signature
 
@@ -135,8 +136,6 @@ def start_helper(worker: int | None = None) -> None:
     import os
 
     import numpy  # noqa: F401
-
-    from mlopsctl.process import die_with_parent
 
     die_with_parent(worker)
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlopsctl.process import die_with_parent
+
 ACCESS_KEY = "mlopsctl-test-access"
 SECRET_KEY = "mlopsctl-test-secret-key-0123456789"
 REGION = "us-east-1"
@@ -106,8 +108,6 @@ def _pdeathsig(sig: int) -> Callable[[], None]:
     """A preexec_fn: have the kernel send `sig` to the child if the process that started it
     dies without stopping it (a test run killed by a timeout), so no orphan keeps its ports
     and disk."""
-    from mlopsctl.process import die_with_parent
-
     return lambda: die_with_parent(sig=sig)
 
 
