@@ -70,6 +70,14 @@ def run(
             "(default: RAY_ADDRESS, else the cluster started on this machine).",
         ),
     ] = None,
+    requirements: Annotated[
+        bool,
+        typer.Option(
+            "--requirements",
+            help="Ray backend: install the pipeline's requirements file (image.requirements, "
+            "else requirements.txt) on every node, in Ray's pip runtime environment.",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Run a pipeline: independent steps in parallel, unchanged steps from the shared cache,
@@ -94,6 +102,7 @@ def run(
         docker_host=host,
         address=address,
         image_ref=image,
+        requirements=requirements,
         network=network,
         build_log=_build_log if stderr_is_terminal() or verbose else None,
     )
@@ -101,8 +110,8 @@ def run(
         raise typer.BadParameter("--host, --image and --network need --backend docker")
     if backend is Backend.ray and (host or network):
         raise typer.BadParameter("--host and --network need --backend docker")
-    if address is not None and backend is not Backend.ray:
-        raise typer.BadParameter("--address needs --backend ray")
+    if (address is not None or requirements) and backend is not Backend.ray:
+        raise typer.BadParameter("--address and --requirements need --backend ray")
     record = run_pipeline(spec, list(param or []), options=options)
     if dry_run:
         if json_out:

@@ -128,13 +128,9 @@ def plan_build(project: Project, spec: Path) -> BuildPlan:
     """Read the pipeline spec and assemble the build context (no engine needed)."""
     from mlopsctl.containers.registry import repository
     from mlopsctl.provenance import git_info
-    from mlopsctl.spec import load_spec
     from mlopsctl.templates import render, template_root
 
-    if not spec.is_file():
-        raise NotFound(f"no such pipeline spec: {spec}", "give the path of a kind: Pipeline file")
-    data = load_spec(spec, kind="Pipeline")
-    image = {**project.image, **(data.get("image") or {})}
+    data, image = _pipeline_image(project, spec)
     root = project.root
     spec = spec.resolve()
     try:
@@ -171,6 +167,24 @@ def plan_build(project: Project, spec: Path) -> BuildPlan:
     files.append(ContextFile("Dockerfile", 0o644, data=dockerfile.encode()))
     plan.files = sorted(files, key=lambda f: f.arcname)
     return plan
+
+
+def requirements_path(project: Project, spec: Path) -> Path | None:
+    """The requirements file a pipeline's image installs: the spec's `image.requirements`,
+    else the project's, else requirements.txt when the project has one (None: no file)."""
+    _, image = _pipeline_image(project, spec)
+    found = _requirements_file(project.root, image.get("requirements"))
+    return project.root / found if found else None
+
+
+def _pipeline_image(project: Project, spec: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The pipeline spec, and its `image:` block over the project's."""
+    from mlopsctl.spec import load_spec
+
+    if not spec.is_file():
+        raise NotFound(f"no such pipeline spec: {spec}", "give the path of a kind: Pipeline file")
+    data = load_spec(spec, kind="Pipeline")
+    return data, {**project.image, **(data.get("image") or {})}
 
 
 def _requirements_file(root: Path, configured: Any) -> str | None:

@@ -24,7 +24,14 @@ on Ray computes exactly what it computes locally, and its outputs have the same 
   a local run), so the probe compares them with each node's and refuses a cluster that
   differs, naming the node and the library; `--image REPO@sha256:DIGEST` runs every step in
   that image instead (Ray's `image_uri` runtime environment, which needs podman on the nodes),
-  and then the image digest is in the key, as with the Docker backend.
+  and then the image digest is in the key, as with the Docker backend. `--requirements`
+  installs the project's requirements file (the one `mlopsctl build` puts in the image) on
+  every node instead, in Ray's pip runtime environment (a virtualenv per node cloned from the
+  node's own, made once per requirements file and kept by Ray); the probe then runs inside it,
+  so the versions it compares are the installed ones, and each step's record names the file
+  and its digest. Option lines of the file (`--index-url`, `--find-links`, `--no-index`) apply
+  on the nodes; relative paths in it are made absolute, which serves nodes on this machine or
+  on a shared file system.
 - `tune` spreads its trials over the cluster: its step's own task asks for no CPU, and the
   step's process, on seeing the `engine` block in its task, submits each trial as a Ray task
   with the step's resources (mlopsctl.engines.ray.parallel_map, used through
@@ -55,6 +62,8 @@ from typing import TYPE_CHECKING, Any
 
 from mlopsctl import __version__
 from mlopsctl.containers import IMAGE_PROJECT_DIR
+from mlopsctl.containers.build import requirements_path
+from mlopsctl.digest import sha256_bytes
 from mlopsctl.errors import EngineUnreachable, MlopsError, UsageError
 from mlopsctl.pipeline.executor import remove_stale_workdirs
 from mlopsctl.pipeline.runners import PARENT_FD_ENV, STOP_GRACE_S, LogSink, StepExit, StepRunner
@@ -71,6 +80,9 @@ NAMESPACE = "mlopsctl"
 INSTALL_HINT = "pip install 'mlopsctl[ray]'"
 FAN_OUT_COMPONENTS = frozenset({"tune"})  # components that submit Ray tasks of their own
 PROBE_TIMEOUT_S = 180.0
+PIP_PROBE_TIMEOUT_S = 1800.0  # the first probe in a pip environment waits for its install
+# Options of a requirements file whose value is a path (made absolute: pip runs elsewhere).
+_PATH_OPTIONS = ("-r", "--requirement", "-c", "--constraint", "-f", "--find-links")
 CONNECT_TIMEOUT_S = 5.0
 _CHUNK = 1 << 16
 _CURRENT_CLUSTER = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
@@ -320,8 +332,10 @@ class RayRunner(StepRunner):
         engines: dict[str, dict[str, Any]],
         stream: bool = True,
         owns_connection: bool = True,
+        requirements: dict[str, str] | None = None,
     ) -> None:
         self.project_dir = project_dir
+        self.requirements = requirements  # {file, digest} installed on the nodes, or None
         self.store_task = store_task
         self.env = env
         self.options = options  # step -> Ray task options
@@ -385,6 +399,8 @@ class RayRunner(StepRunner):
         if end["code"] != 0:
             return StepExit(int(end["code"]), detail=f"exited with status {end['code']} on {where}")
         result = dict(end["result"])
+        if self.requirements:
+            node = {**node, "requirements": self.requirements}
         result["info"] = {**(result.get("info") or {}), "ray": node}
         return StepExit(0, result)
 
@@ -421,6 +437,10 @@ def prepare_ray_run(
     node, refuse what cannot work (a local store the nodes cannot see, an environment that
     differs from this machine's, a step no node can hold), then hand back the runner."""
     import_ray()
+    if options.requirements and options.image_ref:
+        raise UsageError(
+            "--requirements and --image both say what the steps run in", "give one of them"
+        )
     address = resolve_address(options.address)
     if not address.startswith("ray://"):
         check_reachable(address)
@@ -428,13 +448,67 @@ def prepare_ray_run(
     is_s3 = store_url.startswith("s3://")
     image = _image(options.image_ref, is_s3)
     base_env: dict[str, Any] = {"image_uri": image["ref"]} if image else {}
+    requirements = None
+    if options.requirements:
+        base_env["pip"], requirements = pip_environment(project, plan.spec_path)
     owns = connect(address)
     try:
-        return _prepare(project, plan, store_config, options, address, image, base_env, owns)
+        runner = _prepare(project, plan, store_config, options, address, image, base_env, owns)
+        runner.requirements = requirements
+        return runner
     except BaseException:
         if owns:
             import_ray().shutdown()
         raise
+
+
+def pip_environment(project: Project, spec: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """`--requirements`: Ray's pip runtime environment for the pipeline's requirements file
+    (what its image installs), and {file, digest} for the steps' records."""
+    path = requirements_path(project, spec)
+    if path is None:
+        raise UsageError(
+            "--requirements: the pipeline has no requirements file (no image.requirements in "
+            "the spec or mlops.yaml, and no requirements.txt in the project)",
+            "add requirements.txt to the project, or name the file in image.requirements",
+        )
+    data = path.read_bytes()
+    packages = requirement_lines(data.decode("utf-8", "replace"), path.parent)
+    root = project.root
+    shown = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+    if not packages:
+        raise UsageError(
+            f"--requirements: {shown} lists no requirement", f"add the steps' packages to {shown}"
+        )
+    # pip_check off: Ray's `pip check` also judges what the node itself had installed.
+    return {"packages": packages, "pip_check": False}, {
+        "file": shown,
+        "digest": sha256_bytes(data),
+    }
+
+
+def requirement_lines(text: str, folder: Path) -> list[str]:
+    """A requirements file's lines as Ray's pip environment takes them: comments and blank
+    lines dropped, continuation lines joined, relative paths of -r/-c/--find-links absolute
+    (pip runs in a folder of Ray's own)."""
+    joined = text.replace("\\\n", "")
+    lines = []
+    for raw in joined.splitlines():
+        line = raw.split(" #")[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        for option in _PATH_OPTIONS:
+            for sep in ("=", " "):
+                if line.startswith(option + sep):
+                    value = line[len(option) + 1 :].strip()
+                    if "://" not in value and not Path(value).is_absolute():
+                        line = f"{option} {(folder / value).resolve()}"
+                    break
+            else:
+                continue
+            break
+        lines.append(line)
+    return lines
 
 
 def _image(ref: str | None, is_s3: bool) -> dict[str, Any] | None:
@@ -562,8 +636,10 @@ def _probe(
     nodes: list[dict[str, Any]], folders: list[str], libraries: list[str], env: dict[str, Any]
 ) -> list[dict[str, Any]]:
     ray = import_ray()
-    from ray.exceptions import GetTimeoutError, RayError
+    from ray.exceptions import GetTimeoutError, RayError, RuntimeEnvSetupError
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    timeout = PIP_PROBE_TIMEOUT_S if env.get("pip") else PROBE_TIMEOUT_S
 
     probe = ray.remote(probe_node)
     refs = [
@@ -576,13 +652,20 @@ def _probe(
         for node in nodes
     ]
     try:
-        reports: list[dict[str, Any]] = ray.get(refs, timeout=PROBE_TIMEOUT_S)
+        reports: list[dict[str, Any]] = ray.get(refs, timeout=timeout)
     except GetTimeoutError:
         for ref in refs:
             ray.cancel(ref, force=True)
         raise EngineUnreachable(
-            f"the Ray cluster's nodes did not answer a probe within {PROBE_TIMEOUT_S:.0f} s",
+            f"the Ray cluster's nodes did not answer a probe within {timeout:.0f} s",
             "check that every node can start workers (ray status)",
+        ) from None
+    except RuntimeEnvSetupError as exc:
+        raise MlopsError(
+            "--requirements: the requirements could not be installed on the Ray cluster: "
+            + _pip_failure(exc),
+            "fix the requirements file; pip's whole output is in the node's "
+            "runtime_env_setup log (session_latest/logs under the node's Ray temp folder)",
         ) from None
     except RayError as exc:
         raise EngineUnreachable(
@@ -590,6 +673,13 @@ def _probe(
             "every node needs mlopsctl installed (the same version as here), or --image",
         ) from None
     return reports
+
+
+def _pip_failure(exc: BaseException) -> str:
+    """The line of a failed pip install that says why (pip's ERROR line), else the last."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ERROR:") or "No module named" in line]
+    return (errors[0] if errors else lines[-1] if lines else type(exc).__name__)[:500]
 
 
 def _nodes_text(reports: list[dict[str, Any]]) -> str:
@@ -615,7 +705,8 @@ def _check_environment(reports: list[dict[str, Any]], here: dict[str, Any], addr
                 f"{_nodes_text([report])} of the Ray cluster at {address} runs "
                 + ", ".join(differences),
                 "the step cache key holds this machine's versions: install the same ones on "
-                "the cluster, or run every step in an image (--image REPO@sha256:DIGEST)",
+                "the cluster (--requirements installs the project's requirements file there), "
+                "or run every step in an image (--image REPO@sha256:DIGEST)",
             )
 
 

@@ -161,6 +161,7 @@ class RunOptions:
     docker_host: str | None = None  # a docker.hosts entry of mlops.yaml (docker backend)
     address: str | None = None  # the Ray cluster: HOST:PORT, ray://HOST:PORT or auto (ray)
     image_ref: str | None = None  # run in this image instead of building the pipeline's
+    requirements: bool = False  # ray: install the requirements file in Ray's pip environment
     network: str | None = None  # container network mode (docker backend)
     build_log: Callable[[str], None] | None = None  # image build output (docker backend)
     # Why this run was started, kept in its record (e.g. the trigger that fired: mlopsctl ct).

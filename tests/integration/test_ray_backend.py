@@ -5,12 +5,14 @@ computes (same output digests, same cache keys); independent steps land on both 
 trials are Ray tasks of their own; a failing step fails the run with its log tail; SIGINT or
 SIGTERM to the driver cancels the running task and leaves nothing running; a local store that
 a node cannot see is refused before anything runs; an S3 store (SeaweedFS, inside the
-namespace) works end to end.
+namespace) works end to end; `--requirements` installs the project's requirements file on every
+node (Ray's pip environment, from a wheel folder of the test's: no index is reached).
 
 Needs root (the namespace); skips otherwise, and fails instead under MLOPSCTL_REQUIRE_RAY=1."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -373,3 +375,94 @@ def test_an_s3_store_on_ray(cluster: RayCluster, tmp_path: Path) -> None:
             helper.wait(timeout=30)
         except subprocess.TimeoutExpired:
             helper.kill()
+
+
+# -- --requirements: the project's requirements file installed on the nodes ------------------
+
+PROBE_PACKAGE = "mlx_ray_probe"
+REQUIRING = """\
+apiVersion: mlopsctl/v1
+kind: Pipeline
+name: requiring
+steps:
+  left:  {python: "probe:version", outputs: [out], resources: {cpus: 1}}
+  right: {python: "probe:version", outputs: [out], resources: {cpus: 1}, with: {side: right}}
+"""
+PROBE_STEP = f"""\
+import {PROBE_PACKAGE}
+
+
+def version(ctx):
+    ctx.outputs["out"].write_text({PROBE_PACKAGE}.VERSION)
+"""
+
+
+def _wheel(folder: Path, version: str) -> None:
+    """A pure-Python wheel of a package that is installed nowhere, written by hand."""
+    import base64
+    import zipfile
+
+    dist = f"{PROBE_PACKAGE}-{version}"
+    files = {
+        f"{PROBE_PACKAGE}/__init__.py": f"VERSION = {version!r}\n",
+        f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {PROBE_PACKAGE}\n"
+        f"Version: {version}\n",
+        f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\n"
+        "Root-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    with zipfile.ZipFile(folder / f"{dist}-py3-none-any.whl", "w") as wheel:
+        for name, text in files.items():
+            wheel.writestr(name, text)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest())
+            record.append(f"{name},sha256={digest.rstrip(b'=').decode()},{len(text)}")
+        wheel.writestr(
+            f"{dist}.dist-info/RECORD", "\n".join([*record, f"{dist}.dist-info/RECORD,,"])
+        )
+
+
+def test_requirements_are_installed_on_every_node(cluster: RayCluster, project: Path) -> None:
+    (project / "wheels").mkdir()
+    _wheel(project / "wheels", "1.2")
+    (project / "probe.py").write_text(PROBE_STEP)
+    (project / "pipelines" / "requiring.yaml").write_text(REQUIRING)
+    # Paths relative to the file; --no-index: nothing but the wheel folder is looked at.
+    (project / "requirements.txt").write_text(
+        f"--no-index\n--find-links wheels\n{PROBE_PACKAGE}==1.2  # the steps import it\n"
+    )
+    git(project, "add", "-A", check=True)
+    git(project, "commit", "-qm", "requiring", check=True)
+    args = on_ray(cluster, "run", "pipelines/requiring.yaml")
+
+    # The nodes' own environment lacks the package: the step fails, naming it.
+    proc = mlopsctl(cluster, project, *args)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert f"No module named '{PROBE_PACKAGE}'" in proc.stderr
+
+    proc = mlopsctl(cluster, project, *args, "--requirements", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads(proc.stdout)
+    nodes = set()
+    for name in ("left", "right"):
+        step = record["steps"][name]
+        assert step["status"] == "executed"
+        ray_info = step["info"]["ray"]
+        nodes.add(ray_info["node_id"])
+        assert ray_info["requirements"]["file"] == "requirements.txt"
+        assert ray_info["requirements"]["digest"].startswith("sha256:")
+    assert len(nodes) == 2  # installed on both nodes, not only the head
+    # Both wrote the installed package's version.
+    expected = "sha256:" + hashlib.sha256(b"1.2").hexdigest()
+    assert {out["out"] for out in _outputs(record).values()} == {expected}
+
+    # A requirement no index has: refused before any step runs, with pip's reason.
+    (project / "requirements.txt").write_text(
+        f"--no-index\n--find-links wheels\n{PROBE_PACKAGE}==9.9\n"
+    )
+    runs_before = sorted((project / ".mlops" / "runs").glob("*.json"))
+    proc = mlopsctl(cluster, project, *args, "--requirements")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    lines = proc.stderr.strip().splitlines()
+    assert "the requirements could not be installed on the Ray cluster" in lines[-1]
+    assert f"{PROBE_PACKAGE}==9.9" in lines[-1]
+    assert sorted((project / ".mlops" / "runs").glob("*.json")) == runs_before

@@ -325,7 +325,98 @@ def test_run_on_ray_without_ray_is_one_line(
 def test_address_needs_the_ray_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     result = _invoke(tmp_path, monkeypatch, "run", "p.yaml", "--address", "10.0.0.1:6379")
     assert result.exit_code == 2
-    assert "--address needs --backend ray" in result.stderr
+    assert "--address and --requirements need --backend ray" in result.stderr
+    result = _invoke(tmp_path, monkeypatch, "run", "p.yaml", "--requirements")
+    assert result.exit_code == 2
+    assert "--address and --requirements need --backend ray" in result.stderr
     result = _invoke(tmp_path, monkeypatch, "run", "p.yaml", "--backend", "ray", "--host", "x")
     assert result.exit_code == 2
     assert "--host and --network need --backend docker" in result.stderr
+
+
+# -- --requirements: the pipeline's requirements file as Ray's pip environment ---------------
+
+
+def _requirements_project(tmp_path: Path, text: str | None, image: str = "") -> Any:
+    from mlopsctl.config import load_project
+
+    (tmp_path / "mlops.yaml").write_text(
+        "apiVersion: mlopsctl/v1\nkind: Project\nname: p\nstore: {url: .mlops}\n"
+    )
+    (tmp_path / "p.yaml").write_text(SPEC + image)
+    if text is not None:
+        (tmp_path / "requirements.txt").write_text(text)
+    return load_project(tmp_path, required=True)
+
+
+def test_requirements_become_the_pip_environment_with_absolute_paths(tmp_path: Path) -> None:
+    (tmp_path / "wheels").mkdir()
+    text = (
+        "# the steps' packages\n"
+        "--no-index\n"
+        "--find-links wheels\n"
+        "-c constraints.txt\n"
+        "--find-links=https://example.org/simple\n"
+        "pandas>=2  # a comment\n"
+        "scikit-learn \\\n"
+        "  ==1.7.2\n"
+        "\n"
+        "-r /abs/other.txt\n"
+    )
+    project = _requirements_project(tmp_path, text)
+    pip, record = engine.pip_environment(project, tmp_path / "p.yaml")
+    root = tmp_path.resolve()
+    assert pip == {
+        "packages": [
+            "--no-index",
+            f"--find-links {root / 'wheels'}",
+            f"-c {root / 'constraints.txt'}",
+            "--find-links=https://example.org/simple",
+            "pandas>=2",
+            "scikit-learn   ==1.7.2",
+            "-r /abs/other.txt",
+        ],
+        "pip_check": False,
+    }
+    assert record["file"] == "requirements.txt"
+    assert record["digest"].startswith("sha256:") and len(record["digest"]) == 71
+
+
+def test_requirements_follow_the_image_block(tmp_path: Path) -> None:
+    (tmp_path / "env").mkdir()
+    (tmp_path / "env" / "ray.txt").write_text("xgboost\n")
+    image = "image: {requirements: env/ray.txt}\n"
+    project = _requirements_project(tmp_path, "pandas\n", image=image)
+    pip, record = engine.pip_environment(project, tmp_path / "p.yaml")
+    assert pip["packages"] == ["xgboost"] and record["file"] == "env/ray.txt"
+
+
+def test_requirements_refused_without_a_file_or_with_an_empty_one(tmp_path: Path) -> None:
+    project = _requirements_project(tmp_path, None)
+    with pytest.raises(UsageError, match="has no requirements file") as caught:
+        engine.pip_environment(project, tmp_path / "p.yaml")
+    assert "add requirements.txt" in str(caught.value.hint)
+    project = _requirements_project(tmp_path, "# nothing yet\n\n")
+    with pytest.raises(UsageError, match=r"requirements\.txt lists no requirement"):
+        engine.pip_environment(project, tmp_path / "p.yaml")
+
+
+def test_requirements_and_an_image_are_refused_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "requirements.txt").write_text("pandas\n")
+    result = _invoke(
+        tmp_path,
+        monkeypatch,
+        "run",
+        "p.yaml",
+        "--backend",
+        "ray",
+        "--requirements",
+        "--image",
+        "r@sha256:" + "0" * 64,
+        "--address",
+        "127.0.0.1:1",
+    )
+    assert result.exit_code == 2
+    assert "--requirements and --image both say what the steps run in" in result.stderr
