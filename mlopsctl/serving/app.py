@@ -432,8 +432,10 @@ class App:
         first = self.router.weighted[0].predictor
         decoded = self._decode(kind, headers, body, first, given)
         arm = self._choose(decoded.key_value, request_id)
-        decoded = self._decode(kind, headers, body, arm.predictor, decoded)
-        self._note_ignored(decoded.inputs, arm.predictor)
+        if arm.predictor is not first:
+            decoded = self._decode(kind, headers, body, arm.predictor, decoded)
+        if decoded.inputs.ignored:
+            self._note_ignored(decoded.inputs, arm.predictor)
         return arm, decoded
 
     def _invocations(

@@ -103,9 +103,14 @@ def _no_infinity(name: str) -> float:
     raise malformed(f"{name}: a value {_INFINITE}")
 
 
+# Built once: json.loads(..., parse_constant=...) builds a decoder and its scanner per call.
+_DECODER = json.JSONDecoder(parse_constant=_no_infinity)
+
+
 def parse_json(body: bytes) -> Any:
     try:
-        value = json.loads(body, parse_constant=_no_infinity)
+        # As json.loads reads bytes: UTF-8, -16 or -32 by the first bytes, surrogates kept.
+        value = _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except BadRequest:
         raise
     except (ValueError, UnicodeDecodeError) as exc:

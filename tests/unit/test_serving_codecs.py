@@ -88,6 +88,25 @@ def test_signature_errors_name_the_features() -> None:
         codecs.parse_json(b'{"a": Infinity}')
 
 
+def test_json_bodies_are_read_as_json_loads_reads_bytes() -> None:
+    # The decoder is built once (parse_json), but reads bytes as json.loads does: UTF-8 with or
+    # without a BOM, UTF-16 and UTF-32 by their first bytes; NaN is a value, Infinity refused.
+    value = {"instances": [[1.5, "é", None]], "params": {"output": "proba"}}
+    text = json.dumps(value, ensure_ascii=False)
+    for body in (
+        text.encode(),
+        b"\xef\xbb\xbf" + text.encode(),
+        text.encode("utf-16"),
+        text.encode("utf-32-le"),
+    ):
+        assert codecs.parse_json(body) == json.loads(body) == value
+    assert math.isnan(codecs.parse_json(b"[NaN]")[0])
+    for bad in (b"[-Infinity]", b"\xff\xfe\x00", b'{"a": 1} trailing'):
+        with pytest.raises(BadRequest) as info:
+            codecs.parse_json(bad)
+        assert info.value.status == 400
+
+
 def test_key_column_is_allowed_and_read() -> None:
     payload = {"dataframe_records": [{"a": 1, "b": 2, "c": 3, "customer": "x"}]}
     table, _ = codecs.mlflow_table(payload)
