@@ -190,6 +190,12 @@ def _pipeline_image(project: Project, spec: Path) -> tuple[dict[str, Any], dict[
 def _requirements_file(root: Path, configured: Any) -> str | None:
     if configured:
         path = root / str(configured)
+        inside = path.resolve().is_relative_to(root.resolve())
+        if not inside or ".." in Path(str(configured)).parts:
+            raise UsageError(
+                f"requirements file {configured} (image.requirements) is outside the project",
+                "name a file inside the project folder, relative to its root",
+            )
         if not path.is_file():
             raise NotFound(
                 f"requirements file {configured} (image.requirements) does not exist",

@@ -441,6 +441,10 @@ def prepare_ray_run(
         raise UsageError(
             "--requirements and --image both say what the steps run in", "give one of them"
         )
+    requirements = None
+    pip: dict[str, Any] = {}
+    if options.requirements:  # the file is checked before the cluster is reached
+        pip, requirements = pip_environment(project, plan.spec_path)
     address = resolve_address(options.address)
     if not address.startswith("ray://"):
         check_reachable(address)
@@ -448,9 +452,8 @@ def prepare_ray_run(
     is_s3 = store_url.startswith("s3://")
     image = _image(options.image_ref, is_s3)
     base_env: dict[str, Any] = {"image_uri": image["ref"]} if image else {}
-    requirements = None
-    if options.requirements:
-        base_env["pip"], requirements = pip_environment(project, plan.spec_path)
+    if pip:
+        base_env["pip"] = pip
     owns = connect(address)
     try:
         runner = _prepare(project, plan, store_config, options, address, image, base_env, owns)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mlopsctl.config import load_project
-from mlopsctl.containers.build import content_tag, plan_build
+from mlopsctl.containers.build import content_tag, plan_build, requirements_path
 from mlopsctl.containers.engine import Engine
 from mlopsctl.containers.runner import memory_bytes, place_steps
 from mlopsctl.errors import UsageError
@@ -99,6 +99,28 @@ def test_dockerfile_base_requirements_and_names(repo: Path) -> None:
     assert "COPY project/requirements.txt /opt/mlopsctl/project-requirements.txt" in dockerfile
     requirements = next(f for f in plan.files if f.arcname == "_mlopsctl/requirements.txt")
     assert b"xgboost" in requirements.read()
+
+
+@pytest.mark.parametrize("named", ["../outside.txt", "/etc/hostname", "src/../../outside.txt"])
+def test_a_requirements_file_outside_the_project_is_refused(repo: Path, named: str) -> None:
+    (repo.parent / "outside.txt").write_text("requests\n")
+    spec = repo / "pipeline.yaml"
+    spec.write_text(
+        SPEC.replace('image: {base: "my-base:1"}', f"image: {{requirements: '{named}'}}")
+    )
+    with pytest.raises(UsageError, match="is outside the project") as caught:
+        plan_build(load_project(repo), spec)
+    assert caught.value.exit_code == 2
+    assert requirements_path_or_error(repo, spec) == str(caught.value)
+
+
+def requirements_path_or_error(repo: Path, spec: Path) -> str:
+    """The same refusal through the Ray backend's reader of the file (run --requirements)."""
+    try:
+        requirements_path(load_project(repo), spec)
+    except UsageError as exc:
+        return str(exc)
+    return "accepted"
 
 
 def test_the_content_tag_follows_the_content_only(repo: Path) -> None:

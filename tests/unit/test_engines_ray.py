@@ -420,3 +420,14 @@ def test_requirements_and_an_image_are_refused_together(
     )
     assert result.exit_code == 2
     assert "--requirements and --image both say what the steps run in" in result.stderr
+
+
+def test_the_requirements_file_is_checked_before_the_cluster_is_reached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Port 1 on loopback answers nothing: were the cluster tried first, this would exit 5.
+    args = ("run", "p.yaml", "--backend", "ray", "--requirements", "--address", "127.0.0.1:1")
+    result = _invoke(tmp_path, monkeypatch, *args)
+    assert result.exit_code == 2
+    assert "--requirements: the pipeline has no requirements file" in result.stderr
+    assert not (tmp_path / ".mlops" / "runs").exists()
