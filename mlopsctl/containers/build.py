@@ -189,9 +189,9 @@ def _pipeline_image(project: Project, spec: Path) -> tuple[dict[str, Any], dict[
 
 def _requirements_file(root: Path, configured: Any) -> str | None:
     if configured:
-        path = root / str(configured)
-        inside = path.resolve().is_relative_to(root.resolve())
-        if not inside or ".." in Path(str(configured)).parts:
+        base = root.resolve()
+        path = (root / str(configured)).resolve()
+        if not path.is_relative_to(base):
             raise UsageError(
                 f"requirements file {configured} (image.requirements) is outside the project",
                 "name a file inside the project folder, relative to its root",
@@ -201,7 +201,7 @@ def _requirements_file(root: Path, configured: Any) -> str | None:
                 f"requirements file {configured} (image.requirements) does not exist",
                 "fix image.requirements, or leave it out to use requirements.txt when present",
             )
-        return path.relative_to(root).as_posix()
+        return path.relative_to(base).as_posix()
     return "requirements.txt" if (root / "requirements.txt").is_file() else None
 
 

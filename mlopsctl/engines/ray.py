@@ -49,6 +49,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -81,8 +82,8 @@ INSTALL_HINT = "pip install 'mlopsctl[ray]'"
 FAN_OUT_COMPONENTS = frozenset({"tune"})  # components that submit Ray tasks of their own
 PROBE_TIMEOUT_S = 180.0
 PIP_PROBE_TIMEOUT_S = 1800.0  # the first probe in a pip environment waits for its install
-# Options of a requirements file whose value is a path (made absolute: pip runs elsewhere).
-_PATH_OPTIONS = ("-r", "--requirement", "-c", "--constraint", "-f", "--find-links")
+# A requirements file's option whose value is a path (made absolute: pip runs elsewhere).
+_PATH_OPTION = re.compile(r"(-r|--requirement|-c|--constraint|-f|--find-links)(?:=|\s+)(\S.*)")
 CONNECT_TIMEOUT_S = 5.0
 _CHUNK = 1 << 16
 _CURRENT_CLUSTER = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
@@ -332,10 +333,10 @@ class RayRunner(StepRunner):
         engines: dict[str, dict[str, Any]],
         stream: bool = True,
         owns_connection: bool = True,
-        requirements: dict[str, str] | None = None,
     ) -> None:
         self.project_dir = project_dir
-        self.requirements = requirements  # {file, digest} installed on the nodes, or None
+        # {file, digest} of the requirements installed on the nodes (--requirements), or None
+        self.requirements: dict[str, str] | None = None
         self.store_task = store_task
         self.env = env
         self.options = options  # step -> Ray task options
@@ -500,16 +501,9 @@ def requirement_lines(text: str, folder: Path) -> list[str]:
         line = raw.split(" #")[0].strip()
         if not line or line.startswith("#"):
             continue
-        for option in _PATH_OPTIONS:
-            for sep in ("=", " "):
-                if line.startswith(option + sep):
-                    value = line[len(option) + 1 :].strip()
-                    if "://" not in value and not Path(value).is_absolute():
-                        line = f"{option} {(folder / value).resolve()}"
-                    break
-            else:
-                continue
-            break
+        option = _PATH_OPTION.fullmatch(line)
+        if option and "://" not in option[2] and not Path(option[2]).is_absolute():
+            line = f"{option[1]} {(folder / option[2]).resolve()}"
         lines.append(line)
     return lines
 

@@ -434,8 +434,7 @@ class App:
         arm = self._choose(decoded.key_value, request_id)
         if arm.predictor is not first:
             decoded = self._decode(kind, headers, body, arm.predictor, decoded)
-        if decoded.inputs.ignored:
-            self._note_ignored(decoded.inputs, arm.predictor)
+        self._note_ignored(decoded.inputs, arm.predictor)
         return arm, decoded
 
     def _invocations(
