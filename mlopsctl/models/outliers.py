@@ -75,6 +75,7 @@ LEVELS = (
 TOP_CATEGORIES = 1000
 TAIL_POINTS = 5  # about how many training values set the decay rate beyond the range
 SMALL_ROWS = 256  # up to this many rows, all numeric features are scored in one go
+BROADCAST_ROWS = 16  # ...and up to this many, every value is compared with every table point
 
 _CACHE: weakref.WeakKeyDictionary[Any, Scorer] = weakref.WeakKeyDictionary()
 _CACHE_LOCK = threading.Lock()
@@ -381,28 +382,44 @@ class _NumericTable:
         self.low_rate = np.array([t.low_rate for t in tails])
         self.high_rate = np.array([t.high_rate for t in tails])
         self.features = np.arange(count)[None, :]
+        # Flat copies for one-dimensional takes (much cheaper than [f, j] indexing), and each
+        # segment's rise, so that interpolating costs two takes per table.
+        self.width = width
+        self._x = self.x.ravel()
+        self._below = self.below.ravel()
+        self._above = self.above.ravel()
+        self._below_rise = np.append(np.diff(self._below), 0.0)
+        self._above_rise = np.append(np.diff(self._above), 0.0)
 
     def pvalues(self, values: np.ndarray) -> np.ndarray:
         import numpy as np
 
         present = np.isfinite(values)
         v = np.where(present, values, 0.0)
-        count = (v[:, :, None] >= self.x[None]).sum(axis=2)
+        if v.shape[0] <= BROADCAST_ROWS:
+            count = (v[:, :, None] >= self.x[None]).sum(axis=2)
+        else:  # rows x features x width booleans would cost more than a search per feature
+            count = np.empty(v.shape, dtype="int64")
+            for f in range(v.shape[1]):
+                count[:, f] = np.searchsorted(self.x[f], v[:, f], side="right")
         j = np.minimum(np.maximum(count - 1, 0), np.maximum(self.size - 2, 0))
-        f = self.features
-        x0, x1 = self.x[f, j], self.x[f, j + 1]
+        at = j + self.features * self.width  # into the flat tables
+        x0 = self._x.take(at)
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            t = np.nan_to_num(np.clip((v - x0) / (x1 - x0), 0.0, 1.0))
-            below = self.below[f, j] + t * (self.below[f, j + 1] - self.below[f, j])
-            above = self.above[f, j] + t * (self.above[f, j + 1] - self.above[f, j])
+            t = np.clip((v - x0) / (self._x.take(at + 1) - x0), 0.0, 1.0)
+            t[np.isnan(t)] = 0.0
+            below = self._below.take(at) + t * self._below_rise.take(at)
+            above = self._above.take(at) + t * self._above_rise.take(at)
             low, high = v < self.low, v > self.high
-            below = np.where(low, self.edge * np.exp(-(self.low - v) * self.low_rate), below)
-            above = np.where(low, 1.0, above)
-            above = np.where(high, self.edge * np.exp(-(v - self.high) * self.high_rate), above)
-            below = np.where(high, 1.0, below)
-        below = np.nan_to_num(below, nan=0.0)
-        above = np.nan_to_num(above, nan=0.0)
+            if low.any():
+                below = np.where(low, self.edge * np.exp(-(self.low - v) * self.low_rate), below)
+                above = np.where(low, 1.0, above)
+            if high.any():
+                above = np.where(high, self.edge * np.exp(-(v - self.high) * self.high_rate), above)
+                below = np.where(high, 1.0, below)
+        # Probabilities: NaN (0 x inf in a tail) is none; the rest are at least 0.
         p = np.minimum(1.0, 2.0 * np.minimum(below, above))
+        p[np.isnan(p)] = 0.0
         return np.where(present, p, 1.0)
 
 

@@ -257,6 +257,7 @@ class App:
 
         self.metrics.check_folder()
         self.metrics.update_process()
+        self.metrics.flush()  # this worker's counts as of now; the others' within WRITE_EVERY_S
         return 200, [METRICS_TYPE], render(self.metrics_dir, self.model)
 
     def _v2(self, headers: dict[bytes, bytes]) -> Result:

@@ -1,8 +1,8 @@
 """Prediction and feedback logs: appended in the request path, written to the store elsewhere.
 
 The request path only appends one tuple per request to a list under a lock (well under a
-microsecond). A flusher thread turns what was appended into Arrow tables about once a second
-(compact columns instead of Python objects), and writes them as one Parquet file per model,
+microsecond). A flusher thread turns what was appended into Arrow tables every 50 ms
+(``STAGE_EVERY_S``: compact columns instead of Python objects), and writes them as one Parquet file per model,
 schema and UTC date under ``logs/predictions/<model>/date=YYYY-MM-DD/<HHMMSS>-<pid>-<seq>.parquet``
 (or ``logs/feedback/...``) once ``batch_rows`` rows are waiting or the oldest has waited
 ``interval`` seconds, whichever comes first: few, large files per worker. `compact_logs` merges
@@ -34,6 +34,11 @@ rerun agrees; their contributions are computed by the flusher, in one batch per 
 request path (requests that asked for explanations log those). A table holds the contrib
 columns when its server logged contributions for that model; older logs have none, and readers
 take either.
+
+Outlier scores are computed when a file is written, for all its rows of one model at once
+(`finish`), not per 50 ms batch: numpy hands the interpreter lock back and forth with the
+request path on every call over a batch that size, and that cost the request path more than the
+scoring itself.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ from mlopsctl.logformat import (
     PREDICTIONS,
     log_names,
 )
+from mlopsctl.models.outliers import LOG_COLUMN as OUTLIER_SCORE
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -123,7 +129,7 @@ class BufferedWriter:
         store: ObjectStore,
         prefix: str,
         model: str,
-        to_table: Callable[[list[Entry]], list[pa.Table]],
+        to_table: Callable[[list[Entry]], list[Any]],
         *,
         batch_rows: int = 1000,
         interval: float = 5.0,
@@ -144,7 +150,7 @@ class BufferedWriter:
         self._write_lock = threading.Lock()  # one staging/writing pass at a time
         self._pending: list[tuple[int, Entry]] = []
         self._pending_rows = 0
-        self._staged: list[tuple[int, pa.Table]] = []  # converted, not yet written (or failed)
+        self._staged: list[tuple[int, Any]] = []  # tables (or Unscored), not yet written
         self._staged_rows = 0
         self._oldest: float | None = None  # when the oldest row held was appended
         self._wake = threading.Event()
@@ -278,7 +284,7 @@ class BufferedWriter:
                 self.metrics.add("log_written", rows)
             return True
 
-    def _convert(self, batch: list[tuple[int, Entry]], rows: int) -> tuple[list[pa.Table], int]:
+    def _convert(self, batch: list[tuple[int, Entry]], rows: int) -> tuple[list[Any], int]:
         """The batch as tables, and the rows they hold; entries that cannot be converted are
         dropped and counted."""
         try:
@@ -321,14 +327,14 @@ class BufferedWriter:
         if self.metrics is not None:
             self.metrics.add("log_dropped", rows)
 
-    def _write(self, tables: list[pa.Table]) -> None:
+    def _write(self, tables: list[Any]) -> None:
         import pyarrow as pa
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
         # One file per schema and date: staged tables of the same schema are written together.
         groups: dict[Any, list[pa.Table]] = {}
-        for table in tables:
+        for table in finish(tables):
             groups.setdefault(table.schema, []).append(table)
         for group in groups.values():
             table = pa.concat_tables(group) if len(group) > 1 else group[0]
@@ -376,20 +382,27 @@ class LogSchema:
     with_score: bool
 
 
-def prediction_table(model: str) -> Callable[[list[Entry]], list[pa.Table]]:
+def prediction_table(model: str) -> Callable[[list[Entry]], list[Any]]:
     """The converter from buffered prediction entries (the last item of each is its
-    LogSchema) to tables in the shared log schema, one per distinct schema."""
+    LogSchema) to tables in the shared log schema, one per distinct schema: an `Unscored`
+    one when its rows' outlier scores are left for `finish`."""
 
-    def convert(batch: list[Entry]) -> list[pa.Table]:
-        # One table per log schema and set of contribution columns (none, or the model's).
-        groups: dict[tuple[LogSchema, tuple[str, ...] | None], list[Entry]] = {}
+    def convert(batch: list[Entry]) -> list[Any]:
+        # One table per log schema and set of contribution columns (none, or the model's),
+        # grouped by identity: a server shares one schema object per served version (equal
+        # schemas of different objects make tables of one schema, written together).
+        groups: dict[tuple[int, int], tuple[LogSchema, tuple[str, ...] | None, list[Entry]]]
+        groups = {}
         for entry in batch:
             contrib = entry[CONTRIB_SLOT] if len(entry) > CONTRIB_SLOT else None
             names = contrib.names if contrib is not None else None
-            groups.setdefault((entry[8], names), []).append(entry)
+            group = groups.get((id(entry[8]), id(names)))
+            if group is None:
+                group = groups[(id(entry[8]), id(names))] = (entry[8], names, [])
+            group[2].append(entry)
         return [
             _prediction_table(model, schema, entries, names)
-            for (schema, names), entries in groups.items()
+            for schema, names, entries in groups.values()
         ]
 
     return convert
@@ -397,7 +410,7 @@ def prediction_table(model: str) -> Callable[[list[Entry]], list[pa.Table]]:
 
 def _prediction_table(
     model: str, schema: LogSchema, batch: list[Entry], contrib: tuple[str, ...] | None = None
-) -> pa.Table:
+) -> Any:
     import numpy as np
     import pyarrow as pa
 
@@ -406,25 +419,30 @@ def _prediction_table(
     # One value per request, repeated for each of its rows (a take in C, not a Python loop);
     # no take at all when every request has one row (the common case).
     one_each = total == len(batch)
-    index = pa.array(np.repeat(np.arange(len(batch), dtype="int64"), counts))
+    index = None if one_each else pa.array(np.repeat(np.arange(len(batch), dtype="int64"), counts))
 
     def repeat(position: int, kind: pa.DataType) -> pa.Array:
         values = pa.array([entry[position] for entry in batch], kind)
-        return values if one_each else values.take(index)
+        return values if index is None else values.take(index)
 
+    if one_each:
+        row = np.zeros(total, dtype="int32")
+    else:
+        row = np.concatenate([np.arange(n, dtype="int32") for n in counts])
     columns: dict[str, pa.Array] = {
         "request_id": repeat(0, pa.string()),
-        "row": pa.array(np.concatenate([np.arange(n, dtype="int32") for n in counts]), pa.int32()),
+        "row": pa.array(row, pa.int32()),
         "ts": repeat(1, pa.timestamp("ms", tz="UTC")),
-        "model": pa.array([model], pa.string()).take(pa.array(np.zeros(total, dtype="int64"))),
+        "model": pa.repeat(pa.scalar(model, pa.string()), total),
         "version": repeat(2, pa.int64()),
         "arm": repeat(3, pa.string()),
         "latency_ms": repeat(4, pa.float64()),
     }
     matrices = [e[5] for e in batch]
     logged = log_names(schema.names)
-    if all(isinstance(m, np.ndarray) for m in matrices):
-        stacked = np.vstack(matrices)
+    stacked = None
+    if all(isinstance(m, np.ndarray) and m.ndim == 2 for m in matrices):
+        stacked = np.concatenate(matrices)
         for i, column in enumerate(logged):
             columns[column] = pa.array(stacked[:, i], pa.float64())
     else:
@@ -447,21 +465,100 @@ def _prediction_table(
         columns["score"] = pa.array(
             np.concatenate([np.asarray(e[7], dtype="float64") for e in batch]), pa.float64()
         )
-    scores = _outlier_scores(batch, counts, schema, matrices)
-    if scores is not None:
-        columns["outlier_score"] = pa.array(scores, pa.float64(), from_pandas=True)
+    scorer = _one_scorer(batch)
+    if scorer is not None:
+        # Nulls for now: filled in when written, for all rows of this scorer at once.
+        columns[OUTLIER_SCORE] = pa.nulls(total, pa.float64())
+    else:
+        scores = _outlier_scores(batch, counts, schema, matrices, stacked)
+        if scores is not None:
+            columns[OUTLIER_SCORE] = pa.array(scores, pa.float64(), from_pandas=True)
     # The sticky key (serve --key) when it is not a feature: the value that chose the arm, on
     # every row of its request, under the key's name (``key.<name>`` if that name is taken).
     keys = [e[10] if len(e) > 10 else None for e in batch]
     for name in sorted({k[0] for k in keys if k is not None} - set(schema.names)):
         values = [k[1] if k is not None and k[0] == name else None for k in keys]
         column = name if name not in columns else f"key.{name}"
-        columns[column] = pa.array(values, pa.string()).take(index)
+        strings = pa.array(values, pa.string())
+        columns[column] = strings if index is None else strings.take(index)
     if contrib is not None:
         matrix = _contribution_values(batch, counts, contrib)
         for column, series in zip(contrib_columns(contrib), matrix.T, strict=True):
             columns[column] = pa.array(series, pa.float64(), from_pandas=True)
-    return pa.table(columns)
+    table = pa.table(columns)
+    return table if scorer is None else Unscored(table, scorer, schema.names)
+
+
+def _one_scorer(batch: list[Entry]) -> Any:
+    """The outlier scorer every entry of ``batch`` has, if they share one; else None (none has
+    one, or several models' rows are mixed: they are scored per model right away)."""
+    first = batch[0][9] if len(batch[0]) > 9 else None
+    if first is None:
+        return None
+    for entry in batch:
+        if entry[9] is not first:
+            return None
+    return first
+
+
+@dataclass(frozen=True)
+class Unscored:
+    """A staged prediction table whose ``outlier_score`` column holds nulls until it is written
+    (`finish`): scoring many rows at once costs a fraction of scoring each 50 ms batch, whose
+    small numpy calls hand the interpreter lock to and from the request path many times."""
+
+    table: pa.Table
+    scorer: Any
+    names: tuple[str, ...]
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.table.num_rows)
+
+
+def finish(items: list[Any]) -> list[pa.Table]:
+    """Staged tables as written: each `Unscored` one gets its outlier scores, in one call per
+    scorer and schema over all its rows (in the order the groups first appear)."""
+    import pyarrow as pa
+
+    out: list[Any] = []
+    groups: dict[tuple[Any, int], int] = {}
+    for item in items:
+        if not isinstance(item, Unscored):
+            out.append(item)
+            continue
+        key = (item.table.schema, id(item.scorer))
+        if key not in groups:
+            groups[key] = len(out)
+            out.append([item])
+        else:
+            out[groups[key]].append(item)
+    for i, group in enumerate(out):
+        if isinstance(group, list):
+            tables = [u.table for u in group]
+            table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+            out[i] = _scored(table, group[0].scorer, group[0].names)
+    return out
+
+
+def _scored(table: pa.Table, scorer: Any, names: tuple[str, ...]) -> pa.Table:
+    """``table`` with its ``outlier_score`` column filled in (left null when scoring fails: a
+    score is extra, the rows are logged without it)."""
+    import numpy as np
+    import pyarrow as pa
+
+    columns = {
+        name: table.column(logged).to_numpy()
+        for name, logged in zip(names, log_names(names), strict=True)
+    }
+    try:
+        scores = np.asarray(scorer.score(columns)[0], dtype="float64")
+        values = pa.array(scores, pa.float64(), from_pandas=True)
+    except Exception:  # noqa: BLE001 - a score is extra: the rows are logged without it
+        return table
+    if len(values) != table.num_rows:
+        return table
+    return table.set_column(table.schema.get_field_index(OUTLIER_SCORE), OUTLIER_SCORE, values)
 
 
 def _contribution_values(batch: list[Entry], counts: list[int], names: tuple[str, ...]) -> Any:
@@ -514,10 +611,15 @@ def _explain_rows(model: Any, inputs: list[Any]) -> Any:
 
 
 def _outlier_scores(
-    batch: list[Entry], counts: list[int], schema: LogSchema, matrices: list[Any]
+    batch: list[Entry],
+    counts: list[int],
+    schema: LogSchema,
+    matrices: list[Any],
+    stacked: Any = None,
 ) -> Any:
     """Each row's outlier score (NaN where its model keeps no outlier tables), scored in one
-    call per model version; None when no entry's model has a scorer."""
+    call per model version; None when no entry's model has a scorer. ``stacked``: the
+    matrices already stacked, when they all are numeric."""
     import numpy as np
 
     scorers = [e[9] if len(e) > 9 else None for e in batch]
@@ -533,10 +635,13 @@ def _outlier_scores(
         scorer = scorers[members[0]]
         assert scorer is not None
         columns: dict[str, Any] = {}
-        if all(isinstance(matrices[i], np.ndarray) for i in members):
-            # Numeric requests: one stack, its columns as views (no loop over rows).
-            stacked = np.vstack([matrices[i] for i in members])
+        if stacked is not None and len(members) == len(batch):
+            # One model scores every row (the common case): the table's own stack.
             columns = {name: stacked[:, j] for j, name in enumerate(schema.names)}
+        elif all(isinstance(matrices[i], np.ndarray) for i in members):
+            # Numeric requests: one stack, its columns as views (no loop over rows).
+            group = np.vstack([matrices[i] for i in members])
+            columns = {name: group[:, j] for j, name in enumerate(schema.names)}
         for j, name in enumerate(schema.names if not columns else ()):
             parts = []
             for i in members:

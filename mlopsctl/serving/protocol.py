@@ -11,9 +11,11 @@ bad header names. What this subclass adds:
   descriptors left.
 - **Timeouts that end connections.** A new connection must start a request within the
   keep-alive timeout; a request's head and body must arrive within ``request_timeout`` (else
-  408 and close); answers the client reads nothing of for ``write_timeout`` abort the
-  connection (a client that pipelines requests and never reads cannot hold a connection past
-  it; a slow reader can). Between requests, uvicorn's own keep-alive timeout applies.
+  408 and close: a request only notes its deadline, and one sweep of the connections every
+  ``SWEEP_S`` answers those past it, instead of a timer armed and cancelled per request);
+  answers the client reads nothing of for ``write_timeout`` abort the connection (a client
+  that pipelines requests and never reads cannot hold a connection past it; a slow reader
+  can). Between requests, uvicorn's own keep-alive timeout applies.
 - **A header size limit** (``max_header_bytes``, 431), counted over the request line and header
   fields as they arrive, whether they come in one write or many.
 - Parser errors answered in the server's JSON error shape, with no log line per bad request
@@ -48,6 +50,8 @@ class Limits:
 # client sent waits unparsed (and reading stops) until they are answered.
 MAX_PIPELINED = 32
 FEED_SLICE = 16 << 10
+# How often the connections are checked for requests past their deadline.
+SWEEP_S = 0.25
 
 
 class _Refused(Exception):
@@ -57,11 +61,21 @@ class _Refused(Exception):
 def protocol_class(limits: Limits, count: Callable[[int], None]) -> type[HttpToolsProtocol]:
     """The protocol class for uvicorn's ``http`` setting, bound to ``limits``; ``count(status)``
     is told about every answer made here."""
+    sweeper: list[asyncio.TimerHandle | None] = [None]  # the one pending sweep, if any
+
+    def sweep(loop: asyncio.AbstractEventLoop, connections: set[Any]) -> None:
+        now = loop.time()
+        for connection in list(connections):
+            deadline = getattr(connection, "_deadline", None)
+            if deadline is not None and deadline <= now:
+                connection._on_request_timeout()
+        sweeper[0] = loop.call_later(SWEEP_S, sweep, loop, connections) if connections else None
 
     class HardenedProtocol(HttpToolsProtocol):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self._timer: asyncio.TimerHandle | None = None
+            self._timer: asyncio.TimerHandle | None = None  # a new connection's idle timer
+            self._deadline: float | None = None  # loop time the request must arrive by
             self._write_timer: asyncio.TimerHandle | None = None
             self._write_mark = 0  # answer bytes waiting when the write timer was armed
             self._head_bytes = 0  # request line and headers of the request being read
@@ -78,6 +92,8 @@ def protocol_class(limits: Limits, count: Callable[[int], None]) -> type[HttpToo
             if len(self.connections) > limits.max_connections and not self._evict_idle():
                 self._refused = True
             self._arm(limits.keep_alive_s, self._on_idle)
+            if sweeper[0] is None:
+                sweeper[0] = self.loop.call_later(SWEEP_S, sweep, self.loop, self.connections)
 
         def _evict_idle(self) -> bool:
             """Close the connection that has been idle longest, if any is idle."""
@@ -100,6 +116,7 @@ def protocol_class(limits: Limits, count: Callable[[int], None]) -> type[HttpToo
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel()
+            self._deadline = None
             if self._write_timer is not None:
                 self._write_timer.cancel()
                 self._write_timer = None
@@ -122,12 +139,12 @@ def protocol_class(limits: Limits, count: Callable[[int], None]) -> type[HttpToo
                 self.transport.close()
 
         def _on_request_timeout(self) -> None:
-            self._timer = None
+            self._deadline = None
             if self.transport is None or self.transport.is_closing():
                 return
             if self.cycle is not None and not self.cycle.response_complete and self.pipeline:
                 # An earlier request is still being answered; reading waits for it.
-                self._arm(limits.request_timeout_s, self._on_request_timeout)
+                self._deadline = self.loop.time() + limits.request_timeout_s
                 return
             self._answer(
                 408,
@@ -233,6 +250,7 @@ def protocol_class(limits: Limits, count: Callable[[int], None]) -> type[HttpToo
         def _answer(self, status: int, code: str, message: str) -> None:
             self._answered = True
             self._cancel()
+            self._deadline = None
             count(status)
             if self.transport is not None and not self.transport.is_closing():
                 extra = b"retry-after: 1\r\n" if status == 503 else b""
@@ -257,7 +275,9 @@ def protocol_class(limits: Limits, count: Callable[[int], None]) -> type[HttpToo
             self._head_bytes = 0
             self._raw_head = 0
             self._unset_keepalive_if_required()
-            self._arm(limits.request_timeout_s, self._on_request_timeout)
+            if self._timer is not None:  # the idle timer of a connection's first request
+                self._cancel()
+            self._deadline = self.loop.time() + limits.request_timeout_s
 
         def on_url(self, url: bytes) -> None:
             self._head_bytes += len(url)
@@ -287,7 +307,7 @@ def protocol_class(limits: Limits, count: Callable[[int], None]) -> type[HttpToo
 
         def on_message_complete(self) -> None:
             self._reading = False
-            self._cancel()
+            self._deadline = None
             super().on_message_complete()
 
     return HardenedProtocol

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from mlopsctl.serving.metrics import WRITE_EVERY_S
 from mlopsctl.store.local import LocalStore
 from tests.conftest import S3TestServer
 
@@ -259,7 +260,13 @@ def test_workers_share_the_port_and_metrics(cache_env: Path) -> None:
                 "POST", "/invocations", split_body(rows(2)), {"X-Request-ID": f"w-{i}"}
             )
             assert status == 200
-        for _ in range(4):  # whichever worker answers, it counts every worker's requests
+        # A worker writes its counts for the others every WRITE_EVERY_S (0.1 s): soon after the
+        # last answer, whichever worker answers a scrape counts every worker's requests.
+        deadline = time.monotonic() + 50 * WRITE_EVERY_S
+        while server.metric("mlopsctl_requests_total", version="1") < 40:
+            assert time.monotonic() < deadline, "the workers' counts never added up to 40"
+            time.sleep(WRITE_EVERY_S)
+        for _ in range(4):
             assert server.metric("mlopsctl_requests_total", version="1") == 40
     finally:
         assert server.stop() == 0

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from mlopsctl.serving.metrics import WRITE_EVERY_S
 from tests.func.test_models import quickstart_project
 
 from .peers import WAITS_FOR_PEER, peer_python, run_client
@@ -548,6 +549,8 @@ def test_a_killed_worker_is_respawned_and_counters_are_kept(served_project: Path
             assert status == 200
         before = _workers(running)
         assert len(before) == 2
+        # A worker writes its counts every WRITE_EVERY_S: a SIGKILL loses only the last ones.
+        time.sleep(5 * WRITE_EVERY_S)
         victim = min(before)
         helpers = _children(victim)  # its body-decoding helper processes
         assert helpers, "the worker has no helper processes"

@@ -160,6 +160,10 @@ def _worker_metrics(folder: str, worker: int) -> None:
     metrics.close()
 
 
+def _shows(text: str, name: str, value: float) -> bool:
+    return f"{name}{{" in text and _series(text, name) == value
+
+
 def _series(text: str, name: str, **labels: str) -> float:
     total, found = 0.0, False
     for line in text.splitlines():
@@ -218,6 +222,33 @@ def test_metrics_survive_a_removed_folder(tmp_path: Path) -> None:
         assert len(said) == 1 and "removed" in said[0]
     finally:
         metrics.close()
+
+
+def test_a_serving_worker_writes_its_counts_off_the_request_path(tmp_path: Path) -> None:
+    """With its thread, a worker's counts change in memory on the request path and reach the
+    shared files within WRITE_EVERY_S, at once on flush (before its own scrape), and on close."""
+    import time
+
+    from mlopsctl.serving.metrics import WRITE_EVERY_S
+
+    folder = tmp_path / "metrics"
+    metrics = Metrics(folder, 0, "m")
+    try:
+        for _ in range(3):
+            metrics.observe("1", "1", "/invocations", 200, 0.001)
+        # The thread writes them: another worker's scrape sees them soon, without a flush.
+        deadline = time.monotonic() + 50 * WRITE_EVERY_S
+        while not _shows(render(folder, "m").decode(), "mlopsctl_requests_total", 3):
+            assert time.monotonic() < deadline, "the counts never reached the files"
+            time.sleep(WRITE_EVERY_S / 2)
+        metrics.http("/ping", 200)
+        metrics.flush()
+        text = render(folder, "m").decode()
+        assert _series(text, "mlopsctl_http_requests_total", route="/ping") == 1
+        metrics.observe("1", "1", "/invocations", 200, 0.001)
+    finally:
+        metrics.close()
+    assert _series(render(folder, "m").decode(), "mlopsctl_requests_total") == 4
 
 
 def test_a_request_with_more_rows_than_the_buffer_is_logged(tmp_path: Path) -> None:
@@ -357,3 +388,47 @@ def test_feedback_for_a_regression_model_must_be_a_number(tmp_path: Path) -> Non
         finally:
             writer.close()
             metrics.close()
+
+
+def test_outlier_scores_are_computed_when_written_for_every_row_at_once(tmp_path: Path) -> None:
+    """Staged tables leave their outlier scores for the write, which scores all rows of a model
+    in one call: the file holds, row by row, what the model's scorer gives those rows (an
+    extreme row scores high), where the position of the column is the one the format has."""
+    import pandas as pd
+
+    from mlopsctl.models.artifact import Feature
+    from mlopsctl.models.outliers import Scorer, outlier_baseline
+    from mlopsctl.models.profile import profile_frame
+
+    rng = np.random.default_rng(3)
+    training = pd.DataFrame({"x1": rng.normal(0, 1, 2000), "x2": rng.normal(5, 2, 2000)})
+    features = [Feature(n, "float64", "numeric") for n in NAMES]
+    scorer = Scorer(
+        {
+            "features": [f.as_dict() for f in features],
+            "profile": {
+                "rows": len(training),
+                "features": profile_frame(training, [(n, "numeric") for n in NAMES]),
+            },
+            "outliers": outlier_baseline(training, features),
+        }
+    )
+    matrices = [rng.normal([0, 5], [1, 2], (1 + i % 3, 2)) for i in range(40)]
+    matrices[7][0] = [40.0, 5.0]  # far beyond anything seen in training
+    with LocalStore(tmp_path / "s") as store:
+        writer = _writer(store, batch_rows=100_000, interval=60)
+        for i, matrix in enumerate(matrices):
+            entry = list(_entry(i, rows=len(matrix)))
+            entry[5] = matrix
+            writer.append((*entry, scorer), len(matrix))
+            if i == 20:
+                time.sleep(0.2)  # the first half is staged apart from the second
+        writer.close()
+        table = _table(tmp_path / "s")
+    assert table is not None
+    stacked = np.concatenate(matrices)
+    expected = scorer.score({n: stacked[:, j] for j, n in enumerate(NAMES)})[0]
+    assert table.column_names[-3:] == ["prediction", "score", "outlier_score"]
+    logged = np.asarray(table.column("outlier_score").to_pylist(), dtype="float64")
+    np.testing.assert_allclose(logged, expected, rtol=1e-12)
+    assert logged[sum(len(m) for m in matrices[:7])] > 0.99
