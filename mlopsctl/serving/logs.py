@@ -2,9 +2,10 @@
 
 The request path only appends one tuple per request to a list under a lock (well under a
 microsecond). A flusher thread turns what was appended into Arrow tables every 50 ms
-(``STAGE_EVERY_S``: compact columns instead of Python objects), and writes them as one Parquet file per model,
-schema and UTC date under ``logs/predictions/<model>/date=YYYY-MM-DD/<HHMMSS>-<pid>-<seq>.parquet``
-(or ``logs/feedback/...``) once ``batch_rows`` rows are waiting or the oldest has waited
+(``STAGE_EVERY_S``: compact columns instead of Python objects), and writes them as one Parquet
+file per model, schema and UTC date under
+``logs/predictions/<model>/date=YYYY-MM-DD/<HHMMSS>-<pid>-<seq>.parquet`` (or
+``logs/feedback/...``) once ``batch_rows`` rows are waiting or the oldest has waited
 ``interval`` seconds, whichever comes first: few, large files per worker. `compact_logs` merges
 the small files of a partition into one after the fact (``mlopsctl logs compact``).
 
