@@ -6,8 +6,10 @@ preprocessing mlopsctl's train component writes for all-numeric data (median imp
 standard scaling over every feature, in order) the same arithmetic is precompiled here as three
 numpy operations, done in the same order and precision as scikit-learn does them, so the
 results are bit-for-bit the same; the estimator is then called directly (an XGBoost booster
-through ``inplace_predict`` on one thread). Anything else (categorical features, other
-transformers, other objectives) takes `LoadedModel`'s DataFrame path.
+through its C prediction call on one thread, or, for the one to three rows of a typical
+request, its trees walked with numpy (trees.py): the same float32 numbers in less than half the
+time). Anything else (categorical features, other transformers, other objectives) takes
+`LoadedModel`'s DataFrame path.
 """
 
 from __future__ import annotations
@@ -284,6 +286,45 @@ def _direct_booster(
     return direct
 
 
+def _binary_proba(p: np.ndarray) -> np.ndarray:
+    """`normalised_proba` of the float32 columns (1 - p, p), in fewer numpy calls: the same
+    float64 rows, each divided by its sum (rows summing to 0, or NaN, are zeros)."""
+    import numpy as np
+
+    proba = np.empty((p.shape[0], 2), dtype="float64")
+    proba[:, 0] = 1 - p
+    proba[:, 1] = p
+    total = proba[:, 0] + proba[:, 1]
+    if (total > 0).all():
+        proba /= total[:, None]
+        return proba
+    from mlopsctl.models.artifact import normalised_proba
+
+    return normalised_proba(proba)
+
+
+def _with_numpy_trees(
+    booster: Any,
+    objective: str,
+    iteration_range: tuple[int, int],
+    missing: float,
+    direct: Callable[[np.ndarray], np.ndarray],
+    model: LoadedModel,
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``direct`` for large batches, and the trees walked with numpy (trees.py) for the few
+    rows of a typical request, when that gives the same numbers for this model."""
+    from mlopsctl.serving.trees import MAX_ROWS, compile_trees
+
+    small = compile_trees(booster, objective, iteration_range, missing, direct, len(model.features))
+    if small is None:
+        return direct
+
+    def raw(matrix: np.ndarray) -> np.ndarray:
+        return small(matrix) if matrix.shape[0] <= MAX_ROWS else direct(matrix)
+
+    return raw
+
+
 def _compile_estimator(model: LoadedModel) -> Callable[[np.ndarray], Prediction] | None:
     import numpy as np
 
@@ -311,17 +352,16 @@ def _compile_estimator(model: LoadedModel) -> Callable[[np.ndarray], Prediction]
                 )
             )
 
-        raw = _direct_booster(booster, iteration_range, missing, inplace, len(model.features))
+        direct = _direct_booster(booster, iteration_range, missing, inplace, len(model.features))
+        raw = _with_numpy_trees(booster, objective, iteration_range, missing, direct, model)
 
         if model.task == "classification" and classes is not None:
             if objective in _XGB_BINARY:
 
                 def binary(matrix: np.ndarray) -> Prediction:
                     p = raw(matrix)
-                    index = np.zeros(p.shape[0], dtype="int64")
-                    index[p > 0.5] = 1
-                    proba = normalised_proba(np.vstack((1 - p, p)).transpose())
-                    return Prediction(classes[index], proba, proba[:, 1])
+                    proba = _binary_proba(p)
+                    return Prediction(classes[(p > 0.5).view("int8")], proba, proba[:, 1])
 
                 return binary
             if objective in _XGB_MULTI:

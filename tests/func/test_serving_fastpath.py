@@ -58,6 +58,23 @@ def test_fast_path_equals_loaded_model_exactly(model_dir: Path) -> None:
     np.testing.assert_array_equal(general.labels, model.predict(holes))
 
 
+def test_the_quickstart_trees_are_walked_with_numpy_for_single_rows(model_dir: Path) -> None:
+    from mlopsctl.models.artifact import load_model_dir
+    from mlopsctl.serving.trees import compile_trees
+
+    estimator = load_model_dir(model_dir).estimator
+    booster = estimator.get_booster()
+    iteration_range = estimator._get_iteration_range(None)
+
+    def reference(matrix: np.ndarray) -> np.ndarray:
+        return np.asarray(booster.inplace_predict(matrix, iteration_range=iteration_range))
+
+    evaluate = compile_trees(
+        booster, "binary:logistic", iteration_range, float("nan"), reference, 30
+    )
+    assert evaluate is not None  # so the single rows above went through it, and agreed
+
+
 def test_smoke_loader(model_dir: Path, tmp_path: Path) -> None:
     import shutil
 
