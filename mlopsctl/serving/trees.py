@@ -14,7 +14,8 @@ in float32 onto the base margin, and the logistic link is ``1 / (1 + exp(-margin
 (the exponential rounded from float64). `compile_trees` checks the result against the
 booster's own on probe rows before it is used, bit for bit, and gives None for anything it does
 not cover (categorical splits, vector leaves, several outputs, a ``missing`` other than NaN, a
-link other than identity or logistic): the caller then keeps XGBoost's path.
+link other than identity or logistic) or where it is not faster (many large trees): the caller
+then keeps XGBoost's path.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ import numpy as np
 # quickstart's 200 trees of depth 4: 16 µs a row against 72 µs for XGBoost's call; XGBoost's
 # C++ walk wins from a few rows on).
 MAX_ROWS = 3
+# Nodes of all trees together beyond which numpy is not tried (its pass over every node per row
+# would cost more than XGBoost's walk); below it, `compile_trees` times both on a row.
+MAX_NODES = 1 << 15
+TIMED_CALLS = 15
 _LOGISTIC = ("binary:logistic", "reg:logistic")
 _IDENTITY = ("reg:squarederror", "reg:pseudohubererror", "reg:absoluteerror", "binary:logitraw")
 
@@ -131,11 +136,39 @@ def compile_trees(
 
     if not _agrees(evaluate, reference, width, packed):
         return None
+    if not _faster(evaluate, reference, width):
+        return None
     return evaluate
 
 
+def _faster(
+    evaluate: Callable[[np.ndarray], np.ndarray],
+    reference: Callable[[np.ndarray], np.ndarray],
+    width: int,
+) -> bool:
+    """Whether ``evaluate`` answers one row faster than ``reference`` (best of a few calls
+    each): a row costs numpy a pass over every node, XGBoost a walk down each tree, so large
+    deep models are better left to XGBoost."""
+    import time
+
+    row = np.zeros((1, width))
+
+    def best(function: Callable[[np.ndarray], np.ndarray]) -> float:
+        times = []
+        for _ in range(TIMED_CALLS):
+            start = time.perf_counter()
+            function(row)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    return best(evaluate) < best(reference)
+
+
 def _pack(booster: Any, objective: str, iteration_range: tuple[int, int]) -> PackedTrees | None:
-    learner = json.loads(bytes(booster.save_raw("json")))["learner"]
+    text = bytes(booster.save_raw("json"))
+    if len(text) > MAX_NODES * 512:  # far more nodes than MAX_NODES: not worth parsing
+        return None
+    learner = json.loads(text)["learner"]
     params = learner["learner_model_param"]
     if int(params.get("num_class", "0")) > 1 or int(params.get("num_target", "1")) != 1:
         return None
@@ -150,7 +183,7 @@ def _pack(booster: Any, objective: str, iteration_range: tuple[int, int]) -> Pac
         trees = trees[begin * per_round : end * per_round]
     elif begin:
         trees = trees[begin * per_round :]
-    if not trees:
+    if not trees or sum(len(tree["left_children"]) for tree in trees) > MAX_NODES:
         return None
     for tree in trees:
         if any(tree.get("split_type") or []) or int(tree["tree_param"]["size_leaf_vector"]) > 1:

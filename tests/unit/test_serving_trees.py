@@ -122,3 +122,18 @@ def test_a_disagreement_on_the_probe_rows_declines() -> None:
         return np.nextafter(out, np.float32(np.inf))
 
     assert compile_trees(booster, "reg:squarederror", (0, 0), np.nan, off_by_one_ulp, 6) is None
+
+
+def test_models_with_more_nodes_than_the_cap_are_left_to_xgboost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import mlopsctl.serving.trees as trees
+
+    x, y = _data()
+    estimator = xgboost.XGBRegressor(n_estimators=20, max_depth=4, n_jobs=1).fit(x, y)
+    assert _compiled(estimator, x.shape[1])[0] is not None
+    nodes = sum(
+        int(tree.count("\n")) for tree in estimator.get_booster().get_dump()
+    )  # one line per node
+    monkeypatch.setattr(trees, "MAX_NODES", nodes - 1)
+    assert _compiled(estimator, x.shape[1])[0] is None
