@@ -15,7 +15,8 @@ It reads the request body within its limits, decodes it, and hands the request t
   at most to ``max_body`` bytes: a body that inflates past it (a "zip bomb") is a 413 with no
   more than ``max_body`` bytes ever held. Other encodings are a 415.
 - **Where predictions run.** Requests with small bodies (at most ``inline_bytes``, a few rows)
-  are answered on the event loop, where a prediction costs less than a hop to a thread would;
+  are answered on the event loop, where a prediction costs less than a hop to a thread would
+  (and most of them by the protocol itself, as soon as they have arrived: `answer_inline`);
   larger ones run in a thread pool sized to the CPUs; and the bodies of large prediction
   requests (over ``process_bytes``) are first decoded in helper processes (decode.py), because
   parsing them holds the interpreter lock for up to a second. So health checks and small
@@ -122,6 +123,46 @@ class AsgiApp:
                 self.budget.give(held)
         await _send(send, result)
         self.app.metrics.http(route_of(path), result[0])
+
+    # -- requests the protocol answers itself (protocol.py) ----------------------------------
+    def inline_length(self, method: bytes, headers: list[tuple[bytes, bytes]]) -> int:
+        """The body length of a request the protocol may answer as soon as it has arrived,
+        without an ASGI cycle; -1 when it goes through `__call__`. Such a request is a GET, or
+        a POST whose declared body is at most ``inline_bytes`` (so it is predicted on the event
+        loop either way) and neither chunked, encoded nor waiting for a 100-continue. Its
+        length is taken from the body budget here; `answer_inline` or `release` gives it
+        back."""
+        if method != b"POST" and method != b"GET":
+            return -1
+        length = 0
+        for name, value in headers:
+            if name == b"content-length":
+                length = int(value)  # llhttp has checked it: one, a number, in 64 bits
+            elif name == b"transfer-encoding" or name == b"content-encoding" or name == b"expect":
+                return -1
+        if length > self.inline_bytes or not self.budget.take(length):
+            return -1
+        return length
+
+    def release(self, held: int) -> None:
+        self.budget.give(held)
+
+    def answer_inline(
+        self,
+        method: bytes,
+        path: bytes,
+        query: bytes,
+        headers: dict[bytes, bytes],
+        body: bytes,
+        held: int,
+    ) -> Result:
+        """What `__call__` answers to a request `inline_length` accepted, without the ASGI
+        messages; counted the same way."""
+        self.budget.give(held)
+        target = path + b"?" + query if query else path
+        result = self.app.handle(method, target, headers, body)
+        self.app.metrics.http(route_of(path), result[0])
+        return result
 
     async def _decode_elsewhere(self, path: bytes, headers: dict[bytes, bytes], body: bytes) -> Any:
         """The body decoded by a helper process (a `Decoded`, or the `BadRequest` it found);

@@ -20,6 +20,14 @@ bad header names. What this subclass adds:
   fields as they arrive, whether they come in one write or many.
 - Parser errors answered in the server's JSON error shape, with no log line per bad request
   (only counted): an oversized Content-Length is a 413, anything else a 400.
+- **Small requests answered without an ASGI cycle.** A GET, or a POST with a small plain body
+  (`AsgiApp.inline_length`), that is not queued behind another request is answered by the
+  app's handler as soon as its last byte is parsed, and the answer written straight to the
+  transport: the task, the event and the four ASGI messages uvicorn makes per request were a
+  sixth of the server's time per one-row prediction (measured). Everything else, any
+  request pipelined behind one being answered, and any request that arrives while the
+  client is not reading its answers (the write buffer is full) goes through uvicorn's ASGI
+  cycle as before; the limits above apply to both.
 
 Answers made here are counted in ``mlopsctl_http_requests_total`` under route ``(http)``.
 """
@@ -29,12 +37,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from mlopsctl.serving.answers import raw_error
+from mlopsctl.serving.answers import CLOSE, error_body, raw_error
+
+if TYPE_CHECKING:
+    from mlopsctl.serving.asgi import AsgiApp
 
 
 @dataclass(frozen=True)
@@ -58,9 +69,12 @@ class _Refused(Exception):
     """Raised inside a parser callback once the request has been answered here."""
 
 
-def protocol_class(limits: Limits, count: Callable[[int], None]) -> type[HttpToolsProtocol]:
+def protocol_class(
+    limits: Limits, count: Callable[[int], None], inline: AsgiApp | None = None
+) -> type[HttpToolsProtocol]:
     """The protocol class for uvicorn's ``http`` setting, bound to ``limits``; ``count(status)``
-    is told about every answer made here."""
+    is told about every answer made here; ``inline``: the app whose small requests are answered
+    without an ASGI cycle (None: all go through the ASGI app)."""
     sweeper: list[asyncio.TimerHandle | None] = [None]  # the one pending sweep, if any
 
     def sweep(loop: asyncio.AbstractEventLoop, connections: set[Any]) -> None:
@@ -85,6 +99,11 @@ def protocol_class(limits: Limits, count: Callable[[int], None]) -> type[HttpToo
             self._refused = False  # over the cap: the first request gets a 503
             self._answered = False  # answered here; the connection is closing
             self._held = bytearray()  # received, not parsed yet (too many requests queued)
+            # Answered without an ASGI cycle: the body length a request's headers allow (-1:
+            # not), the cycle that collects its body, and the budget its body holds.
+            self._may_inline = -1
+            self._inline: Any = None
+            self._inline_held = 0
 
         # -- connections --------------------------------------------------------------
         def connection_made(self, transport: Any) -> None:
@@ -116,6 +135,9 @@ def protocol_class(limits: Limits, count: Callable[[int], None]) -> type[HttpToo
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel()
+            if self._inline_held and inline is not None:
+                inline.release(self._inline_held)
+            self._inline, self._inline_held = None, 0
             self._deadline = None
             if self._write_timer is not None:
                 self._write_timer.cancel()
@@ -303,11 +325,65 @@ def protocol_class(limits: Limits, count: Callable[[int], None]) -> type[HttpToo
                     "retry shortly",
                 )
                 raise _Refused
+            if inline is not None and not self.flow.write_paused:
+                # (A client that does not read its answers gets the ASGI cycle, which waits
+                # for the write buffer to drain before answering.)
+                self._may_inline = inline.inline_length(self.parser.get_method(), self.headers)
             super().on_headers_complete()
+            if self._may_inline >= 0 and inline is not None:
+                # Queued behind a request being answered (or an upgrade): the ASGI app's.
+                inline.release(self._may_inline)
+                self._may_inline = -1
+
+        def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+            if self._may_inline < 0:
+                super()._start_asgi_task(cycle, app)
+                return
+            # Answered by on_message_complete instead; the cycle collects the body.
+            self._inline, self._inline_held = cycle, self._may_inline
+            self._may_inline = -1
 
         def on_message_complete(self) -> None:
             self._reading = False
             self._deadline = None
             super().on_message_complete()
+            if self._inline is not None and self._inline is self.cycle:
+                self._answer_inline(self._inline)
+
+        def _answer_inline(self, cycle: Any) -> None:
+            """Answer the request ``cycle`` holds through the app's handler and write the
+            response as uvicorn's ASGI cycle would (its default headers, a Content-Length,
+            ``connection: close`` when the connection is not kept)."""
+            assert inline is not None
+            held = self._inline_held
+            self._inline, self._inline_held = None, 0
+            scope = cycle.scope
+            try:
+                status, headers, body = inline.answer_inline(
+                    scope["method"].encode(),
+                    scope["raw_path"],
+                    scope["query_string"],
+                    dict(scope["headers"]),
+                    bytes(cycle.body),
+                    held,
+                )
+            except Exception as exc:  # the handler answers its own failures: this is a net
+                self.logger.error("Exception in the request handler", exc_info=exc)
+                status, headers, body = error_body(
+                    500, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}", close=True
+                )
+            keep = cycle.keep_alive and CLOSE not in headers
+            parts = [STATUS_LINE[status]]
+            for name, value in (*self.server_state.default_headers, *headers):
+                parts += (name, b": ", value, b"\r\n")
+            parts.append(b"content-length: %d\r\n" % len(body))
+            if not keep and CLOSE not in headers:
+                parts.append(b"connection: close\r\n")
+            parts += (b"\r\n", body)
+            cycle.response_started = cycle.response_complete = True
+            self.transport.write(b"".join(parts))
+            if not keep:
+                self.transport.close()
+            self.on_response_complete()
 
     return HardenedProtocol

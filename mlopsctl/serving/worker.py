@@ -161,7 +161,7 @@ def _serve_http(
     )
     config = uvicorn.Config(
         asgi,
-        http=protocol_class(limits, lambda status: app.metrics.http("(http)", status)),
+        http=protocol_class(limits, lambda status: app.metrics.http("(http)", status), inline=asgi),
         loop="none",
         lifespan="off",
         ws="none",

@@ -8,6 +8,7 @@ test_serving_* modules."""
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import os
@@ -599,6 +600,70 @@ def test_http_edge_cases(served_project: Path) -> None:
             < reply.index(b"x-request-id: r1")
             < reply.index(b"x-request-id: r2")
         )
+    finally:
+        assert running.stop() == 0
+
+
+def test_small_requests_answered_by_the_protocol_match_the_asgi_answers(
+    served_project: Path,
+) -> None:
+    """Small plain requests are answered by the protocol without an ASGI cycle; chunked and
+    gzip ones go through the ASGI app. The same request gets the same bytes either way, for a
+    prediction, a refusal and an unknown route; HTTP/1.0 gets its connection closed; a body
+    given up half way gives its share of --max-inflight back."""
+    running = start_server(
+        served_project, f"{MODEL}:1", "--no-log", "--max-body", "4096", "--max-inflight", "4096"
+    )
+    try:
+        port = running.port
+        head = b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Request-ID: same\r\nConnection: close\r\n"
+
+        def three_ways(path: bytes, body: bytes) -> list[bytes]:
+            plain = _raw(port, head % path + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            chunked = _raw(
+                port,
+                head % path
+                + b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(body), body),
+            )
+            packed = gzip.compress(body)
+            zipped = _raw(
+                port,
+                head % path
+                + b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(packed)
+                + packed,
+            )
+            return [plain, chunked, zipped]
+
+        good = json.dumps(split_body(rows(2))).encode()
+        for path, body, status in (
+            (b"/invocations", good, b"200"),
+            (b"/invocations", b"{not json", b"400"),
+            (b"/nowhere", good, b"404"),
+        ):
+            answers = three_ways(path, body)
+            assert answers[0].startswith(b"HTTP/1.1 " + status), answers[0][:200]
+            assert answers[0] == answers[1] == answers[2]
+            assert b"connection: close\r\n" in answers[0].lower()
+
+        reply = _raw(port, b"GET /ping HTTP/1.0\r\n\r\n")  # read until the server closes
+        assert reply.startswith(b"HTTP/1.1 200 OK") and b"connection: close" in reply.lower()
+
+        # Ten bodies of 3000 bytes given up half way: had they kept their budget, the next one
+        # would be refused (30,000 bytes held against 4096).
+        for _ in range(10):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(
+                    b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 3000\r\n\r\n"
+                    + b" " * 100
+                )
+        time.sleep(0.5)
+        body = json.dumps(split_body(rows(2))).encode().ljust(3000)
+        reply = _raw(
+            port,
+            b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body),
+        )
+        assert reply.startswith(b"HTTP/1.1 200 OK"), reply[:300]
     finally:
         assert running.stop() == 0
 
