@@ -297,8 +297,7 @@ def protocol_class(
             self._head_bytes = 0
             self._raw_head = 0
             self._unset_keepalive_if_required()
-            if self._timer is not None:  # the idle timer of a connection's first request
-                self._cancel()
+            self._cancel()  # the idle timer of a connection's first request, if armed
             self._deadline = self.loop.time() + limits.request_timeout_s
 
         def on_url(self, url: bytes) -> None:
