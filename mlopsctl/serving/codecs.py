@@ -117,9 +117,10 @@ def parse_json(body: bytes) -> Any:
         raise malformed(f"the body is not valid JSON: {exc}") from None
     except RecursionError:
         raise malformed("the JSON body is nested too deeply") from None
-    if b"\\ud" in body or b"\\uD" in body:
+    if b"\\" in body and (b"\\ud" in body or b"\\uD" in body):
         # An escaped surrogate: fine in a pair, but a lone one is no character at all and
-        # could not be logged or answered in UTF-8.
+        # could not be logged or answered in UTF-8. (A body without any backslash, the common
+        # case, is told by one memchr: a tenth of the two searches.)
         try:
             json.dumps(value, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:

@@ -16,8 +16,10 @@ bad header names. What this subclass adds:
   answers the client reads nothing of for ``write_timeout`` abort the connection (a client
   that pipelines requests and never reads cannot hold a connection past it; a slow reader
   can). Between requests, uvicorn's own keep-alive timeout applies.
-- **A header size limit** (``max_header_bytes``, 431), counted over the request line and header
-  fields as they arrive, whether they come in one write or many.
+- **A header size limit** (``max_header_bytes``, 431), over the request line and header
+  fields, whether they come in one write or many: the bytes received while a head is
+  incomplete are counted as they arrive (a head still open past the limit and 64 KiB more is
+  refused at once), and a head that may be over the limit is measured exactly when it ends.
 - Parser errors answered in the server's JSON error shape, with no log line per bad request
   (only counted): an oversized Content-Length is a 413, anything else a 400.
 - **Small requests answered without an ASGI cycle.** A GET, or a POST with a small plain body
@@ -92,8 +94,9 @@ def protocol_class(
             self._deadline: float | None = None  # loop time the request must arrive by
             self._write_timer: asyncio.TimerHandle | None = None
             self._write_mark = 0  # answer bytes waiting when the write timer was armed
-            self._head_bytes = 0  # request line and headers of the request being read
-            self._raw_head = 0  # bytes received while that request's head is incomplete
+            # Bytes received while the head of the request being read is incomplete, short of
+            # the piece it began in (at most FEED_SLICE bytes).
+            self._raw_head = 0
             self._in_head = False
             self._reading = False  # between a request's first byte and its end
             self._refused = False  # over the cap: the first request gets a 503
@@ -283,6 +286,12 @@ def protocol_class(
                 self.transport.write(response)
                 self.transport.close()
 
+        def _head_size(self) -> int:
+            """The request line's target and the header fields (name, value, separators), as
+            received; counted only for a head that may be over the limit, so that a request
+            pays no Python call per header for the check."""
+            return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+
         def _too_large_head(self) -> None:
             self._answer(
                 431,
@@ -294,26 +303,16 @@ def protocol_class(
             super().on_message_begin()
             self._reading = True
             self._in_head = True
-            self._head_bytes = 0
             self._raw_head = 0
             self._unset_keepalive_if_required()
             self._cancel()  # the idle timer of a connection's first request, if armed
             self._deadline = self.loop.time() + limits.request_timeout_s
 
-        def on_url(self, url: bytes) -> None:
-            self._head_bytes += len(url)
-            super().on_url(url)
-
-        def on_header(self, name: bytes, value: bytes) -> None:
-            self._head_bytes += len(name) + len(value) + 4
-            if self._head_bytes > limits.max_header_bytes:
-                self._too_large_head()
-                raise _Refused
-            super().on_header(name, value)
-
         def on_headers_complete(self) -> None:
             self._in_head = False
-            if self._head_bytes > limits.max_header_bytes:
+            if self._raw_head + FEED_SLICE > limits.max_header_bytes and (
+                self._head_size() > limits.max_header_bytes
+            ):
                 self._too_large_head()
                 raise _Refused
             if self._refused:

@@ -338,6 +338,13 @@ def test_request_smuggling_folded_and_oversized_headers_are_refused(
         b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
     )
     assert reply.startswith(b"HTTP/1.1 400 ")
+    # Just under the 64 KiB limit: taken, whether in one write or with a body behind it.
+    near = b"GET /ping HTTP/1.1\r\nConnection: close\r\nX-Big: " + b"a" * 65_000 + b"\r\n\r\n"
+    assert _raw(port, near).startswith(b"HTTP/1.1 200 ")
+    padded = near.replace(b"GET /ping", b"POST /nowhere").replace(
+        b"\r\n\r\n", b"\r\nContent-Length: 50000\r\n\r\n" + b"x" * 50_000
+    )
+    assert _raw(port, padded).startswith(b"HTTP/1.1 404 ")
     for size in (70_000, 120_000):  # in one write, complete
         reply = _raw(port, b"GET /ping HTTP/1.1\r\nX-Big: " + b"a" * size + b"\r\n\r\n")
         assert reply.startswith(b"HTTP/1.1 431 "), (size, reply[:100])
