@@ -295,12 +295,11 @@ def _binary_proba(p: np.ndarray) -> np.ndarray:
     proba[:, 0] = 1 - p
     proba[:, 1] = p
     total = proba[:, 0] + proba[:, 1]
+    totals = total[:, None]
     if (total > 0).all():
-        proba /= total[:, None]
+        proba /= totals
         return proba
-    from mlopsctl.models.artifact import normalised_proba
-
-    return normalised_proba(proba)
+    return np.divide(proba, totals, out=np.zeros_like(proba), where=totals > 0)
 
 
 def _with_numpy_trees(

@@ -137,3 +137,14 @@ def test_models_with_more_nodes_than_the_cap_are_left_to_xgboost(
     )  # one line per node
     monkeypatch.setattr(trees, "MAX_NODES", nodes - 1)
     assert _compiled(estimator, x.shape[1])[0] is None
+
+
+def test_binary_probabilities_equal_normalised_proba_of_both_columns() -> None:
+    from mlopsctl.models.artifact import normalised_proba
+    from mlopsctl.serving.predictor import _binary_proba
+
+    rng = np.random.default_rng(3)
+    p = np.concatenate([rng.random(50), [0.0, 1.0, 0.5, np.nan]]).astype("float32")
+    expected = normalised_proba(np.vstack((1 - p, p)).transpose())
+    np.testing.assert_array_equal(_binary_proba(p), expected)
+    np.testing.assert_array_equal(_binary_proba(p[:50]), expected[:50])  # the all-positive path
