@@ -11,11 +11,11 @@ level per step: a dozen numpy calls over arrays of a few thousand entries.
 The arithmetic is XGBoost's: features are compared as float32 (``value < threshold``, a
 missing value takes the default direction), the leaf values are added one tree after another
 in float32 onto the base margin, and the logistic link is ``1 / (1 + exp(-margin))`` in float32
-(the exponential rounded from float64). `compile_trees` checks the result against the
-booster's own on probe rows before it is used, bit for bit, and gives None for anything it does
-not cover (categorical splits, vector leaves, several outputs, a ``missing`` other than NaN, a
-link other than identity or logistic) or where it is not faster (many large trees): the caller
-then keeps XGBoost's path.
+(the exponential rounded from float64, its argument capped at 88.7 as XGBoost caps it).
+`compile_trees` checks the result against the booster's own on probe rows before it is used,
+bit for bit, and gives None for anything it does not cover (categorical splits, vector leaves,
+several outputs, a ``missing`` other than NaN, a link other than identity or logistic) or where
+it is not faster (many large trees): the caller then keeps XGBoost's path.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ MAX_ROWS = 3
 # would cost more than XGBoost's walk); below it, `compile_trees` times both on a row.
 MAX_NODES = 1 << 15
 TIMED_CALLS = 15
+# XGBoost's logistic link computes 1 / (1 + expf(min(-margin, 88.7f))).
+_EXP_CAP = np.float32(88.7)
 _LOGISTIC = ("binary:logistic", "reg:logistic")
 _IDENTITY = ("reg:squarederror", "reg:pseudohubererror", "reg:absoluteerror", "binary:logitraw")
 
@@ -130,7 +132,9 @@ def compile_trees(
         margin = packed.margin(matrix)
         if not logistic:
             return margin
-        exp = np.exp(-margin.astype("float64")).astype("float32")
+        # XGBoost's Sigmoid caps -margin at 88.7 (so exp stays within float32).
+        negative = np.minimum(-margin, _EXP_CAP).astype("float64")
+        exp = np.exp(negative).astype("float32")
         out: np.ndarray = np.float32(1.0) / (np.float32(1.0) + exp)
         return out
 

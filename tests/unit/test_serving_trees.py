@@ -148,3 +148,29 @@ def test_binary_probabilities_equal_normalised_proba_of_both_columns() -> None:
     expected = normalised_proba(np.vstack((1 - p, p)).transpose())
     np.testing.assert_array_equal(_binary_proba(p), expected)
     np.testing.assert_array_equal(_binary_proba(p[:50]), expected[:50])  # the all-positive path
+
+
+def test_extreme_margins_get_xgboosts_probabilities_without_a_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Margins far past float32's exponential (which the probe rows do not reach) give what
+    XGBoost's capped logistic link gives, not 0, and no overflow warning."""
+    import warnings
+
+    from mlopsctl.serving.trees import PackedTrees
+
+    x, y = _data()
+    estimator = xgboost.XGBClassifier(n_estimators=10, max_depth=2, n_jobs=1).fit(x, y > 0)
+    evaluate, _ = _compiled(estimator, x.shape[1])
+    assert evaluate is not None
+    booster = estimator.get_booster()
+    rows = np.repeat(x[:1], 7, axis=0)
+    base = np.array([-1e30, -1000.0, -100.0, -88.0, 0.0, 100.0, 1e30])
+    margins = booster.inplace_predict(rows, base_margin=base, predict_type="margin")
+    expected = booster.inplace_predict(rows, base_margin=base)
+    monkeypatch.setattr(PackedTrees, "margin", lambda self, matrix: margins)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = evaluate(rows)
+    assert got[0] > 0.0  # capped: not 0
+    np.testing.assert_array_equal(got, expected)
