@@ -130,8 +130,7 @@ class AsgiApp:
         without an ASGI cycle; -1 when it goes through `__call__`. Such a request is a GET, or
         a POST whose declared body is at most ``inline_bytes`` (so it is predicted on the event
         loop either way) and neither chunked, encoded nor waiting for a 100-continue. Its
-        length is taken from the body budget here; `answer_inline` or `release` gives it
-        back."""
+        length is taken from the body budget here; `release` gives it back."""
         if method != b"POST" and method != b"GET":
             return -1
         length = 0
@@ -154,11 +153,9 @@ class AsgiApp:
         query: bytes,
         headers: dict[bytes, bytes],
         body: bytes,
-        held: int,
     ) -> Result:
         """What `__call__` answers to a request `inline_length` accepted, without the ASGI
         messages; counted the same way."""
-        self.budget.give(held)
         target = path + b"?" + query if query else path
         result = self.app.handle(method, target, headers, body)
         self.app.metrics.http(route_of(path), result[0])

@@ -308,13 +308,13 @@ def _with_numpy_trees(
     iteration_range: tuple[int, int],
     missing: float,
     direct: Callable[[np.ndarray], np.ndarray],
-    model: LoadedModel,
+    width: int,
 ) -> Callable[[np.ndarray], np.ndarray]:
     """``direct`` for large batches, and the trees walked with numpy (trees.py) for the few
     rows of a typical request, when that gives the same numbers for this model."""
     from mlopsctl.serving.trees import MAX_ROWS, compile_trees
 
-    small = compile_trees(booster, objective, iteration_range, missing, direct, len(model.features))
+    small = compile_trees(booster, objective, iteration_range, missing, direct, width)
     if small is None:
         return direct
 
@@ -352,7 +352,9 @@ def _compile_estimator(model: LoadedModel) -> Callable[[np.ndarray], Prediction]
             )
 
         direct = _direct_booster(booster, iteration_range, missing, inplace, len(model.features))
-        raw = _with_numpy_trees(booster, objective, iteration_range, missing, direct, model)
+        raw = _with_numpy_trees(
+            booster, objective, iteration_range, missing, direct, len(model.features)
+        )
 
         if model.task == "classification" and classes is not None:
             if objective in _XGB_BINARY:

@@ -353,7 +353,7 @@ def protocol_class(
             response as uvicorn's ASGI cycle would (its default headers, a Content-Length,
             ``connection: close`` when the connection is not kept)."""
             assert inline is not None
-            held = self._inline_held
+            inline.release(self._inline_held)
             self._inline, self._inline_held = None, 0
             scope = cycle.scope
             try:
@@ -363,7 +363,6 @@ def protocol_class(
                     scope["query_string"],
                     dict(scope["headers"]),
                     bytes(cycle.body),
-                    held,
                 )
             except Exception as exc:  # the handler answers its own failures: this is a net
                 self.logger.error("Exception in the request handler", exc_info=exc)
