@@ -295,18 +295,26 @@ class _NumericTail:
     def pvalue(self, values: np.ndarray) -> np.ndarray:
         import numpy as np
 
-        out = np.ones(values.size)
         present = np.isfinite(values)
-        v = values[present]
+        whole = bool(present.all())  # (then no copy of the values, nor of the result)
+        v = values if whole else values[present]
         below = np.interp(v, self.x, self.below, left=0.0, right=1.0)
         above = np.interp(v, self.x, self.above, left=1.0, right=0.0)
         low, high = v < self.x[0], v > self.x[-1]
         with np.errstate(over="ignore", invalid="ignore"):
-            below[low] = self.edge * np.exp(-(self.x[0] - v[low]) * self.low_rate)
-            above[high] = self.edge * np.exp(-(v[high] - self.x[-1]) * self.high_rate)
-        below = np.nan_to_num(below, nan=0.0)
-        above = np.nan_to_num(above, nan=0.0)
-        out[present] = np.minimum(1.0, 2.0 * np.minimum(below, above))
+            if low.any():
+                below[low] = self.edge * np.exp(-(self.x[0] - v[low]) * self.low_rate)
+            if high.any():
+                above[high] = self.edge * np.exp(-(v[high] - self.x[-1]) * self.high_rate)
+        # min(1, 2 min(below, above)) in place; NaN (0 x inf in a tail) is none
+        p = np.minimum(below, above, out=below)
+        p *= 2.0
+        np.minimum(p, 1.0, out=p)
+        p[np.isnan(p)] = 0.0
+        if whole:
+            return p
+        out = np.ones(values.size)
+        out[present] = p
         return out
 
 

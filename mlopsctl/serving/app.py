@@ -579,7 +579,10 @@ class App:
         log = self.log
         if log is None or (self.log_sample < 1.0 and random.random() >= self.log_sample):
             return
-        features = inputs.matrix if inputs.matrix is not None else inputs.columns
+        # Numeric rows are held as their bytes: an array kept until the log stages it would
+        # cost each request an allocation numpy's cache of small arrays otherwise saves.
+        matrix = inputs.matrix
+        features = matrix.tobytes() if matrix is not None else inputs.columns
         contrib = None
         if self.log_contributions > 0.0 or contributions is not None:
             unsampled = self._unsampled(predictor)
@@ -610,6 +613,7 @@ class App:
                 contrib,
             ),
             inputs.rows,
+            heavy=contrib is not None and contrib.model is not None,
         )
 
     def contribution_names(self, predictor: Predictor) -> tuple[str, ...] | None:

@@ -415,15 +415,21 @@ def test_outlier_scores_are_computed_when_written_for_every_row_at_once(tmp_path
     )
     matrices = [rng.normal([0, 5], [1, 2], (1 + i % 3, 2)) for i in range(40)]
     matrices[7][0] = [40.0, 5.0]  # far beyond anything seen in training
-    with LocalStore(tmp_path / "s") as store:
-        writer = _writer(store, batch_rows=100_000, interval=60)
-        for i, matrix in enumerate(matrices):
-            entry = list(_entry(i, rows=len(matrix)))
-            entry[5] = matrix
-            writer.append((*entry, scorer), len(matrix))
-            if i == 20:
-                time.sleep(0.2)  # the first half is staged apart from the second
-        writer.close()
+    from mlopsctl.serving import logs
+
+    logs_stage, logs.STAGE_ENTRIES = logs.STAGE_ENTRIES, 21
+    try:
+        with LocalStore(tmp_path / "s") as store:
+            writer = _writer(store, batch_rows=100_000, interval=60)
+            for i, matrix in enumerate(matrices):
+                entry = list(_entry(i, rows=len(matrix)))
+                entry[5] = matrix if i % 2 else matrix.tobytes()  # as App._record holds them
+                writer.append((*entry, scorer), len(matrix))
+                if i == 20:  # the first 21 were staged by this thread, apart from the rest
+                    assert writer._pending == [] and len(writer._staged) == 1
+            writer.close()
+    finally:
+        logs.STAGE_ENTRIES = logs_stage
         table = _table(tmp_path / "s")
     assert table is not None
     stacked = np.concatenate(matrices)
@@ -432,3 +438,101 @@ def test_outlier_scores_are_computed_when_written_for_every_row_at_once(tmp_path
     logged = np.asarray(table.column("outlier_score").to_pylist(), dtype="float64")
     np.testing.assert_allclose(logged, expected, rtol=1e-12)
     assert logged[sum(len(m) for m in matrices[:7])] > 0.99
+
+
+def test_rows_held_as_bytes_make_the_tables_arrays_make(tmp_path: Path) -> None:
+    """`App._record` holds numeric rows as their float64 bytes: the staged table is the one the
+    arrays make, alone, mixed with arrays, with several rows per request, and when requests of
+    two models with their own outlier scorers are staged together (scored apart)."""
+    from mlopsctl.models.outliers import Scorer
+
+    rng = np.random.default_rng(5)
+
+    def profile(shift: float) -> dict[str, object]:
+        quantiles = [shift + q for q in (-3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0)]
+        features = {n: {"kind": "numeric", "quantiles": quantiles, "count": 500} for n in NAMES}
+        return {"rows": 500, "features": features}
+
+    scorers = [Scorer.from_profile(profile(0.0)), Scorer.from_profile(profile(4.0))]
+    matrices = [rng.normal([0, 5], [1, 2], (1 + i % 3, 2)) for i in range(30)]
+    convert = prediction_table("m")
+
+    def entries(held: list[int], with_scorers: bool) -> list[tuple[object, ...]]:
+        out = []
+        for i, matrix in enumerate(matrices):
+            entry = list(_entry(i, rows=len(matrix), ts=1_700_000_000_000 + i))
+            entry[5] = matrix.tobytes() if i in held else matrix
+            scorer = scorers[i % 2] if with_scorers else None
+            out.append((*entry, scorer, None, None))
+        return out
+
+    for with_scorers in (False, True):
+        arrays = convert(entries([], with_scorers))
+        assert len(arrays) == 1 and arrays[0].num_rows == sum(len(m) for m in matrices)
+        for held in (list(range(30)), list(range(0, 30, 3))):
+            tables = convert(entries(held, with_scorers))
+            assert len(tables) == 1
+            assert tables[0].equals(arrays[0])
+        if with_scorers:  # each request's rows scored by its own model's scorer
+            expected = np.concatenate(
+                [
+                    scorers[i % 2].score({n: m[:, j] for j, n in enumerate(NAMES)})[0]
+                    for i, m in enumerate(matrices)
+                ]
+            )
+            logged = arrays[0].column("outlier_score").to_numpy()
+            np.testing.assert_allclose(logged, expected, rtol=1e-12)
+            assert logged.std() > 0.01  # the scorers tell the rows apart
+
+
+def test_the_appending_thread_stages_and_the_flusher_sleeps_until_a_row_is_due(
+    tmp_path: Path,
+) -> None:
+    """Every STAGE_ENTRIES entries, the thread that appends turns them into a table itself,
+    unless the flusher holds the write lock (then it never waits) or an entry needs a model's
+    work; the flusher sleeps until the oldest row is due, and writes it then."""
+    from mlopsctl.serving import logs
+
+    with LocalStore(tmp_path / "s") as store:
+        writer = _writer(store, batch_rows=100_000, interval=60)
+        assert writer._sleep() is None  # nothing held: no wake-ups at all
+        for i in range(logs.STAGE_ENTRIES - 1):
+            writer.append(_entry(i), 1)
+        assert 59 < (writer._sleep() or 0) <= 60  # until the first row is due
+        assert len(writer._pending) == logs.STAGE_ENTRIES - 1 and writer._staged == []
+        writer.append(_entry(-1), 1)
+        assert writer._pending == [] and writer._staged_rows == logs.STAGE_ENTRIES
+        assert writer.buffered == logs.STAGE_ENTRIES
+
+        with writer._write_lock:  # as while the flusher writes to a slow store
+            started = time.monotonic()
+            for i in range(logs.STAGE_ENTRIES):
+                writer.append(_entry(i), 1)
+            assert time.monotonic() - started < 5
+            assert len(writer._pending) == logs.STAGE_ENTRIES  # left for the flusher
+        writer.append(_entry(0), 1)  # the lock is free again: staged here
+        assert writer._pending == []
+
+        with writer._write_lock:  # (the flusher cannot stage them before the checks)
+            for i in range(logs.STAGE_ENTRIES + 1):
+                writer.append(_entry(i), 1, heavy=True)
+            assert len(writer._pending) == logs.STAGE_ENTRIES + 1  # not on the request path
+            assert writer._sleep() == logs.STAGE_EVERY_S  # the flusher stages them soon
+        deadline = time.monotonic() + 10
+        while writer._pending and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert writer._pending == []
+        writer.close()
+        table = _table(tmp_path / "s")
+    assert table is not None and table.num_rows == 3 * logs.STAGE_ENTRIES + 2
+
+    with LocalStore(tmp_path / "t") as store:
+        writer = _writer(store, batch_rows=100_000, interval=0.3)
+        started = time.monotonic()
+        writer.append(_entry(1), 1)
+        while writer.written < 1 and time.monotonic() - started < 10:
+            time.sleep(0.02)
+        assert writer.written == 1  # woken at the deadline, though nothing else happened
+        assert 0.25 < time.monotonic() - started < 5
+        assert writer._sleep() is None
+        writer.close()
