@@ -176,9 +176,14 @@ class BufferedWriter:
         self.dropped = 0
         self.written = 0
         # Imported now, before the server is ready: a first import inside the flusher thread
-        # would hold the interpreter lock for most of a second while requests wait.
+        # would hold the interpreter lock for most of a second while requests wait. (So does
+        # pyarrow's first time zone-aware timestamp from Python integers: it imports pandas,
+        # 0.2 s, which the first staging of the log paid.)
+        import pyarrow as pa
         import pyarrow.compute
-        import pyarrow.parquet  # noqa: F401
+        import pyarrow.parquet
+
+        pa.array([0], pa.timestamp("ms", tz="UTC"))
 
         self._thread = threading.Thread(target=self._run, name=f"log-{prefix}", daemon=True)
         self._thread.start()

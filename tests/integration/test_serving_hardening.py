@@ -179,6 +179,17 @@ def test_keep_alive_and_request_timeouts_end_connections(served_project: Path) -
             sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
             closed, got = _closed_within(sock, 4)
             assert closed and got.startswith(b"HTTP/1.1 200 ")
+        # One that asks again within the timeout each time stays open past it.
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            for _ in range(6):
+                sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+                got = b""
+                while not got.endswith(b"\r\n\r\n\n"):  # /ping's body is one newline
+                    chunk = sock.recv(4096)
+                    assert chunk, f"closed while in use, after {got!r}"
+                    got += chunk
+                assert got.startswith(b"HTTP/1.1 200 ")
+                time.sleep(0.5)
         # A request head that never ends: 408 and closed.
         with socket.create_connection(("127.0.0.1", port)) as sock:
             sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\n")

@@ -609,8 +609,9 @@ def test_small_requests_answered_by_the_protocol_match_the_asgi_answers(
 ) -> None:
     """Small plain requests are answered by the protocol without an ASGI cycle; chunked and
     gzip ones go through the ASGI app. The same request gets the same bytes either way, for a
-    prediction, a refusal and an unknown route; HTTP/1.0 gets its connection closed; a body
-    given up half way gives its share of --max-inflight back."""
+    prediction, a refusal and an unknown route, with a query string, and for an absolute-form
+    target; HTTP/1.0 gets its connection closed; a body given up half way gives its share of
+    --max-inflight back; a stop while a body is half sent answers it, then closes."""
     running = start_server(
         served_project, f"{MODEL}:1", "--no-log", "--max-body", "4096", "--max-inflight", "4096"
     )
@@ -648,6 +649,16 @@ def test_small_requests_answered_by_the_protocol_match_the_asgi_answers(
         reply = _raw(port, b"GET /ping HTTP/1.0\r\n\r\n")  # read until the server closes
         assert reply.startswith(b"HTTP/1.1 200 OK") and b"connection: close" in reply.lower()
 
+        # A query string is read by either path; an absolute-form target (parsed by uvicorn)
+        # goes through the ASGI app and gets the same answer.
+        answers = [
+            _raw(port, head % target + b"Content-Length: %d\r\n\r\n" % len(good) + good)
+            for target in (b"/invocations?output=proba", b"http://x/invocations?output=proba")
+        ]
+        assert answers[0] == answers[1] and answers[0].startswith(b"HTTP/1.1 200 ")
+        probabilities = json.loads(answers[0].partition(b"\r\n\r\n")[2])["predictions"]
+        assert len(probabilities) == 2 and all(abs(sum(p) - 1) < 1e-9 for p in probabilities)
+
         # Ten bodies of 3000 bytes given up half way: had they kept their budget, the next one
         # would be refused (30,000 bytes held against 4096).
         for _ in range(10):
@@ -664,6 +675,22 @@ def test_small_requests_answered_by_the_protocol_match_the_asgi_answers(
             b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body),
         )
         assert reply.startswith(b"HTTP/1.1 200 OK"), reply[:300]
+
+        # A stop while a small body is half sent: the request is answered, then the
+        # connection closed, and the server exits 0.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(good), good[:10])
+            )
+            time.sleep(0.3)
+            running.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            sock.sendall(good[10:])
+            got = b""
+            while chunk := sock.recv(65536):
+                got += chunk
+        assert got.startswith(b"HTTP/1.1 200 OK") and b"connection: close" in got.lower(), got
     finally:
         assert running.stop() == 0
 

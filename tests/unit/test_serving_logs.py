@@ -536,3 +536,29 @@ def test_the_appending_thread_stages_and_the_flusher_sleeps_until_a_row_is_due(
         assert 0.25 < time.monotonic() - started < 5
         assert writer._sleep() is None
         writer.close()
+
+
+def test_a_started_writer_stages_its_first_entries_without_a_cold_start() -> None:
+    """The first staging of a fresh server's log used to import pandas (pyarrow's first time
+    zone-aware timestamp from integers, 0.2 s holding the interpreter lock) in the middle of
+    its first requests; the writer does that before the server is ready."""
+    import subprocess
+    import sys
+
+    script = """
+import time
+import numpy as np
+from mlopsctl.serving.logs import BufferedWriter, LogSchema, prediction_table
+writer = BufferedWriter(object(), "logs/predictions", "m", prediction_table("m"))
+schema = LogSchema(("x1", "x2"), ("numeric", "numeric"), True, True)
+entry = ("r", 1_700_000_000_000, 1, "a", 0.5, np.ones((3, 2)).tobytes(), np.array([1, 0, 1]),
+         np.array([0.1, 0.2, 0.3]), schema, None, None, None)
+started = time.perf_counter()
+tables = prediction_table("m")([entry])
+print(time.perf_counter() - started, tables[0].num_rows)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    ).stdout.split()
+    assert out[1] == "3"
+    assert float(out[0]) < 0.1, f"the first staging took {float(out[0]):.3f} s"
