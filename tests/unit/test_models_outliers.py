@@ -196,3 +196,95 @@ def test_a_few_rows_and_a_batch_score_the_same(
         many = scorer.pvalues(rows)
         monkeypatch.undo()
         np.testing.assert_allclose(few, many, rtol=1e-12, atol=1e-15)
+
+
+def test_scores_alone_are_the_scores_looking_up_only_values_beyond_the_bands(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`Scorer.scores` skips the values inside their feature's central band (their p-value is at
+    least 1 / features, which the cap takes to a score of 0): it gives exactly the scores the
+    table path gives and the batch path's to 1e-15, on random tables with constant, discrete and
+    wide features, tiny and large training sets, values far beyond the range, missing and
+    infinite values, categorical features, and the numeric matrix handed over directly; and for
+    training-like rows it looks up a few values in a hundred."""
+    from mlopsctl.models import outliers
+
+    looked_up = [0]
+    interpolate = outliers._NumericTable._interpolate
+
+    def counting(self: Any, v: np.ndarray, *args: Any) -> Any:
+        looked_up[0] += int(np.size(v))
+        return interpolate(self, v, *args)
+
+    rng = np.random.default_rng(11)
+    for trial in range(60):
+        features = int(rng.integers(1, 25))
+        n = int(rng.choice([3, 40, 2000]))
+        columns: dict[str, Any] = {}
+        for j in range(features):
+            kind = j % 5
+            if kind == 0:
+                columns[f"f{j}"] = rng.normal(size=n)
+            elif kind == 1:
+                columns[f"f{j}"] = np.full(n, 3.0)
+            elif kind == 2:
+                columns[f"f{j}"] = rng.integers(0, 4, size=n).astype(float)
+            elif kind == 3:
+                columns[f"f{j}"] = rng.exponential(size=n) * 1e6
+            else:
+                columns[f"f{j}"] = rng.choice(
+                    ["a", "b", "c", "d"], p=[0.7, 0.2, 0.09, 0.01], size=n
+                )
+        training = pd.DataFrame(columns)
+        kinds = [
+            Feature(
+                name,
+                "object" if j % 5 == 4 else "float64",
+                "categorical" if j % 5 == 4 else "numeric",
+            )
+            for j, name in enumerate(columns)
+        ]
+        scorer = Scorer(
+            {
+                "features": [f.as_dict() for f in kinds],
+                "outliers": outlier_baseline(training, kinds),
+            }
+        )
+        rows = int(rng.choice([1, 300, 1200]))
+        frame: dict[str, Any] = {}
+        for name, values in columns.items():
+            drawn = rng.choice(np.asarray(values), rows)
+            if drawn.dtype.kind == "f":
+                drawn = drawn * rng.choice([1.0, 1.0, 1.0, 1.3, -1.0, 0.999, 50.0], rows)
+                drawn[rng.random(rows) < 0.03] = np.nan
+                drawn[rng.random(rows) < 0.01] = rng.choice([np.inf, -np.inf])
+            else:
+                drawn = drawn.astype(object)
+                drawn[rng.random(rows) < 0.05] = "never seen"
+                drawn[rng.random(rows) < 0.03] = None
+            frame[name] = drawn
+        monkeypatch.setattr(outliers, "SMALL_ROWS", 10**9)  # the table path, for every size
+        table = scorer.score(frame)[0]
+        monkeypatch.undo()
+        batch = scorer.score(frame)[0]
+        fast = scorer.scores(frame)
+        assert np.array_equal(fast, table), trial
+        np.testing.assert_allclose(fast, batch, rtol=0, atol=1e-15)
+        if not scorer.categorical:
+            numeric = np.column_stack([frame[name] for name in scorer.numeric])
+            assert np.array_equal(scorer.scores({}, numeric), table)
+    assert (fast > 0).any() and (fast == 0).any()  # the last table had both kinds of rows
+
+    # Training-like rows of many features: few values are looked up, the scores are the same.
+    wide = pd.DataFrame({f"x{j}": rng.normal(j, 1 + j, 5000) for j in range(30)})
+    kinds = [Feature(name, "float64", "numeric") for name in wide]
+    scorer = Scorer(
+        {"features": [f.as_dict() for f in kinds], "outliers": outlier_baseline(wide, kinds)}
+    )
+    rows = pd.DataFrame({f"x{j}": rng.normal(j, 1 + j, 2000) for j in range(30)})
+    monkeypatch.setattr(outliers._NumericTable, "_interpolate", counting)
+    fast = scorer.scores(rows)
+    assert looked_up[0] < 0.05 * rows.size
+    monkeypatch.undo()
+    np.testing.assert_allclose(fast, scorer.score(rows)[0], rtol=0, atol=1e-15)
+    assert 0 < (fast > 0).mean() < 1  # (about 1 - (1 - 1/30) ** 30 of such rows score above 0)

@@ -113,6 +113,26 @@ def test_rows_are_partitioned_by_utc_date(tmp_path: Path) -> None:
         writer.close()
     dates = sorted(p.name for p in (tmp_path / "s/logs/predictions/m").iterdir())
     assert dates == ["date=2023-11-14", "date=2023-11-16"]
+    # A batch within one day is one file of that day (no date per row); a millisecond either
+    # side of midnight is two days.
+    for name, stamps, expected in (
+        ("day", [1_700_000_000_000, 1_700_006_399_999], {"date=2023-11-14": 2}),
+        (
+            "midnight",
+            [1_700_006_399_999, 1_700_006_400_000],
+            {"date=2023-11-14": 1, "date=2023-11-15": 1},
+        ),
+    ):
+        with LocalStore(tmp_path / name) as store:
+            writer = _writer(store, interval=60)
+            for i, ts in enumerate(stamps):
+                writer.append(_entry(i, ts=ts), 1)
+            writer.close()
+        found = {
+            p.name: sum(pq.read_table(f).num_rows for f in p.glob("*.parquet"))
+            for p in (tmp_path / name / "logs/predictions/m").iterdir()
+        }
+        assert found == expected, name
 
 
 def test_failed_writes_keep_rows_up_to_the_bound(tmp_path: Path) -> None:
@@ -390,10 +410,10 @@ def test_feedback_for_a_regression_model_must_be_a_number(tmp_path: Path) -> Non
             metrics.close()
 
 
-def test_outlier_scores_are_computed_when_written_for_every_row_at_once(tmp_path: Path) -> None:
-    """Staged tables leave their outlier scores for the write, which scores all rows of a model
-    in one call: the file holds, row by row, what the model's scorer gives those rows (an
-    extreme row scores high), where the position of the column is the one the format has."""
+def test_outlier_scores_are_computed_when_staged_for_every_row(tmp_path: Path) -> None:
+    """Each staged batch is scored as it is staged (by the appending thread or the flusher):
+    the file holds, row by row, what the model's scorer gives those rows (an extreme row scores
+    high), where the position of the column is the one the format has."""
     import pandas as pd
 
     from mlopsctl.models.artifact import Feature
