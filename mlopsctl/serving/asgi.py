@@ -147,18 +147,12 @@ class AsgiApp:
         self.budget.give(held)
 
     def answer_inline(
-        self,
-        method: bytes,
-        path: bytes,
-        query: bytes,
-        headers: dict[bytes, bytes],
-        body: bytes,
+        self, method: bytes, target: bytes, headers: dict[bytes, bytes], body: bytes
     ) -> Result:
         """What `__call__` answers to a request `inline_length` accepted, without the ASGI
-        messages; counted the same way."""
-        target = path + b"?" + query if query else path
+        messages; counted the same way. ``target``: its origin-form path and query."""
         result = self.app.handle(method, target, headers, body)
-        self.app.metrics.http(route_of(path), result[0])
+        self.app.metrics.http(route_of(target.partition(b"?")[0]), result[0])
         return result
 
     async def _decode_elsewhere(self, path: bytes, headers: dict[bytes, bytes], body: bytes) -> Any:

@@ -75,6 +75,10 @@ def _go(bound: float) -> str:
     return str(floatToGoString(bound))
 
 
+# requests key, errors key (None below 400), bucket keys (the sum last), changes per bucket
+_RequestKeys = tuple[str, "str | None", list[str], list[tuple[tuple[str, str], ...]]]
+
+
 class Metrics:
     """One worker's metrics in ``folder`` (shared by all workers of a server)."""
 
@@ -99,8 +103,10 @@ class Metrics:
         self._lock = threading.Lock()
         self._files: dict[str, Any] = {}
         self._values: dict[str, dict[str, float]] = {"counter": {}, "histogram": {}, "gauge": {}}
-        self._request_keys: dict[tuple[str, str, str, str], tuple[str, str | None, list[str]]] = {}
-        self._http_keys: dict[tuple[str, str], str] = {}
+        # Per (version, arm, route, code): the keys a request adds to, and per latency bucket
+        # the (kind, key) pairs it changes (marked in one set update).
+        self._request_keys: dict[tuple[str, str, str, int], _RequestKeys] = {}
+        self._http_keys: dict[tuple[str, int], str] = {}
         self._scalar_keys: dict[str, str] = {}
         self._bucket_text = [_go(b) for b in (*BUCKETS, float("inf"))]
         self._warned_missing = False
@@ -196,28 +202,31 @@ class Metrics:
         self, version: str, arm: str, route: str, code: int, seconds: float, error: bool = False
     ) -> None:
         """One prediction request (any status), with its latency."""
-        code_text = str(code)
-        keys = self._request_keys.get((version, arm, route, code_text))
+        keys = self._request_keys.get((version, arm, route, code))
         if keys is None:
-            keys = self._make_request_keys(version, arm, route, code_text)
-        requests, errors, buckets = keys
+            keys = self._make_request_keys(version, arm, route, code)
+        requests, errors, buckets, marks = keys
         bucket = bisect.bisect_left(BUCKETS, seconds)
         with self._lock:
-            self._add("counter", requests, 1.0)
+            counter, histogram = self._values["counter"], self._values["histogram"]
+            counter[requests] += 1.0
             if errors is not None:
-                self._add("counter", errors, 1.0)
-            self._add("histogram", buckets[bucket], 1.0)
-            self._add("histogram", buckets[-1], seconds)
+                counter[errors] += 1.0
+            histogram[buckets[bucket]] += 1.0
+            histogram[buckets[-1]] += seconds
+            if self._deferred:
+                self._changed.update(marks[bucket])
+            else:
+                for kind, key in marks[bucket]:
+                    self._files[kind].write_value(key, self._values[kind][key], 0.0)
 
-    def _make_request_keys(
-        self, version: str, arm: str, route: str, code: str
-    ) -> tuple[str, str | None, list[str]]:
+    def _make_request_keys(self, version: str, arm: str, route: str, code: int) -> _RequestKeys:
         labels = {
             "model": self.model,
             "version": version,
             "arm": arm,
             "route": route,
-            "code": code,
+            "code": str(code),
         }
         requests = _key(
             "mlopsctl_requests", "mlopsctl_requests_total", labels, "Prediction requests."
@@ -229,7 +238,7 @@ class Metrics:
             short,
             "Prediction requests answered with an error (4xx or 5xx).",
         )
-        errors = error_key if int(code) >= 400 else None
+        errors = error_key if code >= 400 else None
         metric = "mlopsctl_request_latency_seconds"
         text = "Prediction request latency."
         buckets = [
@@ -241,15 +250,20 @@ class Metrics:
             for key in buckets:
                 if key not in self._values["histogram"]:
                     self._write("histogram", key, 0.0)
-            if error_key not in self._values["counter"]:
-                self._write("counter", error_key, 0.0)
-        keys = (requests, errors, buckets)
+            for key in (error_key, requests):
+                if key not in self._values["counter"]:
+                    self._write("counter", key, 0.0)
+        counted = [("counter", requests)] + ([("counter", errors)] if errors else [])
+        marks = [
+            (*counted, ("histogram", bucket), ("histogram", buckets[-1])) for bucket in buckets[:-1]
+        ]
+        keys = (requests, errors, buckets, marks)
         self._request_keys[(version, arm, route, code)] = keys
         return keys
 
     def http(self, route: str, code: int) -> None:
         """Any HTTP request, by route and status code."""
-        key = self._http_keys.get((route, str(code)))
+        key = self._http_keys.get((route, code))
         if key is None:
             key = _key(
                 "mlopsctl_http_requests",
@@ -257,9 +271,16 @@ class Metrics:
                 {"route": route, "code": str(code)},
                 "HTTP requests by route and status code, refused ones included.",
             )
-            self._http_keys[(route, str(code))] = key
+            self._http_keys[(route, code)] = key
+            with self._lock:
+                if key not in self._values["counter"]:
+                    self._write("counter", key, 0.0)
         with self._lock:
-            self._add("counter", key, 1.0)
+            self._values["counter"][key] += 1.0
+            if self._deferred:
+                self._changed.add(("counter", key))
+            else:
+                self._files["counter"].write_value(key, self._values["counter"][key], 0.0)
 
     def add(self, name: str, amount: float = 1) -> None:
         key = self._scalar_keys[name]

@@ -417,10 +417,9 @@ def protocol_class(
             ``connection: close`` when the connection is not kept)."""
             assert inline is not None
             inline.release(lean.held)
-            path, _, query = self.url.partition(b"?")
             try:
                 status, headers, body = inline.answer_inline(
-                    lean.method, path, query, dict(self.headers), bytes(lean.body)
+                    lean.method, self.url, dict(self.headers), bytes(lean.body)
                 )
             except Exception as exc:  # the handler answers its own failures: this is a net
                 self.logger.error("Exception in the request handler", exc_info=exc)
