@@ -159,7 +159,8 @@ class BufferedWriter:
         self.warn = warn or (lambda _text: None)
         self._lock = threading.Lock()  # guards the lists and counts below
         self._write_lock = threading.Lock()  # one staging/writing pass at a time
-        self._pending: list[tuple[int, Entry]] = []
+        self._pending: list[Entry] = []
+        self._counts: list[int] = []  # the rows of each pending entry
         self._pending_rows = 0
         self._staged: list[tuple[int, Any]] = []  # tables not yet written
         self._staged_rows = 0
@@ -195,7 +196,8 @@ class BufferedWriter:
             if self._pending_rows + self._staged_rows >= self.max_rows:
                 self._drop(rows)
                 return
-            self._pending.append((rows, entry))
+            self._pending.append(entry)
+            self._counts.append(rows)
             self._pending_rows += rows
             # The flusher sleeps until the oldest entry is due: it learns of a first one.
             wake = self._oldest is None or (heavy and not self._heavy)
@@ -273,15 +275,15 @@ class BufferedWriter:
     def _stage(self) -> None:
         """Turn the appended entries into tables (called with the write lock held)."""
         with self._lock:
-            batch = self._pending
+            batch, counts = self._pending, self._counts
             rows = self._pending_rows
-            self._pending, self._pending_rows = [], 0
+            self._pending, self._counts, self._pending_rows = [], [], 0
             self._heavy = False
             # The rows stay counted against the bound while they are converted.
             self._staged_rows += rows
         if not batch:
             return
-        tables, kept = self._convert(batch, rows)
+        tables, kept = self._convert(batch, counts, rows)
         with self._lock:
             self._staged_rows -= rows - kept
             self._staged.extend((t.num_rows, t) for t in tables)
@@ -327,16 +329,16 @@ class BufferedWriter:
                 self.metrics.add("log_written", rows)
             return True
 
-    def _convert(self, batch: list[tuple[int, Entry]], rows: int) -> tuple[list[Any], int]:
-        """The batch as tables, and the rows they hold; entries that cannot be converted are
-        dropped and counted."""
+    def _convert(self, batch: list[Entry], counts: list[int], rows: int) -> tuple[list[Any], int]:
+        """The batch (``counts``: each entry's rows) as tables, and the rows they hold;
+        entries that cannot be converted are dropped and counted."""
         try:
-            return self.to_table([entry for _, entry in batch]), rows
+            return self.to_table(batch), rows
         except Exception:  # noqa: BLE001 - found below, one entry at a time
             pass
         good: list[tuple[int, Entry]] = []
         error: Exception | None = None
-        for n, entry in batch:
+        for n, entry in zip(counts, batch, strict=True):
             try:
                 self.to_table([entry])
             except Exception as exc:  # noqa: BLE001 - any failure: this entry cannot be logged
@@ -442,11 +444,14 @@ def prediction_table(model: str) -> Callable[[list[Entry]], list[Any]]:
         # One table per log schema and set of contribution columns (none, or the model's),
         # grouped by identity: a server shares one schema object per served version (equal
         # schemas of different objects make tables of one schema, written together).
-        schemas = [e[8] for e in batch]
-        if schemas.count(schemas[0]) == len(batch) and all(
-            len(e) <= CONTRIB_SLOT or e[CONTRIB_SLOT] is None for e in batch
-        ):
-            return [_prediction_table(model, schemas[0], batch)]
+        slots = list(zip(*batch, strict=False))  # the entries' slots as columns, in one C call
+        schemas = slots[8]
+        if len(slots) > CONTRIB_SLOT:
+            plain = slots[CONTRIB_SLOT].count(None) == len(batch)
+        else:  # some entries are of the shorter shape: look at each
+            plain = all(len(e) <= CONTRIB_SLOT or e[CONTRIB_SLOT] is None for e in batch)
+        if plain and schemas.count(schemas[0]) == len(batch):
+            return [_prediction_table(model, schemas[0], batch, slots=slots)]
         groups: dict[tuple[int, int], tuple[LogSchema, tuple[str, ...] | None, list[Entry]]]
         groups = {}
         for entry in batch:
@@ -465,18 +470,25 @@ def prediction_table(model: str) -> Callable[[list[Entry]], list[Any]]:
 
 
 def _prediction_table(
-    model: str, schema: LogSchema, batch: list[Entry], contrib: tuple[str, ...] | None = None
+    model: str,
+    schema: LogSchema,
+    batch: list[Entry],
+    contrib: tuple[str, ...] | None = None,
+    slots: list[tuple[Any, ...]] | None = None,
 ) -> Any:
+    """The table of ``batch``, entries of one schema; ``slots``: the batch transposed, when
+    the caller has it."""
     import numpy as np
     import pyarrow as pa
 
-    counts = [len(e[6]) for e in batch]
+    if slots is None:
+        slots = list(zip(*batch, strict=False))
+    counts = list(map(len, slots[6]))
     total = sum(counts)
     # One value per request, repeated for each of its rows (a take in C, not a Python loop);
     # no take at all when every request has one row (the common case).
     one_each = total == len(batch)
     index = None if one_each else pa.array(np.repeat(np.arange(len(batch), dtype="int64"), counts))
-    slots = list(zip(*batch, strict=False))  # the entries' slots as columns, in one C call
 
     def repeat(position: int, kind: pa.DataType) -> pa.Array:
         values = pa.array(slots[position], kind)
@@ -498,11 +510,12 @@ def _prediction_table(
     logged = log_names(schema.names)
     width = len(schema.names)
     matrices: list[Any] = list(slots[5])
+    scorers = list(slots[9]) if len(slots) > 9 else [e[9] if len(e) > 9 else None for e in batch]
     stacked = None
-    if all(type(m) is bytes for m in matrices):
+    if set(map(type, matrices)) == {bytes}:
         # Numeric rows, held as their float64 bytes (`App._record`): one join, one view.
         stacked = np.frombuffer(b"".join(matrices), dtype="float64").reshape(-1, width)
-        mixed = _one_scorer(batch) is None and any(len(e) > 9 and e[9] is not None for e in batch)
+        mixed = _one_scorer(scorers) is None and scorers.count(None) != len(scorers)
         # Each request's own rows only where several models' scorers need them apart.
         matrices = np.split(stacked, np.cumsum(counts)[:-1]) if mixed else []
     else:
@@ -513,8 +526,13 @@ def _prediction_table(
         if all(isinstance(m, np.ndarray) and m.ndim == 2 for m in matrices):
             stacked = np.concatenate(matrices)
     if stacked is not None:
+        # One transposing pass, then each column a view of that one buffer (no copies).
+        buffer = pa.py_buffer(np.ascontiguousarray(stacked.T))
+        float64 = pa.float64()
         for i, column in enumerate(logged):
-            columns[column] = pa.array(stacked[:, i], pa.float64())
+            columns[column] = pa.Array.from_buffers(
+                float64, total, [None, buffer], null_count=0, offset=i * total
+            )
     else:
         for i, (name, kind) in enumerate(zip(schema.names, schema.kinds, strict=True)):
             values: list[Any] = []
@@ -535,7 +553,7 @@ def _prediction_table(
         columns["score"] = pa.array(
             np.concatenate(slots[7]).astype("float64", copy=False), pa.float64()
         )
-    scores = _outlier_scores(batch, counts, schema, matrices, stacked)
+    scores = _outlier_scores(batch, counts, schema, matrices, stacked, scorers)
     if scores is not None:
         columns[OUTLIER_SCORE] = pa.array(scores, pa.float64(), from_pandas=True)
     # The sticky key (serve --key) when it is not a feature: the value that chose the arm, on
@@ -554,16 +572,12 @@ def _prediction_table(
     return pa.table(columns)
 
 
-def _one_scorer(batch: list[Entry]) -> Any:
-    """The outlier scorer every entry of ``batch`` has, if they share one; else None (none has
-    one, or several models' rows are mixed: each model scores its own)."""
-    first = batch[0][9] if len(batch[0]) > 9 else None
-    if first is None:
-        return None
-    for entry in batch:
-        if entry[9] is not first:
-            return None
-    return first
+def _one_scorer(scorers: list[Any]) -> Any:
+    """The outlier scorer of every entry (``scorers``: each entry's), if they share one; else
+    None (none has one, or several models' rows are mixed: each model scores its own)."""
+    first = scorers[0]
+    # (count compares by identity first: a scorer is only ever equal to itself)
+    return first if first is not None and scorers.count(first) == len(scorers) else None
 
 
 def _contribution_values(batch: list[Entry], counts: list[int], names: tuple[str, ...]) -> Any:
@@ -621,21 +635,26 @@ def _outlier_scores(
     schema: LogSchema,
     matrices: list[Any],
     stacked: Any = None,
+    scorers: list[Any] | None = None,
 ) -> Any:
     """Each row's outlier score (NaN where its model keeps no outlier tables), scored in one
     call per model version; None when no entry's model has a scorer. ``stacked``: the
-    matrices already stacked, when they all are numeric."""
+    matrices already stacked, when they all are numeric; ``scorers``: each entry's scorer."""
     import numpy as np
 
-    scorers = [e[9] if len(e) > 9 else None for e in batch]
-    if all(s is None for s in scorers):
+    if scorers is None:
+        scorers = [e[9] if len(e) > 9 else None for e in batch]
+    if scorers.count(None) == len(scorers):
         return None
     out = np.full(sum(counts), np.nan)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype("int64")
     groups: dict[int, list[int]] = {}
-    for i, scorer in enumerate(scorers):
-        if scorer is not None:
-            groups.setdefault(id(scorer), []).append(i)
+    shared = _one_scorer(scorers)
+    if shared is not None:
+        groups[id(shared)] = list(range(len(batch)))
+    else:
+        for i, scorer in enumerate(scorers):
+            if scorer is not None:
+                groups.setdefault(id(scorer), []).append(i)
     for members in groups.values():
         scorer = scorers[members[0]]
         assert scorer is not None
@@ -664,6 +683,7 @@ def _outlier_scores(
         scores = _scores(scorer, columns)
         if scores is None:
             continue
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype("int64")
         offset = 0
         for i in members:
             out[starts[i] : starts[i] + counts[i]] = scores[offset : offset + counts[i]]
