@@ -57,6 +57,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -85,6 +86,10 @@ PIP_PROBE_TIMEOUT_S = 1800.0  # the first probe in a pip environment waits for i
 # A requirements file's option whose value is a path (made absolute: pip runs elsewhere).
 _PATH_OPTION = re.compile(r"(-r|--requirement|-c|--constraint|-f|--find-links)(?:=|\s+)(\S.*)")
 CONNECT_TIMEOUT_S = 5.0
+# A ray:// driver gets a server process of its own on the head; when that process dies while
+# starting (the head busy, a port taken meanwhile), a fresh connection gets a fresh one.
+CLIENT_START_ATTEMPTS = 3
+_CLIENT_START_FAILURES = ("Starting Ray client server failed", "Proxy failed to Connect")
 _CHUNK = 1 << 16
 _CURRENT_CLUSTER = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
 _UPLOAD_EXCLUDES = [".git", ".venv", "venv", "__pycache__", ".mypy_cache", ".ruff_cache"]
@@ -173,22 +178,56 @@ def connect(address: str, runtime_env: dict[str, Any] | None = None) -> bool:
     if ray.is_initialized():
         return False
     previous = signal.getsignal(signal.SIGTERM)
+    attempts = CLIENT_START_ATTEMPTS if address.startswith("ray://") else 1
     try:
-        ray.init(
-            address=address,
-            namespace=NAMESPACE,
-            runtime_env=runtime_env or None,
-            logging_level=logging.ERROR,
-            log_to_driver=False,
-        )
-    except ConnectionError as exc:
-        raise EngineUnreachable(f"cannot join the Ray cluster at {address}: {exc}") from None
+        for attempt in range(1, attempts + 1):
+            try:
+                ray.init(
+                    address=address,
+                    namespace=NAMESPACE,
+                    runtime_env=runtime_env or None,
+                    logging_level=logging.ERROR,
+                    log_to_driver=False,
+                )
+                break
+            except ConnectionError as exc:
+                text = str(exc)
+                if attempt < attempts and any(m in text for m in _CLIENT_START_FAILURES):
+                    sys.stderr.write(
+                        f"ray: the head's client server for this driver did not start "
+                        f"(try {attempt} of {attempts} at {address}); trying again\n"
+                    )
+                    time.sleep(float(attempt))
+                    continue
+                raise EngineUnreachable(
+                    f"cannot join the Ray cluster at {address}: {_last_line(text)}",
+                    _connect_hint(address, text),
+                ) from None
     except ImportError as exc:  # ray:// without ray[client]
         raise MlopsError(f"cannot use {address}: {exc}", "pip install 'ray[client]'") from None
     finally:
         if threading.current_thread() is threading.main_thread() and previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return True
+
+
+def _last_line(text: str) -> str:
+    """A server's traceback as its last line (the exception), so that the error is one line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return text.strip()
+    return f"{lines[0].rstrip(':')}: {lines[-1]}"
+
+
+def _connect_hint(address: str, text: str) -> str | None:
+    if any(m in text for m in _CLIENT_START_FAILURES):
+        return (
+            "the head node's ray_client_server*.err (session_latest/logs under its Ray temp "
+            "folder, /tmp/ray by default) says why its client server stopped"
+        )
+    if address.startswith("ray://"):
+        return "check that the head runs Ray Client (ray start --head --ray-client-server-port)"
+    return None
 
 
 # -- on the nodes ----------------------------------------------------------------------------

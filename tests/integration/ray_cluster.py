@@ -146,6 +146,14 @@ class RayCluster:
             except OSError:
                 text = "(no log)"
             parts.append(f"--- {name} ---\n" + "\n".join(text.splitlines()[-lines:]))
+        # Ray Client's servers log only into the head's session folder (a failed start of the
+        # server a ray:// driver gets says no more than "see ray_client_server_PORT.err").
+        for temp in self.temp_dirs:
+            for path in sorted(temp.glob("session_latest/logs/ray_client_server*")):
+                text = path.read_text(errors="replace").strip()
+                if text:
+                    tail = "\n".join(text.splitlines()[-lines:])
+                    parts.append(f"--- {path.name} ---\n{tail}")
         return "\n".join(parts)
 
     # -- start ---------------------------------------------------------------------------

@@ -431,3 +431,69 @@ def test_the_requirements_file_is_checked_before_the_cluster_is_reached(
     assert result.exit_code == 2
     assert "--requirements: the pipeline has no requirements file" in result.stderr
     assert not (tmp_path / ".mlops" / "runs").exists()
+
+
+class _FailingInit:
+    """ray.init as a ray:// driver sees it when the head's server for the driver dies while
+    starting (the fault a real head cannot be made to produce on demand): the proxy answers
+    with its traceback, which the client raises as ConnectionAbortedError."""
+
+    SERVER_DIED = (
+        "Initialization failure from server:\nTraceback (most recent call last):\n"
+        '  File "proxier.py", line 772, in Datapath\n'
+        "RuntimeError: Starting Ray client server failed. See "
+        "ray_client_server_23000.err for detailed logs.\n"
+    )
+
+    def __init__(self, failures: list[Exception]) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    def is_initialized(self) -> bool:
+        return False
+
+    def init(self, **kwargs: Any) -> None:
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+
+
+def test_a_client_server_that_dies_starting_is_tried_again(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = _FailingInit([ConnectionAbortedError(_FailingInit.SERVER_DIED)] * 2)
+    monkeypatch.setattr(engine, "import_ray", lambda: fake)
+    monkeypatch.setattr(engine.time, "sleep", lambda seconds: None)
+    assert engine.connect("ray://10.0.0.1:10001") is True
+    assert fake.calls == 3
+    assert capsys.readouterr().err.count("trying again") == 2
+
+
+def test_a_client_server_that_keeps_dying_is_one_line_with_where_to_look(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = _FailingInit([ConnectionAbortedError(_FailingInit.SERVER_DIED)] * 5)
+    monkeypatch.setattr(engine, "import_ray", lambda: fake)
+    monkeypatch.setattr(engine.time, "sleep", lambda seconds: None)
+    with pytest.raises(EngineUnreachable) as caught:
+        engine.connect("ray://10.0.0.1:10001")
+    assert fake.calls == engine.CLIENT_START_ATTEMPTS
+    text = str(caught.value)
+    assert "\n" not in text
+    assert "Traceback" not in text
+    assert "Starting Ray client server failed" in text
+    assert "ray_client_server" in (caught.value.hint or "")
+
+
+def test_other_join_failures_are_not_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A GCS address (not ray://) and a refusal that a new try cannot change: one call each.
+    for address, failure in [
+        ("10.0.0.1:6379", ConnectionError("Could not find any running Ray instance")),
+        ("ray://10.0.0.1:10001", ConnectionError("ray client connection timeout")),
+        ("10.0.0.1:6379", ConnectionAbortedError(_FailingInit.SERVER_DIED)),
+    ]:
+        fake = _FailingInit([failure])
+        monkeypatch.setattr(engine, "import_ray", lambda fake=fake: fake)
+        with pytest.raises(EngineUnreachable, match="cannot join the Ray cluster"):
+            engine.connect(address)
+        assert fake.calls == 1, address
