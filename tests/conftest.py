@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -199,6 +200,11 @@ HAND_MADE_RECORDS: dict[str, frozenset[str]] = {
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A test run started in the background of a non-interactive shell (`cmd &`, nohup) inherits
+    # SIGINT ignored, and so would every process the tests start: the Ctrl-C tests would then
+    # fail for the runner's sake, not mlopsctl's. Children get SIGINT's default back.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     config.addinivalue_line(
         "markers",
         "hand_made_records(*kinds): the test writes records of these kinds that are not what "
