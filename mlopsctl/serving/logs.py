@@ -446,10 +446,7 @@ def prediction_table(model: str) -> Callable[[list[Entry]], list[Any]]:
         # schemas of different objects make tables of one schema, written together).
         slots = list(zip(*batch, strict=False))  # the entries' slots as columns, in one C call
         schemas = slots[8]
-        if len(slots) > CONTRIB_SLOT:
-            plain = slots[CONTRIB_SLOT].count(None) == len(batch)
-        else:  # some entries are of the shorter shape: look at each
-            plain = all(len(e) <= CONTRIB_SLOT or e[CONTRIB_SLOT] is None for e in batch)
+        plain = _slot(batch, slots, CONTRIB_SLOT).count(None) == len(batch)
         if plain and schemas.count(schemas[0]) == len(batch):
             return [_prediction_table(model, schemas[0], batch, slots=slots)]
         groups: dict[tuple[int, int], tuple[LogSchema, tuple[str, ...] | None, list[Entry]]]
@@ -510,7 +507,7 @@ def _prediction_table(
     logged = log_names(schema.names)
     width = len(schema.names)
     matrices: list[Any] = list(slots[5])
-    scorers = list(slots[9]) if len(slots) > 9 else [e[9] if len(e) > 9 else None for e in batch]
+    scorers = list(_slot(batch, slots, 9))
     stacked = None
     if set(map(type, matrices)) == {bytes}:
         # Numeric rows, held as their float64 bytes (`App._record`): one join, one view.
@@ -570,6 +567,14 @@ def _prediction_table(
         for column, series in zip(contrib_columns(contrib), matrix.T, strict=True):
             columns[column] = pa.array(series, pa.float64(), from_pandas=True)
     return pa.table(columns)
+
+
+def _slot(batch: list[Entry], slots: list[tuple[Any, ...]], position: int) -> tuple[Any, ...]:
+    """Each entry's value at ``position``, None for an entry of a shorter shape: the column
+    of ``slots`` (the batch transposed) when every entry has one."""
+    if len(slots) > position:
+        return slots[position]
+    return tuple(e[position] if len(e) > position else None for e in batch)
 
 
 def _one_scorer(scorers: list[Any]) -> Any:
@@ -634,16 +639,14 @@ def _outlier_scores(
     counts: list[int],
     schema: LogSchema,
     matrices: list[Any],
-    stacked: Any = None,
-    scorers: list[Any] | None = None,
+    stacked: Any,
+    scorers: list[Any],
 ) -> Any:
     """Each row's outlier score (NaN where its model keeps no outlier tables), scored in one
     call per model version; None when no entry's model has a scorer. ``stacked``: the
-    matrices already stacked, when they all are numeric; ``scorers``: each entry's scorer."""
+    matrices stacked (None unless they all are numeric); ``scorers``: each entry's scorer."""
     import numpy as np
 
-    if scorers is None:
-        scorers = [e[9] if len(e) > 9 else None for e in batch]
     if scorers.count(None) == len(scorers):
         return None
     out = np.full(sum(counts), np.nan)
